@@ -1,0 +1,203 @@
+"""Classifier: positions + box + species → per-atom phase labels and confidence.
+
+The whole configuration is one graph (DESIGN.md §3): periodic k-NN once, then one forward pass,
+chunked over atoms so memory stays bounded for millions of atoms.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from lammps_phase import checkpoint as ckpt_io
+from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.neighbors import NeighborList, knn, lammps_box_to_cell
+
+OTHER = -1
+SpeciesLike = Union[Sequence[str], np.ndarray]
+
+
+@dataclass
+class PhaseResult:
+    """Labels (int32, −1 = other), confidence (max softmax probability) and the class names."""
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    classes: list[str]
+
+    def fractions(self) -> dict[str, float]:
+        """Fraction of atoms per class name (and "other"), in class order."""
+        n = max(len(self.labels), 1)
+        counts = np.bincount(self.labels + 1, minlength=len(self.classes) + 1)
+        out = {name: counts[i + 1] / n for i, name in enumerate(self.classes)}
+        out["other"] = counts[0] / n
+        return out
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" → CUDA when available, else CPU; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise LammpsPhaseError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LammpsPhaseError(f"device {device!r} requested but torch has no CUDA here: use device='cpu' or 'auto'")
+    return dev
+
+
+def species_to_elements(species: SpeciesLike, type_map: Optional[Sequence[str]] = None) -> np.ndarray:
+    """Element names per atom, from element names or from LAMMPS types (1-based) through a type map."""
+    arr = np.asarray(species)
+    if arr.dtype.kind in "iu" or (arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr))):
+        if type_map is None:
+            raise LammpsPhaseError("species are LAMMPS atom types: give a type map, e.g. types \"Si O\" (type 1 = Si)")
+        types = arr.astype(np.int64)
+        table = np.asarray(list(type_map), dtype=object)
+        bad = np.unique(types[(types < 1) | (types > len(table))])
+        if bad.size:
+            raise LammpsPhaseError(
+                f"atom type(s) {' '.join(map(str, bad))} are not in the type map \"{' '.join(type_map)}\" "
+                f"(it covers types 1..{len(table)}): give one element per LAMMPS type"
+            )
+        return table[types - 1].astype(str)
+    return arr.astype(str)
+
+
+class Classifier:
+    """A loaded phase model ready to label configurations.
+
+    >>> clf = Classifier.load("checkpoints/sio2.pt")
+    >>> res = clf.classify(positions, cell, ["Si", "O", "O", ...])
+    >>> res.labels, res.confidence, clf.classes
+    """
+
+    def __init__(
+        self,
+        checkpoint: ckpt_io.Checkpoint,
+        device: str = "auto",
+        threshold: float = 0.0,
+        chunk: int = 32768,
+    ) -> None:
+        if checkpoint.kind != "segmentation":
+            raise LammpsPhaseError(
+                f"a {checkpoint.kind!r} checkpoint labels one environment centre at a time; "
+                "the Classifier needs a segmentation checkpoint"
+            )
+        if checkpoint.config.input_abs or checkpoint.config.graph != "input":
+            raise LammpsPhaseError(
+                "this checkpoint is an ablation model (absolute positions or embedding-space graph) that cannot "
+                "label whole samples; use a model trained with graph='input' and input_abs=false"
+            )
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self.model = checkpoint.build().to(self.device)
+        self.threshold = float(threshold)
+        self.chunk = int(chunk)
+        self._element_index = {e: i for i, e in enumerate(checkpoint.elements)}
+
+    @classmethod
+    def load(
+        cls,
+        path: Union[str, os.PathLike],
+        device: str = "auto",
+        threshold: float = 0.0,
+        type_map: Optional[Sequence[str]] = None,
+    ) -> "Classifier":
+        return cls(ckpt_io.load(path, type_map=type_map), device=device, threshold=threshold)
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.checkpoint.classes)
+
+    @property
+    def elements(self) -> list[str]:
+        return self.checkpoint.elements
+
+    @property
+    def k(self) -> int:
+        return self.checkpoint.k
+
+    @property
+    def receptive_hops(self) -> int:
+        return self.checkpoint.config.receptive_hops
+
+    def receptive_radius(self, neighbors: NeighborList) -> float:
+        """Distance (Å) beyond which atoms cannot influence labels in this structure: hops × max k-th NN distance."""
+        return self.receptive_hops * float(neighbors.distances[:, self.k - 1].max())
+
+    def species_indices(self, species: SpeciesLike, type_map: Optional[Sequence[str]] = None) -> np.ndarray:
+        elements = species_to_elements(species, type_map)
+        uniq = np.unique(elements)
+        unknown = [e for e in uniq if e not in self._element_index]
+        if unknown:
+            raise LammpsPhaseError(
+                f"element(s) {' '.join(unknown)} are unknown to this model (it knows {' '.join(self.elements)}): "
+                "fix the type map or use a checkpoint trained for these elements"
+            )
+        lut = {e: self._element_index[e] for e in uniq}
+        out = np.empty(len(elements), dtype=np.int64)
+        for e, i in lut.items():
+            out[elements == e] = i
+        return out
+
+    @torch.no_grad()
+    def logits(self, species_idx: np.ndarray, neighbors: NeighborList) -> torch.Tensor:
+        """Raw logits (M, C) for the atoms that own rows of ``neighbors`` (all atoms unless a query was used)."""
+        dev = self.device
+        sp = torch.as_tensor(species_idx, device=dev)
+        index = torch.as_tensor(neighbors.index[:, : self.k], device=dev)
+        vec = torch.as_tensor(np.ascontiguousarray(neighbors.vectors[:, : self.k]), dtype=torch.float32, device=dev)
+        return self.model(sp, index, vec, chunk=self.chunk)
+
+    def result_from_logits(self, logits: torch.Tensor, threshold: Optional[float] = None) -> PhaseResult:
+        prob = torch.softmax(logits.float(), dim=-1)
+        conf, lab = prob.max(dim=-1)
+        labels = lab.to(torch.int32).cpu().numpy()
+        confidence = conf.cpu().numpy().astype(np.float32)
+        thr = self.threshold if threshold is None else float(threshold)
+        if thr > 0:
+            labels[confidence < thr] = OTHER
+        return PhaseResult(labels=labels, confidence=confidence, classes=self.classes)
+
+    def classify(
+        self,
+        positions: np.ndarray,
+        cell: Optional[np.ndarray],
+        species: SpeciesLike,
+        pbc: Sequence[bool] = (True, True, True),
+        origin: Sequence[float] = (0.0, 0.0, 0.0),
+        type_map: Optional[Sequence[str]] = None,
+        threshold: Optional[float] = None,
+    ) -> PhaseResult:
+        """Label every atom. ``cell`` rows are the box vectors; ``species`` element names, or LAMMPS types + type_map."""
+        positions = np.asarray(positions, dtype=np.float64)
+        if positions.ndim != 2 or positions.shape[1] != 3:
+            raise LammpsPhaseError(f"positions must be an (N, 3) array, got shape {positions.shape}")
+        if len(species) != len(positions):
+            raise LammpsPhaseError(f"{len(species)} species for {len(positions)} atoms: give one species per atom")
+        sp = self.species_indices(species, type_map)
+        nl = knn(positions, self.k, cell=cell, pbc=tuple(bool(p) for p in pbc), origin=origin)
+        return self.result_from_logits(self.logits(sp, nl), threshold)
+
+    def classify_lammps_box(
+        self,
+        positions: np.ndarray,
+        boxlo: Sequence[float],
+        boxhi: Sequence[float],
+        species: SpeciesLike,
+        xy: float = 0.0,
+        xz: float = 0.0,
+        yz: float = 0.0,
+        pbc: Sequence[bool] = (True, True, True),
+        type_map: Optional[Sequence[str]] = None,
+        threshold: Optional[float] = None,
+    ) -> PhaseResult:
+        """Same as :meth:`classify` with the box given as LAMMPS does (lo/hi bounds and tilt factors)."""
+        cell, origin = lammps_box_to_cell(boxlo, boxhi, xy, xz, yz)
+        return self.classify(positions, cell, species, pbc=pbc, origin=origin, type_map=type_map, threshold=threshold)

@@ -1,0 +1,197 @@
+"""Command line: ``lammps-phase {classify,info,doctor,report}`` and ``lammps-phase-train``.
+
+Every failure the user can fix ends as one line ``lammps-phase: error: …`` and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional, Sequence
+
+from lammps_phase import __version__
+from lammps_phase.errors import LammpsPhaseError
+
+
+def _types(text: Optional[str]) -> Optional[list[str]]:
+    return text.split() if text else None
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from lammps_phase.classify import Classifier
+    from lammps_phase.io import DumpWriter, count_frames, read_frames
+
+    type_map = _types(args.types)
+    clf = Classifier.load(args.model, device=args.device, threshold=args.threshold, type_map=type_map)
+    total = count_frames(args.input)
+    names = clf.classes + ["other"]
+    width = max(8, *(len(n) for n in names))
+    out = sys.stdout
+    header = "timestep  " + "".join(f"{n:>{width + 1}}" for n in names)
+    print(f"classifying {args.input} with {args.model} (classes: "
+          + ", ".join(f"{i}={c}" for i, c in enumerate(clf.classes)) + ", -1=other)", file=out)
+    print(header, file=out)
+    frames = 0
+    bar = _bar(total, args.quiet)
+    with DumpWriter(args.output) as writer:
+        for frame in read_frames(args.input):
+            res = clf.classify(
+                frame.positions(), frame.cell(), frame.species(type_map), pbc=frame.pbc, origin=frame.boxlo
+            )
+            writer.write(
+                frame,
+                extra={"phase": res.labels.astype(np.int64), "phase_conf": res.confidence},
+                formats={"phase_conf": "%.4f"},
+            )
+            fr = res.fractions()
+            print(f"{frame.timestep:>8d}  " + "".join(f"{fr[n]:>{width + 1}.4f}" for n in names), file=out)
+            frames += 1
+            bar.update(1)
+    bar.close()
+    if frames == 0:
+        raise LammpsPhaseError(f"{args.input} contains no frames")
+    print(f"wrote {frames} frame(s) with columns phase, phase_conf to {args.output}", file=out)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from lammps_phase import checkpoint as ckpt_io
+
+    ck = ckpt_io.load(args.checkpoint)
+    cfg = ck.config
+    info = {
+        "checkpoint": str(args.checkpoint),
+        "kind": ck.kind,
+        "classes": {i: c for i, c in enumerate(ck.classes)},
+        "elements": ck.elements,
+        "k": cfg.k,
+        "receptive_field_hops": cfg.receptive_hops,
+        "length_scale": cfg.length_scale,
+        "config": cfg.to_dict(),
+        "data_fingerprint": ck.data_fingerprint,
+        "metrics": ck.metrics,
+        "package_version": ck.package_version,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"checkpoint       {args.checkpoint}  ({ck.kind}, written by lammps-phase {ck.package_version})")
+    print("classes          " + ", ".join(f"{i}={c}" for i, c in enumerate(ck.classes)) + ", -1=other")
+    print(f"elements         {' '.join(ck.elements)}")
+    print(f"k                {cfg.k}")
+    radius = ck.metrics.get("receptive_radius_angstrom")
+    extra = f" (≈{radius:.1f} Å in its training structures)" if radius else ""
+    print(f"receptive field  {cfg.receptive_hops} neighbour hops{extra}")
+    print(f"layers           EdgeConv {cfg.channels} → head {cfg.head}; graph {cfg.graph}; "
+          f"spatial weighting {'on' if cfg.spatial_weighting else 'off'}; length scale {cfg.length_scale}")
+    print(f"data fingerprint {ck.data_fingerprint or '-'}")
+    for key, val in ck.metrics.items():
+        if key != "receptive_radius_angstrom":
+            print(f"metric           {key} = {json.dumps(val, default=str)}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from lammps_phase.doctor import run_doctor
+
+    return run_doctor(as_json=args.json)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lammps_phase.report import run_report
+
+    return run_report(args)
+
+
+def _bar(total: Optional[int], quiet: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="frame", disable=quiet, file=sys.stderr, dynamic_ncols=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lammps-phase", description="Per-atom phase labels with a spatially weighted DGCNN.")
+    p.add_argument("--version", action="version", version=f"lammps-phase {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("classify", help="label every atom of LAMMPS dumps, data files or extxyz files")
+    c.add_argument("input", help="LAMMPS text dump (multi-frame, .gz ok), LAMMPS data file or extxyz")
+    c.add_argument("--model", required=True, help="checkpoint (.pt), e.g. checkpoints/sio2.pt")
+    c.add_argument("--types", help='element of each LAMMPS atom type, in type order, e.g. "Si O"')
+    c.add_argument("-o", "--output", required=True, help="output LAMMPS dump (.gz to compress)")
+    c.add_argument("--threshold", type=float, default=0.0, help="confidence below which an atom is labelled -1 (other)")
+    c.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_classify)
+
+    i = sub.add_parser("info", help="show a checkpoint's classes, elements, k, receptive field and metrics")
+    i.add_argument("checkpoint")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    d = sub.add_parser("doctor", help="check LAMMPS, MPI, torch and devices; say how to fix what is missing")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_doctor)
+
+    r = sub.add_parser("report", help="x-t diagram, phase fractions, snapshot and summary of a labelled shock dump")
+    r.add_argument("dump", help="dump with i_phase (or phase) columns")
+    r.add_argument("--classes", help="checkpoint whose class names to use (default: read from the dump's sidecar)")
+    r.add_argument("-o", "--outdir", default=None, help="output folder (default: beside the dump)")
+    r.add_argument("--axis", default="x", choices=["x", "y", "z"], help="shock axis")
+    r.set_defaults(func=cmd_report)
+    return p
+
+
+def _run(func, args) -> int:
+    try:
+        return int(func(args) or 0)
+    except LammpsPhaseError as err:
+        print(f"{_prog()}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{_prog()}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _prog() -> str:
+    import os
+
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "lammps-phase"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return _run(args.func, args)
+
+
+def build_train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lammps-phase-train",
+        description="Heating runs → environment datasets → training → report, from one TOML config (cached, resumable).",
+    )
+    p.add_argument("config", help="training config, e.g. inputs/train_sio2.toml")
+    p.add_argument("--stage", choices=["heating", "datasets", "train", "report", "all"], default="all",
+                   help="run one stage only (earlier stages must be cached)")
+    p.add_argument("--workdir", default=None, help="cache folder (default: cache/<config name>)")
+    p.add_argument("--output", default=None, help="checkpoint path (default: from the config)")
+    p.add_argument("--force", action="store_true", help="redo the selected stage(s) even if cached")
+    p.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+def train_main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_train_parser().parse_args(argv)
+
+    def run(a):
+        from lammps_phase.pipeline import run_pipeline
+
+        return run_pipeline(a.config, stage=a.stage, workdir=a.workdir, output=a.output, force=a.force, quiet=a.quiet)
+
+    return _run(run, args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,408 @@
+"""Spatially weighted DGCNN (per-atom segmentation) and the Erhard-style centre-atom baseline.
+
+The segmentation network follows the poster (Ryan & Zhang, LLE) with the choices of DESIGN.md §3:
+
+* the graph is the k-nearest-neighbour graph in *input* space, built once per configuration and
+  reused by every layer, so the network is local: an atom's logits depend only on atoms within
+  ``len(channels)`` hops.  There is no global pooling, hence labels do not depend on sample size,
+  a whole periodic sample is one forward pass, and an MPI rank can label its atoms from a ghost shell;
+* edge messages see the relative position r_ij (never absolute positions by default: at inference
+  there is no environment centre), h_j - h_i and h_i;
+* every edge message is scaled by a learned function of |r_ij| before max-aggregation
+  ("spatial weighting", which the poster needed because relative positions alone trained badly);
+* distances are measured in units of a per-atom length (mean distance to its k neighbours), so a
+  phase compressed by a shock looks like the same phase (Erhard et al. normalise the same way).
+
+The first linear map of each EdgeConv is split, Θ·[h_i, h_j − h_i] = (Θa − Θb)·h_i + Θb·h_j, so the
+per-edge work is a gather, an add, an activation and a max; batch-norm is folded in eval mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lammps_phase.errors import LammpsPhaseError
+
+NEG_SLOPE = 0.2
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a network; stored verbatim in checkpoints."""
+
+    elements: list[str]
+    num_classes: int
+    k: int = 16
+    channels: list[int] = field(default_factory=lambda: [64, 64, 64])
+    head: list[int] = field(default_factory=lambda: [128])
+    embed_dim: int = 16
+    radial_basis: int = 16
+    radial_max: float = 3.0  # in units of the local length scale
+    dropout: float = 0.0
+    # ablation flags (poster table): graph space, weighting, which position features are used
+    graph: str = "input"  # "input" | "embedding"
+    spatial_weighting: bool = True
+    input_rel: bool = True  # r_ij as edge features of the first layer
+    input_abs: bool = False  # position relative to the environment centre as node feature
+    embed_rel: bool = True  # h_j - h_i in every EdgeConv
+    embed_abs: bool = True  # h_i in every EdgeConv
+    length_scale: str = "local"  # "local" (mean k-NN distance per atom) | "none" (Å)
+
+    def __post_init__(self) -> None:
+        if self.graph not in ("input", "embedding"):
+            raise LammpsPhaseError(f"graph must be 'input' or 'embedding', not {self.graph!r}")
+        if self.length_scale not in ("local", "none"):
+            raise LammpsPhaseError(f"length_scale must be 'local' or 'none', not {self.length_scale!r}")
+        if not (self.embed_rel or self.embed_abs):
+            raise LammpsPhaseError("at least one of embed_rel, embed_abs must be on: later layers see nothing else")
+        self.channels = [int(c) for c in self.channels]
+        self.head = [int(c) for c in self.head]
+        self.elements = [str(e) for e in self.elements]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise LammpsPhaseError(f"unknown model config keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def receptive_hops(self) -> int:
+        """Neighbour hops that can influence an atom's label (one per EdgeConv layer)."""
+        return len(self.channels)
+
+
+def _radial_basis(dist: torch.Tensor, n: int, r_max: float) -> torch.Tensor:
+    """Gaussian radial basis of (scaled) distances: smooth inputs for the spatial weighting."""
+    centers = torch.linspace(0.0, r_max, n, device=dist.device, dtype=dist.dtype)
+    width = r_max / max(n - 1, 1)
+    return torch.exp(-(((dist.unsqueeze(-1) - centers) / width) ** 2))
+
+
+class _AffineBN(nn.Module):
+    """BatchNorm1d over the last dim of any-rank input, foldable into a preceding linear map."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm1d(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        return self.bn(x.reshape(-1, shape[-1])).reshape(shape)
+
+    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        bn = self.bn
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        return scale, bn.bias - bn.running_mean * scale
+
+
+class EdgeConv(nn.Module):
+    """One spatially weighted EdgeConv layer: message, weight, max-aggregate.
+
+    message   m_ij = LeakyReLU(BN(Θa·h_i + Θb·(h_j − h_i) + Θg·g_ij))
+    weight    w_ij = sigmoid(MLP(rbf(|r_ij| / s_i)))        (per output channel)
+    aggregate h_i' = max_j w_ij ⊙ m_ij
+    """
+
+    def __init__(self, c_in: int, c_out: int, geo_dim: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.use_abs = cfg.embed_abs
+        self.use_rel = cfg.embed_rel
+        self.lin_self = nn.Linear(c_in, c_out, bias=True)  # Θa (acts on h_i)
+        self.lin_nbr = nn.Linear(c_in, c_out, bias=False) if cfg.embed_rel else None  # Θb
+        self.lin_geo = nn.Linear(geo_dim, c_out, bias=False) if geo_dim else None
+        self.bn = _AffineBN(c_out)
+        self.weighting = (
+            nn.Sequential(nn.Linear(cfg.radial_basis, 32), nn.SiLU(), nn.Linear(32, c_out))
+            if cfg.spatial_weighting
+            else None
+        )
+        self._fused: Optional[tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]] = None
+
+    def train(self, mode: bool = True) -> "EdgeConv":
+        self._fused = None
+        return super().train(mode)
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """(W_i, bias, W_j, W_g) of the split map, batch-norm folded in eval mode."""
+        if not self.training and self._fused is not None:
+            return self._fused
+        w_self = self.lin_self.weight if self.use_abs else torch.zeros_like(self.lin_self.weight)
+        bias = self.lin_self.bias
+        w_nbr = self.lin_nbr.weight if self.lin_nbr is not None else None
+        w_i = w_self - w_nbr if w_nbr is not None else w_self
+        w_g = self.lin_geo.weight if self.lin_geo is not None else None
+        if not self.training:
+            scale, shift = self.bn.scale_shift()
+            w_i = w_i * scale[:, None]
+            bias = bias * scale + shift
+            w_nbr = w_nbr * scale[:, None] if w_nbr is not None else None
+            w_g = w_g * scale[:, None] if w_g is not None else None
+            self._fused = tuple(t.detach() if t is not None else None for t in (w_i, bias, w_nbr, w_g))  # type: ignore
+            return self._fused  # type: ignore[return-value]
+        return w_i, bias, w_nbr, w_g
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        index: torch.Tensor,
+        geo: Optional[torch.Tensor],
+        rbf: Optional[torch.Tensor],
+        chunk: int,
+    ) -> torch.Tensor:
+        w_i, bias, w_nbr, w_g = self._weights()
+        u = F.linear(h, w_i, bias)  # (N, C) per atom, computed once
+        v = F.linear(h, w_nbr) if w_nbr is not None else None
+        n = h.shape[0]
+        if self.training or n <= chunk:
+            return self._edges(u, v, index, geo, rbf, w_g)
+        out = torch.empty((index.shape[0], u.shape[1]), dtype=u.dtype, device=u.device)
+        for s in range(0, index.shape[0], chunk):
+            e = slice(s, s + chunk)
+            out[e] = self._edges(
+                u[e], v, index[e], geo[e] if geo is not None else None, rbf[e] if rbf is not None else None, w_g
+            )
+        return out
+
+    def _edges(self, u, v, index, geo, rbf, w_g) -> torch.Tensor:
+        msg = u.unsqueeze(1)
+        if v is not None:
+            msg = msg + v[index]
+        if w_g is not None and geo is not None:
+            msg = msg + F.linear(geo, w_g)
+        if self.training:
+            msg = self.bn(msg)
+        msg = F.leaky_relu(msg, NEG_SLOPE)
+        if self.weighting is not None and rbf is not None:
+            msg = msg * torch.sigmoid(self.weighting(rbf))
+        return msg.amax(dim=1)
+
+
+class PhaseNet(nn.Module):
+    """Per-atom phase logits for a whole configuration (or a batch of environments) in one pass."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(len(cfg.elements), cfg.embed_dim)
+        c_in = cfg.embed_dim + (3 if cfg.input_abs else 0)
+        geo_dim = 4 if cfg.input_rel else 0
+        layers = []
+        for i, c in enumerate(cfg.channels):
+            layers.append(EdgeConv(c_in, c, geo_dim if i == 0 else 0, cfg))
+            c_in = c
+        self.convs = nn.ModuleList(layers)
+        head: list[nn.Module] = []
+        c_in = sum(cfg.channels)
+        for c in cfg.head:
+            head += [nn.Linear(c_in, c), nn.BatchNorm1d(c), nn.LeakyReLU(NEG_SLOPE)]
+            if cfg.dropout:
+                head.append(nn.Dropout(cfg.dropout))
+            c_in = c
+        head.append(nn.Linear(c_in, cfg.num_classes))
+        self.head = nn.Sequential(*head)
+
+    @property
+    def receptive_hops(self) -> int:
+        return self.cfg.receptive_hops
+
+    def forward(
+        self,
+        species: torch.Tensor,
+        index: torch.Tensor,
+        vectors: torch.Tensor,
+        centre_offset: Optional[torch.Tensor] = None,
+        env_size: Optional[int] = None,
+        chunk: int = 32768,
+    ) -> torch.Tensor:
+        """Logits (N, C).
+
+        species (N,) element indices; index (N, k) neighbour indices; vectors (N, k, 3) r_j − r_i in Å.
+        centre_offset (N, 3): positions relative to the environment centre, only for ``input_abs``.
+        env_size: atoms per environment when the N atoms are a batch of equal-size environments;
+        required by the embedding-space (dynamic) graph, which is defined within an environment.
+        """
+        cfg = self.cfg
+        k = cfg.k
+        if index.shape[1] < k:
+            raise LammpsPhaseError(f"the model needs {k} neighbours per atom, got {index.shape[1]}")
+        index, vectors = index[:, :k], vectors[:, :k]
+        dist = vectors.norm(dim=-1)
+        if cfg.length_scale == "local":
+            scale = dist.mean(dim=1, keepdim=True).clamp_min(1e-6)
+        else:
+            scale = torch.ones_like(dist[:, :1])
+        sdist = dist / scale
+        rbf = _radial_basis(sdist, cfg.radial_basis, cfg.radial_max) if cfg.spatial_weighting else None
+        geo = torch.cat([vectors / scale.unsqueeze(-1), sdist.unsqueeze(-1)], dim=-1) if cfg.input_rel else None
+
+        h = self.embed(species)
+        if cfg.input_abs:
+            if centre_offset is None:
+                raise LammpsPhaseError(
+                    "this model uses absolute positions (input_abs), which exist only for environments with a centre; "
+                    "it cannot label a whole sample"
+                )
+            h = torch.cat([h, centre_offset / scale], dim=-1)
+        outs = []
+        for i, conv in enumerate(self.convs):
+            if i > 0 and cfg.graph == "embedding":
+                index, rbf = self._dynamic_graph(h, index, vectors, centre_offset, env_size, scale)
+            h = conv(h, index, geo if i == 0 else None, rbf, chunk)
+            outs.append(h)
+        return self.head(torch.cat(outs, dim=-1))
+
+    def _dynamic_graph(self, h, index, vectors, centre_offset, env_size, scale):
+        """k-NN in feature space within each environment (ablation: breaks locality)."""
+        if env_size is None or centre_offset is None:
+            raise LammpsPhaseError(
+                "the embedding-space graph is defined within environments only; use graph='input' for whole samples"
+            )
+        k = self.cfg.k
+        n = h.shape[0]
+        b = n // env_size
+        hb = h.reshape(b, env_size, -1)
+        d = torch.cdist(hb, hb)
+        d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+        local = d.topk(k, dim=-1, largest=False).indices  # (B, P, k)
+        offset = (torch.arange(b, device=h.device) * env_size).view(b, 1, 1)
+        new_index = (local + offset).reshape(n, k)
+        pos = centre_offset
+        vec = pos[new_index] - pos.unsqueeze(1)
+        rbf = None
+        if self.cfg.spatial_weighting:
+            rbf = _radial_basis(vec.norm(dim=-1) / scale, self.cfg.radial_basis, self.cfg.radial_max)
+        return new_index, rbf
+
+
+def environment_graph(positions: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-NN graph inside each of B open (non-periodic) P-point environments, flattened.
+
+    positions (B, P, 3) → index (B·P, k) into the flattened atoms, vectors (B·P, k, 3).
+    """
+    b, p, _ = positions.shape
+    if p <= k:
+        raise LammpsPhaseError(f"environments of {p} points are too small for k = {k}: need at least {k + 1}")
+    d = torch.cdist(positions, positions)
+    d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+    local = d.topk(k, dim=-1, largest=False).indices  # (B, P, k)
+    vec = torch.gather(positions.unsqueeze(1).expand(b, p, p, 3), 2, local.unsqueeze(-1).expand(b, p, k, 3))
+    vec = vec - positions.unsqueeze(2)
+    offset = (torch.arange(b, device=positions.device) * p).view(b, 1, 1)
+    return (local + offset).reshape(b * p, k), vec.reshape(b * p, k, 3)
+
+
+def forward_environments(model: PhaseNet, species: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Per-atom logits (B, P, C) for a batch of environments whose atom 0 is the centre."""
+    b, p, _ = positions.shape
+    index, vectors = environment_graph(positions, model.cfg.k)
+    centre = (positions - positions[:, :1]).reshape(b * p, 3)
+    logits = model(species.reshape(-1), index, vectors, centre_offset=centre, env_size=p)
+    return logits.reshape(b, p, -1)
+
+
+class ErhardBaseline(nn.Module):
+    """Centre-atom classifier in the style of Erhard et al. (2024): one label per P-point environment.
+
+    Coordinates are taken relative to the centre atom and divided by the environment's mean
+    nearest-neighbour distance; a DGCNN (dynamic k-NN graph in feature space after the first layer)
+    ends in a global max+mean pooling and an MLP. Classifying a sample needs one environment per atom,
+    which is the cost the segmentation network avoids.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(len(cfg.elements), cfg.embed_dim)
+        c_in = cfg.embed_dim + 3
+        self.convs = nn.ModuleList()
+        for c in cfg.channels:
+            self.convs.append(
+                nn.Sequential(nn.Linear(2 * c_in, c, bias=False), _AffineBN(c), nn.LeakyReLU(NEG_SLOPE))
+            )
+            c_in = c
+        emb = 2 * sum(cfg.channels)
+        head: list[nn.Module] = []
+        for c in cfg.head:
+            head += [nn.Linear(emb, c), nn.BatchNorm1d(c), nn.LeakyReLU(NEG_SLOPE)]
+            if cfg.dropout:
+                head.append(nn.Dropout(cfg.dropout))
+            emb = c
+        head.append(nn.Linear(emb, cfg.num_classes))
+        self.head = nn.Sequential(*head)
+
+    @staticmethod
+    def normalise(positions: torch.Tensor) -> torch.Tensor:
+        """Centre on atom 0 and scale by the mean nearest-neighbour distance of the environment."""
+        rel = positions - positions[:, :1]
+        d = torch.cdist(rel, rel)
+        d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+        nn_dist = d.min(dim=-1).values.mean(dim=1).clamp_min(1e-6)
+        return rel / nn_dist.view(-1, 1, 1)
+
+    def forward(self, species: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """species (B, P), positions (B, P, 3) with the centre atom first → logits (B, C)."""
+        k = self.cfg.k
+        x = self.normalise(positions)
+        h = torch.cat([self.embed(species), x], dim=-1)
+        pooled = []
+        for conv in self.convs:
+            d = torch.cdist(h, h)
+            idx = d.topk(k + 1, dim=-1, largest=False).indices[..., 1:]  # (B, P, k), self excluded
+            b, p, c = h.shape
+            hj = torch.gather(h.unsqueeze(1).expand(b, p, p, c), 2, idx.unsqueeze(-1).expand(b, p, k, c))
+            hi = h.unsqueeze(2).expand(b, p, k, c)
+            h = conv(torch.cat([hi, hj - hi], dim=-1)).amax(dim=2)
+            pooled += [h.amax(dim=1), h.mean(dim=1)]
+        return self.head(torch.cat(pooled, dim=-1))
+
+
+def build_model(cfg: ModelConfig, kind: str = "segmentation") -> nn.Module:
+    """The network a config describes: "segmentation" (ours) or "erhard" (baseline)."""
+    if kind == "segmentation":
+        return PhaseNet(cfg)
+    if kind == "erhard":
+        return ErhardBaseline(cfg)
+    raise LammpsPhaseError(f"unknown model kind {kind!r}: use 'segmentation' or 'erhard'")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def random_rotations(n: int, generator: Optional[torch.Generator] = None, dtype=torch.float32) -> torch.Tensor:
+    """n uniformly random proper rotation matrices (QR of Gaussian matrices, sign-fixed)."""
+    a = torch.randn(n, 3, 3, generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(a)
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    det = torch.linalg.det(q)
+    q[:, :, 0] *= det.sign().unsqueeze(-1)
+    return q.to(dtype)
+
+
+def receptive_radius(hops: int, kth_distance: float) -> float:
+    """Upper bound (Å) on the distance from which an atom can influence a label: hops × k-th NN distance."""
+    return hops * float(kth_distance)
+
+
+__all__ = [
+    "ModelConfig",
+    "PhaseNet",
+    "ErhardBaseline",
+    "EdgeConv",
+    "build_model",
+    "environment_graph",
+    "forward_environments",
+    "random_rotations",
+    "receptive_radius",
+    "count_parameters",
+]

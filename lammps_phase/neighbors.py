@@ -1,0 +1,354 @@
+"""Exact k nearest neighbours with displacement vectors in LAMMPS boxes (orthogonal, triclinic, mixed pbc).
+
+The network's graph is the k nearest *images*: in a small periodic box an atom's neighbours include
+its own images and several images of the same atom, exactly as in the infinite crystal.
+
+One search serves every box: atoms are wrapped into the box, copied as ghost images within a shell of
+width ``w`` beyond each periodic face, and searched in an ordinary ``cKDTree``. A row is exact when its
+k-th distance is <= ``w``; rows that are not are searched again with a wider shell. (A minimum-image
+``cKDTree(boxsize=...)`` was measured slower: its periodic query costs ~1.5x the plain one, more than
+the ~25 % extra ghost points in a 10^5-atom box.)
+
+Work is vectorised over atoms and done in chunks of query rows so memory stays near the output size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from lammps_phase.errors import LammpsPhaseError
+
+__all__ = ["NeighborList", "cell_to_lammps_box", "knn", "lammps_box_to_cell", "wrap_positions"]
+
+_QUERY_CHUNK = 1 << 16  # rows per tree query: bounds the float64 temporaries to tens of MB
+_SHELL_SAFETY = 1.5  # initial shell = 1.5 x radius of a sphere holding k atoms at mean density
+_MAX_SHELL_GROWTH = 4.0  # a retry widens the shell at most this much, so one outlier cannot explode the ghosts
+
+
+@dataclass(frozen=True)
+class NeighborList:
+    """k nearest neighbours per queried atom; row i belongs to ``query[i]`` (or atom i)."""
+
+    index: np.ndarray  # (M, k) int64, neighbour atom indices into the positions array
+    vectors: np.ndarray  # (M, k, 3) float32, r_j + image shift - r_i
+    distances: np.ndarray  # (M, k) float32, ascending along axis 1
+
+    @property
+    def k(self) -> int:
+        return int(self.index.shape[1])
+
+
+def lammps_box_to_cell(
+    boxlo: Sequence[float], boxhi: Sequence[float], xy: float = 0.0, xz: float = 0.0, yz: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """LAMMPS box (boxlo, boxhi, tilts) -> (cell with rows a, b, c; origin = boxlo)."""
+    lo = _finite_vector(boxlo, "boxlo")
+    hi = _finite_vector(boxhi, "boxhi")
+    lengths = hi - lo
+    if np.any(lengths <= 0.0):
+        raise LammpsPhaseError(
+            f"box lengths boxhi - boxlo = {lengths.tolist()} must all be positive; pass boxhi above boxlo"
+        )
+    tilts = np.array([xy, xz, yz], dtype=np.float64)
+    if not np.all(np.isfinite(tilts)):
+        raise LammpsPhaseError(f"tilt factors xy, xz, yz = {tilts.tolist()} must be finite numbers")
+    cell = np.array(
+        [[lengths[0], 0.0, 0.0], [tilts[0], lengths[1], 0.0], [tilts[1], tilts[2], lengths[2]]], dtype=np.float64
+    )
+    return cell, lo
+
+
+def cell_to_lammps_box(
+    cell: np.ndarray, origin: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray, float, float, float]:
+    """(cell, origin) -> (boxlo, boxhi, xy, xz, yz); the cell must already be in LAMMPS' lower-triangular form."""
+    cell = _validated_cell(cell)
+    lo = _finite_vector(origin, "origin")
+    scale = float(np.abs(cell).max())
+    upper = np.array([cell[0, 1], cell[0, 2], cell[1, 2]])
+    if np.any(np.abs(upper) > 1e-10 * scale) or np.any(np.diag(cell) <= 0.0):
+        raise LammpsPhaseError(
+            "cell is not in LAMMPS form (a along +x, b in the xy-plane with b_y > 0, c_z > 0): "
+            f"rows {cell.tolist()}; rotate the structure so the cell is lower-triangular "
+            "(e.g. ase.geometry.cell_to_cellpar then cellpar_to_cell) before converting"
+        )
+    hi = lo + np.diag(cell)
+    return lo, hi, float(cell[1, 0]), float(cell[2, 0]), float(cell[2, 1])
+
+
+def wrap_positions(
+    positions: np.ndarray,
+    cell: np.ndarray,
+    origin: Sequence[float] = (0.0, 0.0, 0.0),
+    pbc: Sequence[bool] | bool = (True, True, True),
+) -> np.ndarray:
+    """Positions mapped into the box along periodic dimensions (fractional coordinate in [0, 1)).
+
+    Atoms move only by whole cell vectors, so atoms already inside keep their coordinates bit for bit.
+    """
+    pos = _validated_positions(positions)
+    cell = _validated_cell(cell)
+    periodic = _validated_pbc(pbc)
+    return _wrap(pos, cell, _finite_vector(origin, "origin"), periodic)
+
+
+def knn(
+    positions: np.ndarray,
+    k: int,
+    cell: np.ndarray | None = None,
+    pbc: Sequence[bool] | bool = (True, True, True),
+    origin: Sequence[float] = (0.0, 0.0, 0.0),
+    query: np.ndarray | Sequence[int] | None = None,
+    workers: int = 1,
+) -> NeighborList:
+    """Exact k nearest neighbour images of the queried atoms (default: all atoms).
+
+    All atoms serve as candidate neighbours; each row excludes only the atom itself at zero shift,
+    so periodic images of the atom and repeated images of others appear when the box is small.
+    """
+    pos = _validated_positions(positions)
+    k = _validated_k(k)
+    periodic = _validated_pbc(pbc)
+    origin_vec = _finite_vector(origin, "origin")
+    if cell is None:
+        if periodic.any():
+            raise LammpsPhaseError(
+                f"pbc={periodic.tolist()} has periodic dimensions but no cell was given; pass cell "
+                "(rows = box vectors, e.g. from lammps_box_to_cell) or pbc=(False, False, False)"
+            )
+        cell_arr = None
+    else:
+        cell_arr = _validated_cell(cell)
+    n_atoms = len(pos)
+    query_ids = _validated_query(query, n_atoms)
+    if not periodic.any() and n_atoms - 1 < k:
+        raise LammpsPhaseError(
+            f"only {n_atoms} atoms without periodic images, but the model needs k + 1 = {k + 1} "
+            f"(each atom and its {k} neighbours); use a larger sample or periodic boundaries"
+        )
+
+    m = len(query_ids)
+    out = NeighborList(
+        index=np.empty((m, k), dtype=np.int64),
+        vectors=np.empty((m, k, 3), dtype=np.float32),
+        distances=np.empty((m, k), dtype=np.float32),
+    )
+    if m == 0:
+        return out
+
+    if not periodic.any():  # no images: one plain search is exact, whatever the cell
+        _search_with_images(pos, None, origin_vec, periodic, query_ids, np.arange(m), k, np.inf, workers, out)
+        return out
+
+    wrapped = _wrap(pos, cell_arr, origin_vec, periodic)
+    shell = _initial_shell(wrapped, cell_arr, origin_vec, periodic, k)
+    _search_with_images(wrapped, cell_arr, origin_vec, periodic, query_ids, np.arange(m), k, shell, workers, out)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- searches
+
+
+def _search_with_images(
+    wrapped: np.ndarray,
+    cell: np.ndarray | None,
+    origin: np.ndarray,
+    periodic: np.ndarray,
+    query_ids: np.ndarray,
+    rows_todo: np.ndarray,
+    k: int,
+    shell: float,
+    workers: int,
+    out: NeighborList,
+) -> None:
+    """Search atoms plus ghost images within ``shell`` of the box; widen the shell until every row is exact."""
+    while rows_todo.size:
+        image_pos, image_atom = _images_within_shell(wrapped, cell, origin, periodic, shell)
+        tree = cKDTree(image_pos)
+        # Querying in the tree's own spatial order keeps consecutive searches in cache (~20 % faster).
+        tree_rank = np.empty(len(image_pos), dtype=np.int64)
+        tree_rank[tree.indices] = np.arange(len(image_pos))
+        rows_todo = rows_todo[np.argsort(tree_rank[query_ids[rows_todo]], kind="stable")]
+        failed_rows, failed_kth = [], []
+        for chunk in _chunks(len(rows_todo)):
+            rows = rows_todo[chunk]
+            ids = query_ids[rows]
+            dist, idx = tree.query(wrapped[ids], k + 1, workers=workers)
+            keep = _non_self_columns(idx, ids)
+            neighbor = idx[keep].reshape(-1, k)
+            kth = dist[keep].reshape(-1, k)[:, -1]
+            # Every image closer than `shell` to an atom inside the box is in the tree, so a row whose
+            # k-th distance is within the shell cannot be missing a closer image.
+            exact = kth <= shell
+            good = np.flatnonzero(exact)
+            if good.size:
+                tree_ids = neighbor[good]
+                out.index[rows[good]] = image_atom[tree_ids]
+                out.vectors[rows[good]] = image_pos[tree_ids] - wrapped[ids[good], None, :]
+                # the tree's distances are the norms of these very vectors, already ascending
+                out.distances[rows[good]] = dist[keep].reshape(-1, k)[good]
+            failed_rows.append(rows[~exact])
+            failed_kth.append(kth[~exact])
+        rows_todo = np.concatenate(failed_rows)
+        if rows_todo.size:
+            # The k-th distance found among a subset of images bounds the true one from above.
+            kth = np.concatenate(failed_kth)
+            finite = kth[np.isfinite(kth)]
+            needed = float(finite.max()) * (1.0 + 1e-9) if finite.size else np.inf
+            shell = min(needed, _MAX_SHELL_GROWTH * shell)
+
+
+def _images_within_shell(
+    wrapped: np.ndarray, cell: np.ndarray | None, origin: np.ndarray, periodic: np.ndarray, shell: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Atoms (first, in order) followed by their periodic images within ``shell`` of the box faces.
+
+    An image within distance w of a point inside the box differs from it by at most w / h_j in
+    fractional coordinate j, where h_j = V / |a_k x a_l| is the spacing of the faces normal to j;
+    padding each periodic fractional range by w / h_j therefore keeps every image that can matter.
+    """
+    n_atoms = len(wrapped)
+    atom = np.arange(n_atoms, dtype=np.int64)
+    if cell is None or not periodic.any():
+        return wrapped, atom
+    frac = (wrapped - origin) @ np.linalg.inv(cell)  # in [0, 1) along periodic dims after wrapping
+    pad = shell / _face_spacings(cell) * (1.0 + 1e-9) + 1e-12
+    shift = np.zeros((n_atoms, 3), dtype=np.int64)
+    for dim in np.flatnonzero(periodic):
+        coord = frac[atom, dim] + shift[:, dim]
+        layers = int(np.ceil(pad[dim])) + 1
+        new_atom, new_shift = [atom], [shift]
+        for s in range(-layers, layers + 1):
+            if s == 0:
+                continue
+            inside = np.flatnonzero((coord + s >= -pad[dim]) & (coord + s <= 1.0 + pad[dim]))
+            moved = shift[inside].copy()
+            moved[:, dim] += s
+            new_atom.append(atom[inside])
+            new_shift.append(moved)
+        atom = np.concatenate(new_atom)
+        shift = np.concatenate(new_shift)
+    positions = wrapped[atom]
+    positions[n_atoms:] += shift[n_atoms:] @ cell
+    return positions, atom
+
+
+def _initial_shell(
+    wrapped: np.ndarray, cell: np.ndarray, origin: np.ndarray, periodic: np.ndarray, k: int
+) -> float:
+    """Shell width from the mean density: 1.5 x the radius of a sphere holding k atoms."""
+    frac = (wrapped - origin) @ np.linalg.inv(cell)
+    extent = np.where(periodic, 1.0, np.maximum(frac.max(axis=0) - frac.min(axis=0), 1e-3))
+    volume = abs(float(np.linalg.det(cell))) * float(np.prod(extent))
+    density = len(wrapped) / volume
+    return _SHELL_SAFETY * (3.0 * k / (4.0 * np.pi * density)) ** (1.0 / 3.0)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _non_self_columns(idx: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Mask of the k columns to keep out of k + 1: drop the atom itself at zero shift.
+
+    Tree point i is atom i at zero shift (ghosts come after the atoms). If coincident atoms crowd the
+    atom out of its own row, the farthest column is dropped instead.
+    """
+    drop = idx == ids[:, None]
+    no_self = ~drop.any(axis=1)
+    drop[no_self, -1] = True
+    return ~drop
+
+
+def _chunks(n: int):
+    for start in range(0, n, _QUERY_CHUNK):
+        yield np.arange(start, min(start + _QUERY_CHUNK, n))
+
+
+def _wrap(pos: np.ndarray, cell: np.ndarray, origin: np.ndarray, periodic: np.ndarray) -> np.ndarray:
+    frac = (pos - origin) @ np.linalg.inv(cell)
+    images = np.floor(frac) * periodic
+    if not images.any():
+        return pos.copy()
+    wrapped = pos - images @ cell
+    # Rounding can leave a fractional coordinate of -1e-17 at exactly 1.0 after the shift; fold it back.
+    frac = (wrapped - origin) @ np.linalg.inv(cell)
+    again = np.floor(frac) * periodic
+    if again.any():
+        wrapped -= again @ cell
+    return wrapped
+
+
+def _face_spacings(cell: np.ndarray) -> np.ndarray:
+    volume = abs(float(np.linalg.det(cell)))
+    areas = np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    return volume / areas
+
+
+def _validated_positions(positions: np.ndarray) -> np.ndarray:
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise LammpsPhaseError(f"positions must have shape (N, 3), got {pos.shape}")
+    if len(pos) == 0:
+        raise LammpsPhaseError("positions is empty; neighbour search needs at least one atom")
+    bad = ~np.isfinite(pos).all(axis=1)
+    if bad.any():
+        raise LammpsPhaseError(
+            f"{int(bad.sum())} atoms have NaN or infinite coordinates (first: atom index {int(np.argmax(bad))}); "
+            "the simulation has probably blown up: check the time step and the potential"
+        )
+    return pos
+
+
+def _validated_k(k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise LammpsPhaseError(f"k must be a positive integer number of neighbours, got {k!r}")
+    return int(k)
+
+
+def _validated_pbc(pbc: Sequence[bool] | bool) -> np.ndarray:
+    flags = np.array([pbc] * 3 if np.ndim(pbc) == 0 else pbc)
+    if flags.shape != (3,):
+        raise LammpsPhaseError(f"pbc must be one bool or three (x, y, z), got {pbc!r}")
+    return flags.astype(bool)
+
+
+def _validated_cell(cell: np.ndarray) -> np.ndarray:
+    arr = np.asarray(cell, dtype=np.float64)
+    if arr.shape != (3, 3) or not np.all(np.isfinite(arr)):
+        raise LammpsPhaseError(f"cell must be a finite 3x3 array with rows = box vectors, got {arr.tolist()}")
+    norms = np.linalg.norm(arr, axis=1)
+    volume = abs(float(np.linalg.det(arr)))
+    if np.any(norms == 0.0) or volume <= 1e-10 * float(np.prod(norms)):
+        raise LammpsPhaseError(
+            f"cell {arr.tolist()} is singular (box vectors are zero or coplanar, volume {volume:.3g}); "
+            "pass the three box vectors as rows, e.g. from lammps_box_to_cell(boxlo, boxhi, xy, xz, yz)"
+        )
+    return arr
+
+
+def _validated_query(query: np.ndarray | Sequence[int] | None, n_atoms: int) -> np.ndarray:
+    if query is None:
+        return np.arange(n_atoms, dtype=np.int64)
+    ids = np.asarray(query)
+    if ids.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise LammpsPhaseError(
+            f"query must be a 1-D array of integer atom indices, got dtype {ids.dtype} and shape {ids.shape}"
+        )
+    if ids.min() < 0 or ids.max() >= n_atoms:
+        raise LammpsPhaseError(
+            f"query indices must lie in [0, {n_atoms}) (the number of atoms), got range [{ids.min()}, {ids.max()}]"
+        )
+    return ids.astype(np.int64)
+
+
+def _finite_vector(values: Sequence[float], name: str) -> np.ndarray:
+    vec = np.asarray(values, dtype=np.float64)
+    if vec.shape != (3,) or not np.all(np.isfinite(vec)):
+        raise LammpsPhaseError(f"{name} must be three finite numbers, got {values!r}")
+    return vec
