@@ -148,3 +148,108 @@ def sample_environments(
         rel, sp, lab, list(classes), list(elements),
         np.full(e, temperature, np.float32), np.full(e, pressure, np.float32), np.full(e, run_id, np.int32),
     )
+
+
+@dataclass
+class SampleSet:
+    """Whole periodic snapshots as k-NN graphs: every atom with its complete neighbourhood.
+
+    This is what the network sees at inference (the whole sample is one graph), so training on it
+    removes the environment-surface bias: in a P-point environment most atoms sit at its surface
+    with one-sided neighbourhoods. Atoms of all snapshots are concatenated; ``offsets`` (S+1,)
+    delimit snapshots and ``index`` is local to each snapshot.
+    """
+
+    species: np.ndarray  # (N,) int8
+    labels: np.ndarray  # (N,) int16
+    index: np.ndarray  # (N, k) int32, local to the snapshot
+    vectors: np.ndarray  # (N, k, 3) float32
+    offsets: np.ndarray  # (S+1,) int64
+    classes: list[str]
+    elements: list[str]
+    temperature: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    pressure: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    run_id: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+
+    def __post_init__(self) -> None:
+        s = len(self.offsets) - 1
+        for name in META_FIELDS:
+            arr = getattr(self, name)
+            if len(arr) == 0 and s:
+                setattr(self, name, np.zeros(s, dtype=arr.dtype))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def k(self) -> int:
+        return self.index.shape[1]
+
+    def atoms(self, i: int) -> slice:
+        return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def subset(self, which: np.ndarray) -> "SampleSet":
+        which = np.flatnonzero(which) if np.asarray(which).dtype == bool else np.asarray(which)
+        parts = [self.atoms(i) for i in which]
+        sizes = np.array([p.stop - p.start for p in parts], dtype=np.int64)
+        cat = lambda a: np.concatenate([a[p] for p in parts]) if parts else a[:0]  # noqa: E731
+        return SampleSet(
+            cat(self.species), cat(self.labels), cat(self.index), cat(self.vectors),
+            np.concatenate([[0], np.cumsum(sizes)]), list(self.classes), list(self.elements),
+            self.temperature[which], self.pressure[which], self.run_id[which],
+        )
+
+    @staticmethod
+    def from_snapshot(
+        positions: np.ndarray, cell: Optional[np.ndarray], species_idx: np.ndarray, labels: np.ndarray, k: int,
+        classes: Sequence[str], elements: Sequence[str], pbc: Sequence[bool] = (True, True, True),
+        origin: Sequence[float] = (0.0, 0.0, 0.0), temperature: float = 0.0, pressure: float = 0.0, run_id: int = 0,
+    ) -> "SampleSet":
+        nl = knn(positions, k, cell=cell, pbc=pbc, origin=origin)
+        n = len(positions)
+        return SampleSet(
+            np.asarray(species_idx, np.int8), np.asarray(labels, np.int16), nl.index.astype(np.int32), nl.vectors,
+            np.array([0, n], np.int64), list(classes), list(elements),
+            np.array([temperature], np.float32), np.array([pressure], np.float32), np.array([run_id], np.int32),
+        )
+
+    @staticmethod
+    def concatenate(sets: Sequence["SampleSet"]) -> "SampleSet":
+        if not sets:
+            raise LammpsPhaseError("no samples to concatenate")
+        first = sets[0]
+        for s in sets[1:]:
+            if s.classes != first.classes or s.elements != first.elements or s.k != first.k:
+                raise LammpsPhaseError("sample sets differ in classes, elements or k and cannot be merged")
+        sizes = np.concatenate([np.diff(s.offsets) for s in sets])
+        cat = lambda name: np.concatenate([getattr(s, name) for s in sets])  # noqa: E731
+        return SampleSet(
+            cat("species"), cat("labels"), cat("index"), cat("vectors"),
+            np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), list(first.classes), list(first.elements),
+            cat("temperature"), cat("pressure"), cat("run_id"),
+        )
+
+    def save(self, path: str | os.PathLike) -> None:
+        import h5py
+
+        tmp = f"{path}.tmp"
+        with h5py.File(tmp, "w") as f:
+            for name in ("species", "labels", "index", "vectors", "offsets", *META_FIELDS):
+                f.create_dataset(name, data=getattr(self, name), compression="gzip", compression_opts=4)
+            f.attrs["classes"] = list(self.classes)
+            f.attrs["elements"] = list(self.elements)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "SampleSet":
+        import h5py
+
+        names = ("species", "labels", "index", "vectors", "offsets", *META_FIELDS)
+        try:
+            with h5py.File(path, "r") as f:
+                arrays = {name: f[name][()] for name in names}
+                classes = [str(c) for c in f.attrs["classes"]]
+                elements = [str(e) for e in f.attrs["elements"]]
+        except (OSError, KeyError) as err:
+            raise LammpsPhaseError(f"{path} is not a lammps-phase sample dataset ({err})") from None
+        return cls(classes=classes, elements=elements, **arrays)

@@ -11,16 +11,16 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from lammps_phase.checkpoint import Checkpoint
-from lammps_phase.environments import EnvironmentSet
+from lammps_phase.environments import EnvironmentSet, SampleSet
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.model import ModelConfig, build_model, forward_environments, random_rotations
+from lammps_phase.model import ModelConfig, build_model, environment_graph, random_rotations
 
 
 @dataclass
@@ -72,19 +72,89 @@ def combined_loss(
     return phi * ce + (1.0 - phi) * alpha * spread, ce, spread
 
 
-def _rotated(positions: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:
-    """positions (B,P,3), rot (R,3,3) → (R·B, P, 3)."""
-    return torch.einsum("bpi,rji->rbpj", positions, rot).reshape(-1, *positions.shape[1:])
+Dataset = Union[EnvironmentSet, SampleSet]
 
 
-def _forward(model: torch.nn.Module, kind: str, species: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+@dataclass
+class GraphBatch:
+    """Atoms of several items (environments or snapshots) as one graph, ready for the network."""
+
+    species: torch.Tensor  # (N,)
+    index: torch.Tensor  # (N, k) global
+    vectors: torch.Tensor  # (N, k, 3)
+    labels: torch.Tensor  # (N,)
+    item: torch.Tensor  # (N,) which item each atom belongs to
+    centre: Optional[torch.Tensor]  # (N, 3) offsets from the environment centre (environments only)
+    env_size: Optional[int]
+    n_items: int
+
+
+def graph_batch(data: Dataset, items: np.ndarray) -> GraphBatch:
+    """Environments get their k-NN graph inside the environment (the poster); snapshots bring theirs."""
+    if isinstance(data, EnvironmentSet):
+        pos = torch.from_numpy(data.positions[items].astype(np.float32))
+        b, p, _ = pos.shape
+        # k comes from the model; build lazily in _forward_graph via environment_graph
+        return GraphBatch(
+            torch.from_numpy(data.species[items].astype(np.int64)).reshape(-1),
+            torch.empty(0, dtype=torch.int64),
+            pos.reshape(b * p, 3),  # positions until the graph is built
+            torch.from_numpy(data.labels[items].astype(np.int64)).reshape(-1),
+            torch.arange(b).repeat_interleave(p),
+            (pos - pos[:, :1]).reshape(b * p, 3),
+            p,
+            b,
+        )
+    parts = [data.atoms(i) for i in items]
+    sizes = np.array([sl.stop - sl.start for sl in parts])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    index = np.concatenate([data.index[sl].astype(np.int64) + st for sl, st in zip(parts, starts)])
+    return GraphBatch(
+        torch.from_numpy(np.concatenate([data.species[sl] for sl in parts]).astype(np.int64)),
+        torch.from_numpy(index),
+        torch.from_numpy(np.concatenate([data.vectors[sl] for sl in parts]).astype(np.float32)),
+        torch.from_numpy(np.concatenate([data.labels[sl] for sl in parts]).astype(np.int64)),
+        torch.from_numpy(np.repeat(np.arange(len(items)), sizes)),
+        None,
+        None,
+        len(items),
+    )
+
+
+def _rotated_forward(model: torch.nn.Module, batch: GraphBatch, rot: torch.Tensor) -> torch.Tensor:
+    """Logits (R, N, C) of the batch under R rotations; rot (R, n_items, 3, 3)."""
+    r = rot.shape[0]
+    n = batch.species.shape[0]
+    k = model.cfg.k
+    if batch.env_size is not None:
+        pos = batch.vectors.reshape(batch.n_items, batch.env_size, 3)
+        index, vectors = environment_graph(pos, k)
+    else:
+        index, vectors = batch.index, batch.vectors
+    per_atom = rot[:, batch.item]  # (R, N, 3, 3)
+    vec = torch.einsum("rnij,nkj->rnki", per_atom, vectors).reshape(r * n, -1, 3)
+    centre = None
+    if batch.centre is not None:
+        centre = torch.einsum("rnij,nj->rni", per_atom, batch.centre).reshape(r * n, 3)
+    offs = (torch.arange(r) * n).view(r, 1, 1)
+    idx = (index.unsqueeze(0) + offs).reshape(r * n, -1)
+    logits = model(batch.species.repeat(r), idx, vec, centre_offset=centre, env_size=batch.env_size)
+    return logits.reshape(r, n, -1)
+
+
+def _forward(model: torch.nn.Module, kind: str, data: Dataset, items: np.ndarray, rot: torch.Tensor):
+    """(logits (R, M, C), targets (M,)) for R rotations of the given items."""
     if kind == "erhard":
-        return model(species, positions)
-    return forward_environments(model, species, positions)
-
-
-def _targets(kind: str, labels: torch.Tensor) -> torch.Tensor:
-    return labels[:, 0] if kind == "erhard" else labels
+        if not isinstance(data, EnvironmentSet):
+            raise LammpsPhaseError("the Erhard-style baseline trains on P-point environments, not whole samples")
+        pos = torch.from_numpy(data.positions[items].astype(np.float32))
+        sp = torch.from_numpy(data.species[items].astype(np.int64))
+        r, b = rot.shape[:2]
+        posr = torch.einsum("rbij,bpj->rbpi", rot, pos).reshape(r * b, *pos.shape[1:])
+        logits = model(sp.repeat(r, 1), posr).reshape(r, b, -1)
+        return logits, torch.from_numpy(data.labels[items, 0].astype(np.int64))
+    batch = graph_batch(data, items)
+    return _rotated_forward(model, batch, rot), batch.labels
 
 
 def train_model(
@@ -110,9 +180,6 @@ def train_model(
     if cfg.max_batches:
         total = min(total, cfg.max_batches)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=0.15)
-    pos_all = torch.from_numpy(train_set.positions.astype(np.float32))
-    sp_all = torch.from_numpy(train_set.species.astype(np.int64))
-    lab_all = torch.from_numpy(train_set.labels.astype(np.int64))
     hist = History()
     best_state, best_acc = None, -1.0
     t0 = time.perf_counter()
@@ -126,16 +193,12 @@ def train_model(
         for s in range(0, len(order), cfg.batch_size):
             if step >= total:
                 break
-            idx = order[s : s + cfg.batch_size]
-            if len(idx) < 2:
-                continue  # batch-norm needs more than one sample
-            r = cfg.rotations
-            rot = random_rotations(r, gen)
-            pos = _rotated(pos_all[idx], rot)
-            sp = sp_all[idx].repeat(r, 1)
-            logits = _forward(model, kind, sp, pos)
-            logits = logits.reshape(r, len(idx), *logits.shape[1:])
-            loss, ce, spread = combined_loss(logits, _targets(kind, lab_all[idx]), cfg.phi, cfg.alpha)
+            idx = order[s : s + cfg.batch_size].numpy()
+            if len(idx) < 2 and kind == "erhard":
+                continue  # batch-norm over pooled features needs more than one sample
+            rot = random_rotations(cfg.rotations * len(idx), gen).reshape(cfg.rotations, len(idx), 3, 3)
+            logits, targets = _forward(model, kind, train_set, idx, rot)
+            loss, ce, spread = combined_loss(logits, targets, cfg.phi, cfg.alpha)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -183,30 +246,29 @@ def train_model(
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
-    data: EnvironmentSet,
+    data: Dataset,
     kind: str = "segmentation",
     batch_size: int = 64,
     rotate_seed: Optional[int] = 1234,
 ) -> dict[str, Any]:
     """Per-atom (segmentation) or per-centre (erhard) accuracy, loss, confusion matrix, per-class accuracy.
 
-    Environments are randomly rotated (fixed seed) so the score reflects orientation-free use.
+    Items are randomly rotated (fixed seed) so the score reflects orientation-free use.
     """
     was_training = model.training
     model.eval()
-    gen = torch.Generator().manual_seed(rotate_seed) if rotate_seed is not None else None
+    gen = torch.Generator().manual_seed(rotate_seed if rotate_seed is not None else 0)
     c = len(data.classes)
     conf = np.zeros((c, c), dtype=np.int64)
     loss_sum, n_sum = 0.0, 0
     preds = []
     for s in range(0, len(data), batch_size):
-        pos = torch.from_numpy(data.positions[s : s + batch_size].astype(np.float32))
-        if gen is not None:
-            rot = random_rotations(len(pos), gen)
-            pos = torch.einsum("bpi,bji->bpj", pos, rot)
-        sp = torch.from_numpy(data.species[s : s + batch_size].astype(np.int64))
-        lab = _targets(kind, torch.from_numpy(data.labels[s : s + batch_size].astype(np.int64)))
-        logits = _forward(model, kind, sp, pos)
+        items = np.arange(s, min(s + batch_size, len(data)))
+        rot = random_rotations(len(items), gen).unsqueeze(0)
+        if rotate_seed is None:
+            rot = torch.eye(3).expand(1, len(items), 3, 3)
+        logits, lab = _forward(model, kind, data, items, rot)
+        logits = logits[0]
         loss_sum += F.cross_entropy(logits.reshape(-1, c), lab.reshape(-1), reduction="sum").item()
         n_sum += lab.numel()
         pred = logits.argmax(dim=-1)
