@@ -132,8 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
 
-    d = sub.add_parser("doctor", help="check LAMMPS, MPI, torch and devices; say how to fix what is missing")
-    d.add_argument("--json", action="store_true")
+    from lammps_phase.doctor import DOCTOR_DESCRIPTION, add_doctor_arguments
+
+    d = sub.add_parser("doctor", help="check LAMMPS, MPI, torch and devices; say how to fix what is missing",
+                       description=DOCTOR_DESCRIPTION)
+    add_doctor_arguments(d)
     d.set_defaults(func=cmd_doctor)
 
     r = sub.add_parser("report", help="x-t diagram, phase fractions, snapshot and summary of a labelled shock dump")

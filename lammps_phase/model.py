@@ -6,8 +6,9 @@ The segmentation network follows the poster (Ryan & Zhang, LLE) with the choices
   reused by every layer, so the network is local: an atom's logits depend only on atoms within
   ``len(channels)`` hops.  There is no global pooling, hence labels do not depend on sample size,
   a whole periodic sample is one forward pass, and an MPI rank can label its atoms from a ghost shell;
-* edge messages see the relative position r_ij (never absolute positions by default: at inference
-  there is no environment centre), h_j - h_i and h_i;
+* edge messages see the relative position r_ij in every layer (never absolute positions by default:
+  at inference there is no environment centre), h_j - h_i and h_i. Without r_ij beyond the first
+  layer a message cannot tell where a neighbour sits, and fcc/hcp-like differences train poorly;
 * every edge message is scaled by a learned function of |r_ij| before max-aggregation
   ("spatial weighting", which the poster needed because relative positions alone trained badly);
 * distances are measured in units of a per-atom length (mean distance to its k neighbours), so a
@@ -52,6 +53,10 @@ class ModelConfig:
     embed_rel: bool = True  # h_j - h_i in every EdgeConv
     embed_abs: bool = True  # h_i in every EdgeConv
     length_scale: str = "local"  # "local" (mean k-NN distance per atom) | "none" (Å)
+    # rotation-invariant node inputs: Legendre moments l = 1..bond_order_l of the angles between
+    # neighbour pairs (Steinhardt q_l² by the addition theorem), over each neighbour count listed
+    bond_order_l: int = 0
+    bond_order_neighbors: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.graph not in ("input", "embedding"):
@@ -60,6 +65,9 @@ class ModelConfig:
             raise LammpsPhaseError(f"length_scale must be 'local' or 'none', not {self.length_scale!r}")
         if not (self.embed_rel or self.embed_abs):
             raise LammpsPhaseError("at least one of embed_rel, embed_abs must be on: later layers see nothing else")
+        self.bond_order_neighbors = [int(n) for n in self.bond_order_neighbors]
+        if self.bond_order_l and (not self.bond_order_neighbors or max(self.bond_order_neighbors) > self.k):
+            raise LammpsPhaseError("bond_order_neighbors must list neighbour counts between 2 and k")
         self.channels = [int(c) for c in self.channels]
         self.head = [int(c) for c in self.head]
         self.elements = [str(e) for e in self.elements]
@@ -86,6 +94,29 @@ def _radial_basis(dist: torch.Tensor, n: int, r_max: float) -> torch.Tensor:
     centers = torch.linspace(0.0, r_max, n, device=dist.device, dtype=dist.dtype)
     width = r_max / max(n - 1, 1)
     return torch.exp(-(((dist.unsqueeze(-1) - centers) / width) ** 2))
+
+
+def bond_order_features(unit: torch.Tensor, l_max: int, counts: list[int], chunk: int = 16384) -> torch.Tensor:
+    """Rotation-invariant angular descriptors per atom, (N, l_max·len(counts)).
+
+    For the n nearest neighbours, f_l = (1/n²) Σ_jj' P_l(r̂_j · r̂_j') = 4π/(2l+1) Σ_m |q̄_lm|², i.e. the
+    Steinhardt order parameter q_l² (odd l included: they separate tetrahedra from octahedra). The
+    DGCNN is not rotation invariant by construction; these inputs give it invariant angular information
+    that otherwise has to be learned from rotated examples (fcc vs hcp trains poorly without them).
+    """
+    out = []
+    for s in range(0, unit.shape[0], chunk):
+        u = unit[s : s + chunk]
+        feats = []
+        for n in counts:
+            c = torch.einsum("aid,ajd->aij", u[:, :n], u[:, :n]).clamp(-1.0, 1.0)
+            p_prev, p_cur = torch.ones_like(c), c
+            for l in range(1, l_max + 1):
+                if l > 1:
+                    p_prev, p_cur = p_cur, ((2 * l - 1) * c * p_cur - (l - 1) * p_prev) / l
+                feats.append(p_cur.mean(dim=(1, 2)))
+        out.append(torch.stack(feats, dim=-1))
+    return torch.cat(out) if out else unit.new_zeros((0, l_max * len(counts)))
 
 
 class _AffineBN(nn.Module):
@@ -194,11 +225,13 @@ class PhaseNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = nn.Embedding(len(cfg.elements), cfg.embed_dim)
-        c_in = cfg.embed_dim + (3 if cfg.input_abs else 0)
+        n_bo = cfg.bond_order_l * len(cfg.bond_order_neighbors)
+        self.bond_order_norm = nn.BatchNorm1d(n_bo) if n_bo else None
+        c_in = cfg.embed_dim + (3 if cfg.input_abs else 0) + n_bo
         geo_dim = 4 if cfg.input_rel else 0
         layers = []
         for i, c in enumerate(cfg.channels):
-            layers.append(EdgeConv(c_in, c, geo_dim if i == 0 else 0, cfg))
+            layers.append(EdgeConv(c_in, c, geo_dim, cfg))
             c_in = c
         self.convs = nn.ModuleList(layers)
         head: list[nn.Module] = []
@@ -246,6 +279,10 @@ class PhaseNet(nn.Module):
         geo = torch.cat([vectors / scale.unsqueeze(-1), sdist.unsqueeze(-1)], dim=-1) if cfg.input_rel else None
 
         h = self.embed(species)
+        if self.bond_order_norm is not None:
+            unit = vectors / dist.clamp_min(1e-6).unsqueeze(-1)
+            bo = bond_order_features(unit, cfg.bond_order_l, cfg.bond_order_neighbors, chunk)
+            h = torch.cat([h, self.bond_order_norm(bo)], dim=-1)
         if cfg.input_abs:
             if centre_offset is None:
                 raise LammpsPhaseError(
@@ -257,7 +294,9 @@ class PhaseNet(nn.Module):
         for i, conv in enumerate(self.convs):
             if i > 0 and cfg.graph == "embedding":
                 index, rbf = self._dynamic_graph(h, index, vectors, centre_offset, env_size, scale)
-            h = conv(h, index, geo if i == 0 else None, rbf, chunk)
+            if i > 0 and cfg.graph == "embedding":
+                geo = None  # feature-space neighbours: input-space geometry no longer applies
+            h = conv(h, index, geo, rbf, chunk)
             outs.append(h)
         return self.head(torch.cat(outs, dim=-1))
 

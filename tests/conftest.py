@@ -14,13 +14,16 @@ SIO2_CLASSES = ["alpha_quartz", "coesite", "stishovite", "amorphous"]
 def make_random_checkpoint(path: Path, elements=("Si", "O"), classes=SIO2_CLASSES, k: int = 12, seed: int = 0) -> Path:
     """A segmentation checkpoint with random weights and batch-norm statistics: deterministic labels, no training."""
     torch.manual_seed(seed)
-    cfg = ModelConfig(elements=list(elements), num_classes=len(classes), k=k, channels=[16, 16, 16], head=[32], embed_dim=8)
+    cfg = ModelConfig(elements=list(elements), num_classes=len(classes), k=k, channels=[16, 16, 16], head=[32], embed_dim=8,
+                      bond_order_l=6, bond_order_neighbors=[k // 2, k])
     model = PhaseNet(cfg)
     g = torch.Generator().manual_seed(seed)
     for mod in model.modules():
         if isinstance(mod, torch.nn.BatchNorm1d):
             mod.running_mean.copy_(torch.randn(mod.num_features, generator=g) * 0.3)
             mod.running_var.copy_(torch.rand(mod.num_features, generator=g) + 0.5)
+    with torch.no_grad():
+        model.head[-1].weight.mul_(20.0)  # spread the logits so labels vary between atoms
     ckpt_io.save(ckpt_io.Checkpoint("segmentation", cfg, model.state_dict(), list(classes), "random-test-weights"), path)
     return path
 
