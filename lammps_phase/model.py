@@ -53,8 +53,8 @@ class ModelConfig:
     embed_rel: bool = True  # h_j - h_i in every EdgeConv
     embed_abs: bool = True  # h_i in every EdgeConv
     length_scale: str = "local"  # "local" (mean k-NN distance per atom) | "none" (Å)
-    # rotation-invariant node inputs: Legendre moments l = 1..bond_order_l of the angles between
-    # neighbour pairs (Steinhardt q_l² by the addition theorem), over each neighbour count listed
+    # rotation-invariant node inputs: power moments l = 1..bond_order_l of the cosines between
+    # neighbour pairs (equivalent to Steinhardt q_l²), over each neighbour count listed
     bond_order_l: int = 0
     bond_order_neighbors: list[int] = field(default_factory=list)
 
@@ -96,25 +96,26 @@ def _radial_basis(dist: torch.Tensor, n: int, r_max: float) -> torch.Tensor:
     return torch.exp(-(((dist.unsqueeze(-1) - centers) / width) ** 2))
 
 
-def bond_order_features(unit: torch.Tensor, l_max: int, counts: list[int], chunk: int = 16384) -> torch.Tensor:
+def bond_order_features(unit: torch.Tensor, l_max: int, counts: list[int], chunk: int = 8192) -> torch.Tensor:
     """Rotation-invariant angular descriptors per atom, (N, l_max·len(counts)).
 
-    For the n nearest neighbours, f_l = (1/n²) Σ_jj' P_l(r̂_j · r̂_j') = 4π/(2l+1) Σ_m |q̄_lm|², i.e. the
-    Steinhardt order parameter q_l² (odd l included: they separate tetrahedra from octahedra). The
-    DGCNN is not rotation invariant by construction; these inputs give it invariant angular information
-    that otherwise has to be learned from rotated examples (fcc vs hcp trains poorly without them).
+    For the n nearest neighbours, f_l = (1/n²) Σ_jj' (r̂_j · r̂_j')^l for l = 1..l_max: the power moments
+    of the bond-angle distribution. They span the same space as the Legendre moments, i.e. Steinhardt's
+    q_l² (odd l included: they separate tetrahedra from octahedra), at two multiply-adds per pair and l.
+    The DGCNN is not rotation invariant by construction; these inputs give it invariant angular
+    information that otherwise has to be learned from rotated examples (fcc vs hcp trains poorly without).
     """
     out = []
     for s in range(0, unit.shape[0], chunk):
         u = unit[s : s + chunk]
         feats = []
         for n in counts:
-            c = torch.einsum("aid,ajd->aij", u[:, :n], u[:, :n]).clamp(-1.0, 1.0)
-            p_prev, p_cur = torch.ones_like(c), c
-            for l in range(1, l_max + 1):
-                if l > 1:
-                    p_prev, p_cur = p_cur, ((2 * l - 1) * c * p_cur - (l - 1) * p_prev) / l
-                feats.append(p_cur.mean(dim=(1, 2)))
+            c = torch.bmm(u[:, :n], u[:, :n].transpose(1, 2))
+            p = c.clone()
+            for l in range(l_max):
+                feats.append(p.mean(dim=(1, 2)))
+                if l < l_max - 1:
+                    p = p * c
         out.append(torch.stack(feats, dim=-1))
     return torch.cat(out) if out else unit.new_zeros((0, l_max * len(counts)))
 

@@ -73,8 +73,8 @@ def test_environment_training_poster_mode_learns():
     train = synthetic_environments(CLASSES, 32, per_class=80, seed=3, min_length=12.0)
     val = synthetic_environments(CLASSES, 32, per_class=24, seed=4, min_length=12.0, run_offset=1000)
     cfg = small_cfg(channels=[16, 16, 16], head=[32])
-    ck, hist = train_model(train, val, cfg, TrainConfig(epochs=3, batch_size=16, lr=5e-3, progress=False))
-    assert hist.val_accuracy[hist.best_epoch] > 0.6  # far above chance (0.25) after a few seconds
+    ck, hist = train_model(train, val, cfg, TrainConfig(epochs=6, batch_size=16, lr=5e-3, progress=False))
+    assert hist.val_accuracy[hist.best_epoch] > 0.8  # chance is 0.25
     assert ck.kind == "segmentation"
 
 

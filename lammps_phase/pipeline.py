@@ -1,0 +1,374 @@
+"""`lammps-phase-train CONFIG.toml`: heating runs → datasets → training → report, cached and resumable.
+
+Each stage writes its results under the work folder and is skipped when they exist, so a rerun after
+an interrupt continues where it stopped (a heating run is the unit of resumption). Runs are split
+into train / validation / test by seed, never by neighbouring frames of one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from lammps_phase.errors import LammpsPhaseError
+
+STAGES = ("heating", "datasets", "train", "report")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class PhaseSpec:
+    """One class of the classifier and the runs that make its data."""
+
+    name: str
+    kind: str  # "crystal" | "melt" | "glass"
+    structure: str  # library name (structures.py) or a file readable by io.read_frames
+    pressures: list[float]
+    t_start: float = 300.0
+    t_end: float = 1500.0
+    ps: float = 6.0
+    temperature: float = 6500.0  # melt / glass: melting temperature
+    hold_temperatures: list[float] = field(default_factory=lambda: [300.0])
+    quench_rate: float = 1000.0  # K/ps
+    hold_ps: float = 2.0
+
+
+@dataclass
+class PipelineConfig:
+    name: str
+    elements: list[str]
+    potential: str
+    output: str
+    phases: list[PhaseSpec]
+    seeds: dict[str, list[int]]
+    supercell_min_length: float = 14.0
+    snapshot_every_ps: float = 0.5
+    ranks: int = 1
+    dataset: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def classes(self) -> list[str]:
+        return [p.name for p in self.phases]
+
+
+def load_config(path: str | os.PathLike) -> PipelineConfig:
+    """Parse and check a training config; every mistake is reported with the key that holds it."""
+    path = Path(path)
+    if not path.is_file():
+        raise LammpsPhaseError(f"config {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise LammpsPhaseError(f"config {path} is not valid TOML: {err}") from None
+    for key in ("name", "elements", "potential", "phase"):
+        if key not in raw:
+            raise LammpsPhaseError(f"config {path} lacks the key '{key}'")
+    runs = raw.get("runs", {})
+    phases = []
+    for i, ph in enumerate(raw["phase"]):
+        if "name" not in ph:
+            raise LammpsPhaseError(f"config {path}: [[phase]] #{i + 1} has no name")
+        p = ph.get("pressure_gpa", [0.0])
+        known = set(PhaseSpec.__dataclass_fields__) | {"pressure_gpa"}
+        unknown = set(ph) - known
+        if unknown:
+            raise LammpsPhaseError(f"config {path}: phase {ph['name']} has unknown keys {sorted(unknown)}")
+        spec = PhaseSpec(
+            name=ph["name"], kind=ph.get("kind", "crystal"), structure=ph.get("structure", ph["name"]),
+            pressures=[float(x) for x in (p if isinstance(p, list) else [p])],
+            **{k: v for k, v in ph.items() if k not in ("name", "kind", "structure", "pressure_gpa")},
+        )
+        if spec.kind not in ("crystal", "melt", "glass"):
+            raise LammpsPhaseError(f"config {path}: phase {spec.name} has kind {spec.kind!r}; use crystal, melt or glass")
+        phases.append(spec)
+    seeds = runs.get("seeds", {"train": [1], "val": [2], "test": [3]})
+    if set(seeds) != set(SPLITS) or any(set(seeds[a]) & set(seeds[b]) for a in SPLITS for b in SPLITS if a < b):
+        raise LammpsPhaseError(f"config {path}: runs.seeds needs disjoint lists for train, val and test")
+    return PipelineConfig(
+        name=raw["name"], elements=list(raw["elements"]), potential=raw["potential"],
+        output=raw.get("output", f"checkpoints/{raw['name']}.pt"), phases=phases, seeds=seeds,
+        supercell_min_length=float(runs.get("supercell_min_length", 14.0)),
+        snapshot_every_ps=float(runs.get("snapshot_every_ps", 0.5)), ranks=int(runs.get("ranks", 1)),
+        dataset=raw.get("dataset", {}), model=raw.get("model", {}), train=raw.get("train", {}),
+        report=raw.get("report", {}), source=str(path),
+    )
+
+
+# ----------------------------------------------------------------------------- stage 1: heating runs
+
+
+def _crystal(spec: PhaseSpec):
+    from lammps_phase import structures
+
+    if spec.structure in structures.names():
+        return structures.build(spec.structure)
+    from lammps_phase.io import read_frames
+    from lammps_phase.structures import Crystal
+
+    frame = next(iter(read_frames(spec.structure)))
+    return Crystal(spec.name, frame.cell(), frame.positions() - frame.boxlo, tuple(frame.species(None)), spec.structure)
+
+
+def run_key(spec: PhaseSpec, pressure: float, seed: int) -> str:
+    return f"{spec.name}_{pressure:g}GPa_seed{seed}"
+
+
+def _heating_job(cfg: PipelineConfig, spec: PhaseSpec, pressure: float, seed: int, log_path: Path):
+    from lammps_phase import heating
+
+    common = dict(seed=seed, snapshot_every_ps=cfg.snapshot_every_ps, supercell_min_length=cfg.supercell_min_length,
+                  log_path=log_path, ranks=cfg.ranks)
+    crystal = _crystal(spec)
+    if spec.kind == "crystal":
+        run = heating.heating_run(crystal, cfg.potential, pressure, spec.t_start, spec.t_end, spec.ps, **common)
+    elif spec.kind == "melt":
+        run = heating.melt_run(crystal, cfg.potential, pressure, spec.temperature, spec.ps, **common)
+    else:
+        run = heating.melt_quench(
+            crystal, cfg.potential, pressure, spec.temperature, spec.ps, spec.quench_rate, spec.hold_temperatures,
+            spec.hold_ps, **common,
+        )
+    run.label = spec.name
+    return run
+
+
+def save_run(run, path: Path) -> dict[str, Any]:
+    """Kept snapshots as one npz (all frames of a run have the same atoms) + a JSON summary."""
+    from lammps_phase.heating import run_report
+
+    kept = run.kept
+    summary = {
+        "phase": run.phase, "label": run.label, "potential": run.potential, "pressure_gpa": run.pressure_gpa,
+        "kept": len(kept), "total": len(run.snapshots), "report": run_report([run]),
+        "temperatures_kept": [float(s.temperature) for s in kept],
+        "pressures_kept": [float(s.pressure_gpa) for s in kept],
+    }
+    tmp = path.with_suffix(".tmp.npz")
+    if kept:
+        np.savez_compressed(
+            tmp,
+            positions=np.stack([s.positions for s in kept]).astype(np.float32),
+            cells=np.stack([s.cell for s in kept]),
+            origins=np.stack([s.origin for s in kept]),
+            temperature=np.array([s.temperature for s in kept], np.float32),
+            pressure=np.array([s.pressure_gpa for s in kept], np.float32),
+            species=np.array(kept[0].species),
+        )
+    else:
+        np.savez_compressed(tmp, positions=np.zeros((0, 0, 3), np.float32), species=np.array([], dtype=str))
+    os.replace(tmp, path)
+    path.with_suffix(".json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def stage_heating(cfg: PipelineConfig, work: Path, force: bool, log=print) -> list[dict[str, Any]]:
+    runs_dir = work / "runs"
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    jobs = [(spec, p, seed) for spec in cfg.phases for p in spec.pressures for split in SPLITS for seed in cfg.seeds[split]]
+    summaries = []
+    for i, (spec, p, seed) in enumerate(jobs):
+        key = run_key(spec, p, seed)
+        npz = runs_dir / f"{key}.npz"
+        if npz.exists() and npz.with_suffix(".json").exists() and not force:
+            summaries.append(json.loads(npz.with_suffix(".json").read_text()))
+            continue
+        t0 = time.perf_counter()
+        try:
+            run = _heating_job(cfg, spec, p, seed, runs_dir / f"{key}.log")
+            summary = save_run(run, npz)
+        except LammpsPhaseError as err:
+            summary = {"phase": spec.name, "label": spec.name, "pressure_gpa": p, "kept": 0, "total": 0,
+                       "report": f"{key}: failed: {err}"}
+            npz.with_suffix(".json").write_text(json.dumps(summary, indent=1))
+            np.savez_compressed(npz, positions=np.zeros((0, 0, 3), np.float32), species=np.array([], dtype=str))
+        log(f"[heating {i + 1}/{len(jobs)}] {key}: kept {summary['kept']}/{summary['total']} snapshots "
+            f"({time.perf_counter() - t0:.0f} s)")
+        summaries.append(summary)
+    (work / "heating_report.txt").write_text("\n".join(s["report"] for s in summaries) + "\n")
+    return summaries
+
+
+# ----------------------------------------------------------------------------- stage 2: datasets
+
+
+def iter_snapshots(cfg: PipelineConfig, work: Path, split: str):
+    """(positions, cell, origin, species, label, temperature, pressure, run_id) of every kept frame of a split."""
+    for ci, spec in enumerate(cfg.phases):
+        for p in spec.pressures:
+            for seed in cfg.seeds[split]:
+                npz = work / "runs" / f"{run_key(spec, p, seed)}.npz"
+                if not npz.exists():
+                    raise LammpsPhaseError(f"heating run {npz.stem} is missing: run the heating stage first")
+                data = np.load(npz)
+                run_id = seed * 1000 + ci * 10 + spec.pressures.index(p)
+                for f in range(len(data["positions"])):
+                    yield (data["positions"][f].astype(np.float64), data["cells"][f], data["origins"][f],
+                           data["species"], ci, float(data["temperature"][f]), float(data["pressure"][f]), run_id)
+
+
+def stage_datasets(cfg: PipelineConfig, work: Path, force: bool, log=print) -> dict[str, Path]:
+    from lammps_phase.environments import EnvironmentSet, SampleSet, sample_environments
+
+    mode = cfg.dataset.get("mode", "samples")
+    k = int(cfg.model.get("k", 16))
+    points = int(cfg.dataset.get("points", 64))
+    per_frame = int(cfg.dataset.get("environments_per_frame", 64))
+    paths = {}
+    lut = {e: i for i, e in enumerate(cfg.elements)}
+    for split in SPLITS:
+        path = work / f"{split}_{mode}.h5"
+        paths[split] = path
+        if path.exists() and not force:
+            continue
+        rng = np.random.default_rng(SPLITS.index(split) + 17)
+        sets = []
+        for pos, cell, origin, species, label, temp, pres, run_id in iter_snapshots(cfg, work, split):
+            unknown = set(species) - set(lut)
+            if unknown:
+                raise LammpsPhaseError(f"snapshot species {sorted(unknown)} are not in elements {cfg.elements}")
+            sp = np.array([lut[s] for s in species])
+            labels = np.full(len(pos), label)
+            if mode == "samples":
+                sets.append(SampleSet.from_snapshot(pos, cell, sp, labels, k, cfg.classes, cfg.elements, origin=origin,
+                                                    temperature=temp, pressure=pres, run_id=run_id))
+            else:
+                sets.append(sample_environments(pos, cell, sp, labels, points, per_frame, rng, cfg.classes, cfg.elements,
+                                                origin=origin, temperature=temp, pressure=pres, run_id=run_id))
+        if not sets:
+            raise LammpsPhaseError(f"no kept snapshots for the {split} split: check the heating report")
+        data = (SampleSet if mode == "samples" else EnvironmentSet).concatenate(sets)
+        data.save(path)
+        log(f"[datasets] {split}: {len(data)} {mode} → {path}")
+    return paths
+
+
+def _load_split(path: Path, mode: str):
+    from lammps_phase.environments import EnvironmentSet, SampleSet
+
+    return (SampleSet if mode == "samples" else EnvironmentSet).load(path)
+
+
+# ----------------------------------------------------------------------------- stage 3: training
+
+
+def stage_train(cfg: PipelineConfig, work: Path, force: bool, output: Path, quiet: bool, log=print):
+    from lammps_phase import checkpoint as ckpt_io
+    from lammps_phase.model import ModelConfig
+    from lammps_phase.train import TrainConfig, train_model
+
+    ckpt_path = work / "model.pt"
+    hist_path = work / "history.json"
+    if ckpt_path.exists() and hist_path.exists() and not force:
+        log(f"[train] cached: {ckpt_path}")
+    else:
+        mode = cfg.dataset.get("mode", "samples")
+        train = _load_split(work / f"train_{mode}.h5", mode)
+        val = _load_split(work / f"val_{mode}.h5", mode)
+        mcfg = ModelConfig(elements=cfg.elements, num_classes=len(cfg.classes), **cfg.model)
+        tcfg = TrainConfig(progress=not quiet, **cfg.train)
+        ckpt, hist = train_model(train, val, mcfg, tcfg, log=log)
+        from lammps_phase.checkpoint import fingerprint
+
+        ckpt.data_fingerprint = fingerprint(train.labels, train.species, val.labels, cfg.source)
+        ckpt_io.save(ckpt, ckpt_path)
+        hist_path.write_text(json.dumps(hist.to_dict()))
+    ckpt_io.save(ckpt_io.load(ckpt_path), output)  # usable at once; the report stage adds test metrics
+    return ckpt_path
+
+
+# ----------------------------------------------------------------------------- stage 4: report
+
+
+def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> dict[str, Any]:
+    """Held-out test runs through the Classifier (the inference path), rotations, then the report files."""
+    from lammps_phase import checkpoint as ckpt_io
+    from lammps_phase.classify import Classifier
+    from lammps_phase.model import random_rotations
+    from lammps_phase.training_report import write_training_report
+
+    import torch
+
+    ckpt = ckpt_io.load(work / "model.pt")
+    clf = Classifier(ckpt, device="auto")
+    true, pred, temps, press = [], [], [], []
+    first_frames = {}
+    for pos, cell, origin, species, label, temp, pres, run_id in iter_snapshots(cfg, work, "test"):
+        res = clf.classify(pos, cell, species, origin=origin)
+        true.append(np.full(len(pos), label))
+        pred.append(res.labels)
+        temps.append(np.full(len(pos), temp))
+        press.append(np.full(len(pos), pres))
+        first_frames.setdefault(label, (pos, cell, origin, species))
+    if not true:
+        raise LammpsPhaseError("no held-out test snapshots: check the heating report")
+    true_a, pred_a = np.concatenate(true), np.concatenate(pred)
+    n_rot = int(cfg.report.get("rotations", 24))
+    gen = torch.Generator().manual_seed(0)
+    rot_agree = {}
+    for label, (pos, cell, origin, species) in first_frames.items():
+        base = clf.classify(pos, cell, species, origin=origin).labels
+        agree = []
+        for rot in random_rotations(n_rot, gen, dtype=torch.float64).numpy():
+            res = clf.classify((pos - origin) @ rot.T, cell @ rot.T, species, origin=(0, 0, 0))
+            agree.append(float((res.labels == base).mean()))
+        rot_agree[cfg.classes[label]] = float(np.mean(agree))
+    hist = json.loads((work / "history.json").read_text())
+    extra = {
+        "rotation_agreement": rot_agree,
+        "rotation_agreement_overall": float(np.mean(list(rot_agree.values()))),
+        "rotations": n_rot,
+        "potential": cfg.potential,
+        "heating_report": str(work / "heating_report.txt"),
+    }
+    report_dir = output.with_suffix("")
+    report_dir = report_dir.parent / f"{report_dir.name}_report"
+    summary = write_training_report(
+        report_dir, cfg.classes, true_labels=true_a, predicted=pred_a, temperature=np.concatenate(temps),
+        pressure=np.concatenate(press), history=hist, extra=extra, title=f"{cfg.name}: held-out test runs",
+    )
+    per_class = {c: float((pred_a[true_a == i] == i).mean()) for i, c in enumerate(cfg.classes) if (true_a == i).any()}
+    ckpt.metrics.update({
+        "test_accuracy": float((true_a == pred_a).mean()),
+        "test_per_class": per_class,
+        "rotation_agreement": extra["rotation_agreement_overall"],
+        "test_atoms": int(len(true_a)),
+    })
+    ckpt_io.save(ckpt, output)
+    log(f"[report] test accuracy {ckpt.metrics['test_accuracy']:.4f}; checkpoint {output}; report {report_dir}")
+    return summary
+
+
+def run_pipeline(config: str, stage: str = "all", workdir: Optional[str] = None, output: Optional[str] = None,
+                 force: bool = False, quiet: bool = False) -> int:
+    cfg = load_config(config)
+    work = Path(workdir or Path("cache") / cfg.name)
+    work.mkdir(parents=True, exist_ok=True)
+    out = Path(output or cfg.output)
+    todo = STAGES if stage == "all" else (stage,)
+    log = (lambda m: None) if quiet else print
+    for st in todo:
+        t0 = time.perf_counter()
+        if st == "heating":
+            stage_heating(cfg, work, force, log)
+        elif st == "datasets":
+            stage_datasets(cfg, work, force, log)
+        elif st == "train":
+            stage_train(cfg, work, force, out, quiet, log)
+        else:
+            stage_report(cfg, work, out, log)
+        log(f"[{st}] done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+__all__ = ["load_config", "run_pipeline", "PipelineConfig", "PhaseSpec"]
