@@ -1,0 +1,144 @@
+"""`lammps-phase-train`: a tiny end-to-end training (two phases, small cells, few steps), caching, errors."""
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from lammps_phase import checkpoint as ckpt_io
+from lammps_phase.cli import train_main
+from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.pipeline import load_config
+
+TINY = """
+name = "tiny"
+elements = ["Si", "O"]
+potential = "bks_dsf"
+output = "tiny.pt"
+
+[runs]
+seeds = { train = [1], val = [2], test = [3] }
+supercell_min_length = 9.0
+snapshot_every_ps = 0.1
+
+[[phase]]
+name = "alpha_quartz"
+pressure_gpa = [0.0]
+t_start = 300
+t_end = 600
+ps = 0.4
+
+[[phase]]
+name = "stishovite"
+pressure_gpa = [0.0]
+t_start = 300
+t_end = 600
+ps = 0.4
+
+[dataset]
+mode = "samples"
+
+[model]
+k = 12
+channels = [16, 16, 16]
+head = [32]
+embed_dim = 8
+bond_order_l = 6
+bond_order_neighbors = [6, 12]
+
+[train]
+epochs = 8
+batch_size = 2
+lr = 0.005
+
+[report]
+rotations = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("tiny")
+    (work / "tiny.toml").write_text(TINY)
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        t0 = time.perf_counter()
+        assert train_main(["tiny.toml", "-q"]) == 0
+        first = time.perf_counter() - t0
+    finally:
+        os.chdir(cwd)
+    return work, first
+
+
+def test_tiny_end_to_end_training(tiny_run):
+    work, seconds = tiny_run
+    ck = ckpt_io.load(work / "tiny.pt")
+    assert ck.classes == ["alpha_quartz", "stishovite"]
+    # held-out test run (seed 3) through the Classifier: quartz and stishovite are easy to tell apart
+    assert ck.metrics["test_accuracy"] >= 0.95
+    assert set(ck.metrics["test_per_class"]) == {"alpha_quartz", "stishovite"}
+    assert ck.metrics["rotation_agreement"] >= 0.95
+    assert ck.data_fingerprint
+    report = work / "tiny_report"
+    for name in ("report.json", "report.md", "confusion.png", "accuracy_vs_temperature.png", "loss_curves.png"):
+        assert (report / name).stat().st_size > 0, name
+    heating = (work / "cache" / "tiny" / "heating_report.txt").read_text()
+    assert "alpha_quartz" in heating and "kept" in heating
+
+
+def test_rerun_is_cached_and_single_stage_runs(tiny_run):
+    work, first = tiny_run
+    runs = sorted((work / "cache" / "tiny" / "runs").glob("*.npz"))
+    assert len(runs) == 6  # 2 phases × 3 seeds
+    stamp = {p: p.stat().st_mtime for p in runs}
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        assert train_main(["tiny.toml", "-q", "--stage", "heating"]) == 0
+        assert train_main(["tiny.toml", "-q", "--stage", "datasets"]) == 0
+    finally:
+        os.chdir(cwd)
+    assert {p: p.stat().st_mtime for p in runs} == stamp  # nothing was rerun
+    kept = np.load(runs[0])["positions"]
+    assert kept.ndim == 3 and kept.shape[0] > 0
+
+
+def test_resume_after_interrupt_redoes_only_the_missing_run(tiny_run):
+    work, _ = tiny_run
+    runs_dir = work / "cache" / "tiny" / "runs"
+    victim = runs_dir / "stishovite_0GPa_seed2.npz"
+    others = {p: p.stat().st_mtime for p in runs_dir.glob("*.npz") if p != victim}
+    victim.unlink()
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        assert train_main(["tiny.toml", "-q", "--stage", "heating"]) == 0
+    finally:
+        os.chdir(cwd)
+    assert victim.exists()
+    assert {p: p.stat().st_mtime for p in others} == others
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.replace('seeds = { train = [1], val = [2], test = [3] }', 'seeds = { train = [1], val = [1], test = [3] }'))
+    with pytest.raises(LammpsPhaseError, match="disjoint"):
+        load_config(bad)
+    bad.write_text(TINY.replace('name = "stishovite"', 'name = "stishovite"\nkind = "plasma"'))
+    with pytest.raises(LammpsPhaseError, match="plasma"):
+        load_config(bad)
+    bad.write_text("name = 'x'\n")
+    with pytest.raises(LammpsPhaseError, match="lacks the key 'elements'"):
+        load_config(bad)
+    assert train_main([str(tmp_path / "missing.toml")]) == 2
+
+
+def test_shipped_configs_parse():
+    root = os.path.dirname(os.path.dirname(__file__))
+    for name in ("train_sio2.toml",):
+        cfg = load_config(os.path.join(root, "inputs", name))
+        assert len(cfg.classes) == len(set(cfg.classes))
+        json.dumps(cfg.model)
