@@ -85,8 +85,9 @@ class ModelConfig:
 
     @property
     def receptive_hops(self) -> int:
-        """Neighbour hops that can influence an atom's label (one per EdgeConv layer)."""
-        return len(self.channels)
+        """Neighbour hops that can influence an atom's label: one per EdgeConv layer, plus one when the
+        bond-order inputs are on (a neighbour's input already depends on *its* neighbours)."""
+        return len(self.channels) + (1 if self.bond_order_l else 0)
 
 
 def _radial_basis(dist: torch.Tensor, n: int, r_max: float) -> torch.Tensor:

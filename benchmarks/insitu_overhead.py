@@ -1,0 +1,120 @@
+"""What in-situ labelling costs an MD run: LAMMPS loop time with and without PhaseLabeler.
+
+α-quartz (≥ 5k atoms, BKS from lammps_phase.potentials), 300 K NVT, the same run four times on the same
+ranks: no labels; labels every N steps in gather mode; in local mode (with the comm cutoff local mode
+needs); and no labels with that wider comm cutoff (what local mode's ghost shell alone costs). The model
+is loaded and the initial configuration labelled by ``python … invoke`` before the run, so the loop
+times hold MD + labelling only. Overhead = loop time / loop time without labels − 1.
+
+    . .venv/bin/activate
+    python benchmarks/insitu_overhead.py                       # checkpoints/sio2.pt, 2 ranks
+    python benchmarks/insitu_overhead.py --checkpoint my.pt --steps 600 --every 100 --ranks 2
+
+Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from lammps_phase import io, potentials, structures
+from lammps_phase.classify import Classifier
+from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.insitu import local_ghost_cutoff
+
+TYPE_MAP = ["Si", "O"]
+
+
+def deck(data: Path, checkpoint: Path, steps: int, every: int, mode: str | None, comm_cutoff: float | None) -> str:
+    """An NVT run of the data file; mode None = no labelling."""
+    bks = potentials.get("bks_dsf")
+    lines = [*bks.init_commands(), f"read_data {data}", *bks.commands({"Si": 1, "O": 2}),
+             "velocity all create 300 20240 loop geom", "fix nvt all nvt temp 300 300 0.1", "timestep 0.001"]
+    if comm_cutoff is not None:
+        lines.append(f"comm_modify cutoff {comm_cutoff}")
+    if mode is not None:
+        lines += [
+            "fix phase all property/atom i_phase d_phase_conf",
+            'python phase_step input 1 SELF format p here """',
+            "from lammps_phase.insitu import PhaseLabeler",
+            f'labeler = PhaseLabeler("{checkpoint}", types="Si O", mode="{mode}")',
+            "def phase_step(ptr): labeler(ptr)",
+            '"""',
+            "python phase_step invoke",
+            f"fix label all python/invoke {every} end_of_step phase_step",
+        ]
+    lines += [f"thermo {steps}", f"run {steps}", ""]
+    return "\n".join(lines)
+
+
+def loop_time(text: str, ranks: int, workdir: Path, name: str) -> float:
+    """Run the deck with mpirun; LAMMPS' own "Loop time" of the run (s)."""
+    path = workdir / f"in.{name}"
+    path.write_text(text)
+    log = workdir / f"log.{name}"
+    cmd = ["mpirun", "-np", str(ranks), "--oversubscribe", "--allow-run-as-root", "lmp", "-in", str(path),
+           "-log", str(log), "-screen", "none"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
+    found = re.findall(r"^Loop time of ([0-9.eE+-]+) on", log.read_text() if log.exists() else "", re.M)
+    if proc.returncode != 0 or not found:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+        raise LammpsPhaseError(f"LAMMPS run {name} failed (exit {proc.returncode}); see {log}:\n{tail}")
+    return float(found[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="checkpoints/sio2.pt", type=Path)
+    parser.add_argument("--min-length", type=float, default=38.0, help="supercell edge (Å); 38 → 5760 atoms")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--every", type=int, default=100)
+    parser.add_argument("--ranks", type=int, default=2)
+    args = parser.parse_args(argv)
+    if not args.checkpoint.is_file():
+        raise LammpsPhaseError(f"checkpoint {args.checkpoint} does not exist: train one or pass --checkpoint PATH")
+    checkpoint = args.checkpoint.resolve()
+
+    crystal = structures.supercell(structures.build("alpha_quartz"), args.min_length)
+    natoms = len(crystal.symbols)
+    classifier = Classifier.load(checkpoint, device="cpu", type_map=TYPE_MAP)
+    cutoff = local_ghost_cutoff(classifier, crystal.positions, crystal.cell)
+    labellings = args.steps // args.every
+    with tempfile.TemporaryDirectory(prefix="insitu_overhead_") as tmp:
+        workdir = Path(tmp)
+        data = workdir / "quartz.data"
+        io.write_lammps_data(data, crystal.positions, crystal.cell, crystal.symbols, TYPE_MAP,
+                             charges=potentials.BKS_CHARGES, atom_style="charge")
+        runs = [("no labels", None, None), ("gather", "gather", None), ("local", "local", cutoff),
+                (f"no labels, comm cutoff {cutoff:g} Å", None, cutoff)]
+        times = {}
+        for name, mode, comm in runs:
+            times[name] = loop_time(deck(data, checkpoint, args.steps, args.every, mode, comm), args.ranks, workdir,
+                                    re.sub(r"\W+", "_", name))
+            print(f"  {name}: {times[name]:.2f} s", file=sys.stderr, flush=True)
+
+    base = times["no labels"]
+    cfg = classifier.checkpoint.config
+    print(f"\n{natoms} atoms α-quartz, BKS (bks_dsf), {args.ranks} ranks, {args.steps} steps, labels every "
+          f"{args.every} steps ({labellings} labellings); model {args.checkpoint} (k {cfg.k}, channels "
+          f"{cfg.channels}, {sum(p.numel() for p in classifier.model.parameters())} parameters)\n")
+    print("| run | loop time (s) | overhead | per labelling (s) | per atom per labelling (µs) |")
+    print("|---|---:|---:|---:|---:|")
+    for name, mode, _ in runs:
+        extra = times[name] - base
+        per = extra / labellings if mode and labellings else None
+        cells = [f"{times[name]:.2f}", f"{100 * extra / base:+.1f} %" if name != "no labels" else "—",
+                 f"{per:.3f}" if per is not None else "—", f"{1e6 * per / natoms:.1f}" if per is not None else "—"]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"\nMD alone: {1e6 * base / (args.steps * natoms):.2f} µs per atom-step (loop time / steps / atoms).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
