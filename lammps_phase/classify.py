@@ -7,6 +7,7 @@ chunked over atoms so memory stays bounded for millions of atoms.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from lammps_phase import checkpoint as ckpt_io
+from lammps_phase import fastpath
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.neighbors import NeighborList, knn, lammps_box_to_cell
 
@@ -83,7 +85,17 @@ class Classifier:
         device: str = "auto",
         threshold: float = 0.0,
         chunk: int = 32768,
+        fast: Union[bool, str] = "auto",
+        threads: Union[int, str, None] = "auto",
+        reuse_neighbors: bool = False,
     ) -> None:
+        """``fast``: the fused inference path of :mod:`lammps_phase.fastpath` (same labels, logits within
+        float32 noise): "auto"/True (compiled once enough atoms were seen, else eager kernels), "compile",
+        "eager", or False for the reference PhaseNet forward. ``threads``: torch threads and neighbour-search
+        workers, "auto" = this rank's cores. ``reuse_neighbors``: keep a Verlet-style candidate list between
+        :meth:`classify` calls (in-situ: successive snapshots of the same atoms) and rebuild it only when an
+        atom may have changed its k nearest.
+        """
         if checkpoint.kind != "segmentation":
             raise LammpsPhaseError(
                 f"a {checkpoint.kind!r} checkpoint labels one environment centre at a time; "
@@ -100,6 +112,15 @@ class Classifier:
         self.threshold = float(threshold)
         self.chunk = int(chunk)
         self._element_index = {e: i for i, e in enumerate(checkpoint.elements)}
+        self.threads = fastpath.set_threads(threads)
+        self.fast: Optional[fastpath.FastPhaseNet] = None
+        if fast not in (True, False, "auto", "compile", "eager"):
+            raise LammpsPhaseError(f"fast must be True, False, 'auto', 'compile' or 'eager', not {fast!r}")
+        if fast is not False:
+            mode = {"compile": True, "eager": False}.get(fast, "auto")  # type: ignore[arg-type]
+            self.fast = fastpath.FastPhaseNet(self.model, compile=mode)
+        self.neighbor_cache = fastpath.NeighborCache(self.k, workers=self.threads) if reuse_neighbors else None
+        self.last_timings: dict[str, float] = {}
 
     @classmethod
     def load(
@@ -108,8 +129,18 @@ class Classifier:
         device: str = "auto",
         threshold: float = 0.0,
         type_map: Optional[Sequence[str]] = None,
+        fast: Union[bool, str] = "auto",
+        threads: Union[int, str, None] = "auto",
+        reuse_neighbors: bool = False,
     ) -> "Classifier":
-        return cls(ckpt_io.load(path, type_map=type_map), device=device, threshold=threshold)
+        return cls(
+            ckpt_io.load(path, type_map=type_map),
+            device=device,
+            threshold=threshold,
+            fast=fast,
+            threads=threads,
+            reuse_neighbors=reuse_neighbors,
+        )
 
     @property
     def classes(self) -> list[str]:
@@ -150,10 +181,19 @@ class Classifier:
     def logits(self, species_idx: np.ndarray, neighbors: NeighborList) -> torch.Tensor:
         """Raw logits (M, C) for the atoms that own rows of ``neighbors`` (all atoms unless a query was used)."""
         dev = self.device
+        t0 = time.perf_counter()
         sp = torch.as_tensor(species_idx, device=dev)
         index = torch.as_tensor(neighbors.index[:, : self.k], device=dev)
         vec = torch.as_tensor(np.ascontiguousarray(neighbors.vectors[:, : self.k]), dtype=torch.float32, device=dev)
-        return self.model(sp, index, vec, chunk=self.chunk)
+        t1 = time.perf_counter()
+        if self.fast is not None and index.shape[0] == sp.shape[0]:
+            out = self.fast(sp, index, vec)
+        else:  # reference path, also for neighbour lists of a query subset
+            out = self.model(sp, index, vec, chunk=self.chunk)
+        if out.device.type == "cuda":
+            torch.cuda.synchronize(out.device)
+        self.last_timings.update(convert=t1 - t0, network=time.perf_counter() - t1)
+        return out
 
     def result_from_logits(self, logits: torch.Tensor, threshold: Optional[float] = None) -> PhaseResult:
         prob = torch.softmax(logits.float(), dim=-1)
@@ -182,8 +222,18 @@ class Classifier:
         if len(species) != len(positions):
             raise LammpsPhaseError(f"{len(species)} species for {len(positions)} atoms: give one species per atom")
         sp = self.species_indices(species, type_map)
-        nl = knn(positions, self.k, cell=cell, pbc=tuple(bool(p) for p in pbc), origin=origin)
-        return self.result_from_logits(self.logits(sp, nl), threshold)
+        t0 = time.perf_counter()
+        periodic = tuple(bool(p) for p in pbc)
+        if self.neighbor_cache is not None:
+            nl = self.neighbor_cache.get(positions, cell, pbc=periodic, origin=origin, species=sp)
+        else:
+            nl = knn(positions, self.k, cell=cell, pbc=periodic, origin=origin, workers=self.threads)
+        self.last_timings = {"neighbors": time.perf_counter() - t0}
+        logits = self.logits(sp, nl)
+        t1 = time.perf_counter()
+        result = self.result_from_logits(logits, threshold)
+        self.last_timings["result"] = time.perf_counter() - t1
+        return result
 
     def classify_lammps_box(
         self,

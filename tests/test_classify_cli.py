@@ -177,7 +177,7 @@ def test_cli_info_json(random_sio2_checkpoint, capsys):
     assert main(["info", str(random_sio2_checkpoint), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["classes"] == {str(i): c for i, c in enumerate(SIO2_CLASSES)}
-    assert info["elements"] == ["Si", "O"] and info["k"] == 12 and info["receptive_field_hops"] == 3
+    assert info["elements"] == ["Si", "O"] and info["k"] == 12 and info["receptive_field_hops"] == 4  # 3 EdgeConv layers + the bond-order inputs
     assert main(["info", str(random_sio2_checkpoint)]) == 0
     assert "receptive field" in capsys.readouterr().out
 
