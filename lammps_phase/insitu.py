@@ -183,7 +183,8 @@ class PhaseLabeler:
                 from lammps_phase.classify import Classifier
 
                 classifier = Classifier.load(
-                    checkpoint, device=self._rank_device(comm), threshold=self.threshold, type_map=type_map
+                    checkpoint, device=self._rank_device(comm), threshold=self.threshold, type_map=type_map,
+                    reuse_neighbors=self.mode == "gather",  # consecutive calls see the same atoms, slightly moved
                 )
                 ckpt = classifier.checkpoint
             else:
