@@ -78,32 +78,43 @@ class EnvironmentSet:
             cat("temperature"), cat("pressure"), cat("run_id"),
         )
 
+    ARRAYS = ("positions", "species", "labels", *META_FIELDS)
+
     def save(self, path: str | os.PathLike, attrs: Optional[dict] = None) -> None:
         """HDF5 with compressed arrays; classes, elements and free-form metadata as attributes."""
-        import h5py
-
-        tmp = f"{path}.tmp"
-        with h5py.File(tmp, "w") as f:
-            for name in ("positions", "species", "labels", *META_FIELDS):
-                f.create_dataset(name, data=getattr(self, name), compression="gzip", compression_opts=4)
-            f.attrs["classes"] = list(self.classes)
-            f.attrs["elements"] = list(self.elements)
-            for key, val in (attrs or {}).items():
-                f.attrs[key] = val
-        os.replace(tmp, path)
+        _save_h5(path, {n: getattr(self, n) for n in self.ARRAYS}, self.classes, self.elements, attrs)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EnvironmentSet":
-        import h5py
+        return cls(**_load_h5(path, cls.ARRAYS, "environment"))
 
-        try:
-            with h5py.File(path, "r") as f:
-                arrays = {name: f[name][()] for name in ("positions", "species", "labels", *META_FIELDS)}
-                classes = [str(c) for c in f.attrs["classes"]]
-                elements = [str(e) for e in f.attrs["elements"]]
-        except (OSError, KeyError) as err:
-            raise LammpsPhaseError(f"{path} is not a lammps-phase environment dataset ({err})") from None
-        return cls(classes=classes, elements=elements, **arrays)
+
+def _save_h5(path, arrays: dict, classes: Sequence[str], elements: Sequence[str], attrs: Optional[dict] = None) -> None:
+    """Write atomically (temp file + rename), so an interrupted stage never leaves a half-written dataset."""
+    import h5py
+
+    tmp = f"{path}.tmp"
+    with h5py.File(tmp, "w") as f:
+        for name, arr in arrays.items():
+            f.create_dataset(name, data=arr, compression="gzip", compression_opts=4)
+        f.attrs["classes"] = list(classes)
+        f.attrs["elements"] = list(elements)
+        for key, val in (attrs or {}).items():
+            f.attrs[key] = val
+    os.replace(tmp, path)
+
+
+def _load_h5(path, names: Sequence[str], what: str) -> dict:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            out = {name: f[name][()] for name in names}
+            out["classes"] = [str(c) for c in f.attrs["classes"]]
+            out["elements"] = [str(e) for e in f.attrs["elements"]]
+    except (OSError, KeyError) as err:
+        raise LammpsPhaseError(f"{path} is not a lammps-phase {what} dataset ({err})") from None
+    return out
 
 
 def extract_environments(
@@ -229,27 +240,11 @@ class SampleSet:
             cat("temperature"), cat("pressure"), cat("run_id"),
         )
 
-    def save(self, path: str | os.PathLike) -> None:
-        import h5py
+    ARRAYS = ("species", "labels", "index", "vectors", "offsets", *META_FIELDS)
 
-        tmp = f"{path}.tmp"
-        with h5py.File(tmp, "w") as f:
-            for name in ("species", "labels", "index", "vectors", "offsets", *META_FIELDS):
-                f.create_dataset(name, data=getattr(self, name), compression="gzip", compression_opts=4)
-            f.attrs["classes"] = list(self.classes)
-            f.attrs["elements"] = list(self.elements)
-        os.replace(tmp, path)
+    def save(self, path: str | os.PathLike) -> None:
+        _save_h5(path, {n: getattr(self, n) for n in self.ARRAYS}, self.classes, self.elements)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "SampleSet":
-        import h5py
-
-        names = ("species", "labels", "index", "vectors", "offsets", *META_FIELDS)
-        try:
-            with h5py.File(path, "r") as f:
-                arrays = {name: f[name][()] for name in names}
-                classes = [str(c) for c in f.attrs["classes"]]
-                elements = [str(e) for e in f.attrs["elements"]]
-        except (OSError, KeyError) as err:
-            raise LammpsPhaseError(f"{path} is not a lammps-phase sample dataset ({err})") from None
-        return cls(classes=classes, elements=elements, **arrays)
+        return cls(**_load_h5(path, cls.ARRAYS, "sample"))
