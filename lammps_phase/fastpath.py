@@ -30,7 +30,7 @@ import torch
 from torch.nn import functional as F
 
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.model import NEG_SLOPE, PhaseNet, _radial_basis, bond_order_features
+from lammps_phase.model import NEG_SLOPE, PhaseNet, _radial_basis, bond_order_features, edge_angle_features
 from lammps_phase.neighbors import NeighborList, knn
 
 __all__ = [
@@ -117,9 +117,11 @@ def _mlp_weight(sdist, centers, inv_width, w1, b1, w2, b2) -> torch.Tensor:
 # costs a few contiguous vector loads of v[j] instead of C scalar gathers (measured ~10x faster).
 
 
-def _message(u, v, index, rel, sdist, w_geo_t, j: int, geo: bool) -> torch.Tensor:
+def _message(u, v, index, rel, sdist, w_geo_t, j: int, geo: str) -> torch.Tensor:
     m = u + v[index[:, j]]
-    if geo:  # Θg·[r_ij / s_i, |r_ij| / s_i], rows of w_geo_t contiguous so they load as vectors
+    if geo == "term":  # Θg·g_ij precomputed for the chunk (invariant edge geometry), (n, k, C)
+        m = m + rel[:, j]
+    elif geo == "vectors":  # Θg·[r_ij / s_i, |r_ij| / s_i], rows of w_geo_t contiguous so they load as vectors
         m = (
             m
             + rel[:, j, 0:1] * w_geo_t[0]
@@ -130,10 +132,13 @@ def _message(u, v, index, rel, sdist, w_geo_t, j: int, geo: bool) -> torch.Tenso
     return F.leaky_relu(m, NEG_SLOPE)
 
 
-def _layer_table(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, table, inv_step, geo: bool):
-    """h_i' = max_j w(s_ij) ⊙ LeakyReLU(u_i + v_j + Θg·g_ij) for a chunk, w interpolated from ``table``."""
+def _layer_table(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, table, inv_step, geo: str):
+    """h_i' = max_j w(s_ij) ⊙ LeakyReLU(u_i + v_j + Θg·g_ij) for a chunk, w interpolated from ``table``.
+
+    ``geo``: "vectors" (``vectors`` are r_ij), "term" (``vectors`` holds Θg·g_ij already) or "none".
+    """
     u = F.linear(h, w_i, bias)
-    rel = vectors * inv_scale.unsqueeze(-1)
+    rel = vectors * inv_scale.unsqueeze(-1) if geo == "vectors" else vectors
     row, frac = _table_position(sdist, table.shape[0], inv_step)
     out = None
     for j in range(index.shape[1]):
@@ -144,10 +149,10 @@ def _layer_table(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, tab
     return out
 
 
-def _layer_exact(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, centers, inv_width, w1, b1, w2, b2, geo: bool):
+def _layer_exact(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, centers, inv_width, w1, b1, w2, b2, geo: str):
     """As :func:`_layer_table` with the weighting MLP evaluated per edge (two small GEMMs per chunk)."""
     u = F.linear(h, w_i, bias)
-    rel = vectors * inv_scale.unsqueeze(-1)
+    rel = vectors * inv_scale.unsqueeze(-1) if geo == "vectors" else vectors
     weight = _mlp_weight(sdist, centers, inv_width, w1, b1, w2, b2)
     out = None
     for j in range(index.shape[1]):
@@ -163,24 +168,33 @@ def _bond_order(vectors: torch.Tensor, l_max: int, counts: list[int], scale: tor
     return bond_order_features(unit, l_max, counts, chunk=vectors.shape[0]) * scale + shift
 
 
-def _edge_messages(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, geo: bool) -> torch.Tensor:
+def _edge_messages(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, geo: str) -> torch.Tensor:
     """All (n, k, C) messages of a chunk at once: the better shape for eager PyTorch (few large ops)."""
     m = F.linear(h, w_i, bias).unsqueeze(1) + v[index]
-    if geo:
+    if geo == "term":
+        m = m + vectors
+    elif geo == "vectors":
         m = m + (vectors * inv_scale.unsqueeze(-1)) @ w_geo_t[:3] + sdist.unsqueeze(-1) * w_geo_t[3]
     return F.leaky_relu(m, NEG_SLOPE)
 
 
-def _layer_table_eager(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, table, inv_step, geo: bool):
+def _layer_table_eager(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, table, inv_step, geo: str):
     m = _edge_messages(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, geo)
     row, frac = _table_position(sdist, table.shape[0], inv_step)
     frac = frac.unsqueeze(-1)
     return (m * torch.lerp(table[row], table[row + 1], frac)).amax(dim=1)
 
 
-def _layer_exact_eager(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, centers, inv_width, w1, b1, w2, b2, geo: bool):
+def _layer_exact_eager(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, centers, inv_width, w1, b1, w2, b2, geo: str):
     m = _edge_messages(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, geo)
     return (m * _mlp_weight(sdist, centers, inv_width, w1, b1, w2, b2)).amax(dim=1)
+
+
+def _geometry_term(vectors: torch.Tensor, sdist: torch.Tensor, w_geo_t: torch.Tensor, l_max: int, neighbors: int):
+    """Θg·[angle moments, |r_ij| / s_i] for a chunk, (n, k, C): the invariant edge geometry's share of every message."""
+    unit = vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    g = edge_angle_features(unit, l_max, neighbors)
+    return g @ w_geo_t[:-1] + sdist.unsqueeze(-1) * w_geo_t[-1]
 
 
 def _head(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> torch.Tensor:
@@ -195,6 +209,7 @@ _KERNELS = {
     "layer_exact": _layer_exact,
     "head": _head,
     "bond_order": _bond_order,
+    "geometry_term": _geometry_term,
 }
 _COMPILED: dict[str, Callable] = {}
 _COMPILE_FAILED: dict[str, str] = {}  # device type -> reason, so a failing compiler is tried once per process
@@ -238,8 +253,8 @@ class _Layer:
     w_i: torch.Tensor
     bias: torch.Tensor
     w_nbr: Optional[torch.Tensor]
-    w_geo_t: torch.Tensor  # (4, C) transposed geometry weights; zeros when the layer has no geometric input
-    geo: bool
+    w_geo_t: torch.Tensor  # (D, C) transposed geometry weights; zeros when the layer has no geometric input
+    geo: str  # "vectors" | "term" (invariant geometry, precomputed per chunk) | "none"
     table: torch.Tensor  # (M, C) spatial weight on the grid s_m = m · step (ones without weighting)
     inv_step: torch.Tensor  # 0-dim
     mlp: Optional[tuple[torch.Tensor, ...]]  # (centers, inv_width, w1, b1, w2, b2) for weighting="exact"
@@ -336,8 +351,8 @@ class FastPhaseNet:
         w_i, bias, w_nbr, w_g = conv._weights()
         c_out = w_i.shape[0]
         dev = w_i.device
-        geo = w_g is not None
-        w_geo_t = w_g.float().t().contiguous() if geo else torch.zeros(4, c_out, device=dev)
+        geo = "none" if w_g is None else ("term" if cfg.edge_geometry == "angles" else "vectors")
+        w_geo_t = w_g.float().t().contiguous() if w_g is not None else torch.zeros(4, c_out, device=dev)
         mlp = None
         if conv.weighting is not None:
             table, step = _weight_table(conv.weighting, cfg.radial_basis, cfg.radial_max, dev)
@@ -470,7 +485,11 @@ class FastPhaseNet:
             v = F.linear(h, layer.w_nbr) if layer.w_nbr is not None else torch.zeros((n, width), device=dev)
             out = feats[:, offset : offset + width]
             for c in chunks:
-                common = (h[c], layer.w_i, layer.bias, v, index[c], vectors[c], sdist[c], inv_scale[c], layer.w_geo_t)
+                geometry = vectors[c]
+                if layer.geo == "term":
+                    geometry = self._call("geometry_term", vectors[c], sdist[c], layer.w_geo_t, self.cfg.edge_angle_l,
+                                          self.cfg.edge_angle_neighbors)
+                common = (h[c], layer.w_i, layer.bias, v, index[c], geometry, sdist[c], inv_scale[c], layer.w_geo_t)
                 if layer.mlp is not None:
                     out[c] = self._call("layer_exact", *common, *layer.mlp, geo=layer.geo)
                 else:

@@ -57,12 +57,22 @@ class ModelConfig:
     # neighbour pairs (equivalent to Steinhardt q_l²), over each neighbour count listed
     bond_order_l: int = 0
     bond_order_neighbors: list[int] = field(default_factory=list)
+    # what an edge message sees of r_ij besides |r_ij|: "vectors" (the poster: r_ij / s_i, learns
+    # rotation invariance from the loss) or "angles" (power moments l = 1..edge_angle_l of the cosines
+    # between r_ij and i's edge_angle_neighbors nearest bonds: invariant by construction)
+    edge_geometry: str = "vectors"
+    edge_angle_l: int = 4
+    edge_angle_neighbors: int = 8
 
     def __post_init__(self) -> None:
         if self.graph not in ("input", "embedding"):
             raise LammpsPhaseError(f"graph must be 'input' or 'embedding', not {self.graph!r}")
         if self.length_scale not in ("local", "none"):
             raise LammpsPhaseError(f"length_scale must be 'local' or 'none', not {self.length_scale!r}")
+        if self.edge_geometry not in ("vectors", "angles"):
+            raise LammpsPhaseError(f"edge_geometry must be 'vectors' or 'angles', not {self.edge_geometry!r}")
+        if self.edge_geometry == "angles" and not (1 <= self.edge_angle_l and 2 <= self.edge_angle_neighbors <= self.k):
+            raise LammpsPhaseError("edge_geometry 'angles' needs edge_angle_l >= 1 and 2 <= edge_angle_neighbors <= k")
         if not (self.embed_rel or self.embed_abs):
             raise LammpsPhaseError("at least one of embed_rel, embed_abs must be on: later layers see nothing else")
         self.bond_order_neighbors = [int(n) for n in self.bond_order_neighbors]
@@ -119,6 +129,39 @@ def bond_order_features(unit: torch.Tensor, l_max: int, counts: list[int], chunk
                     p = p * c
         out.append(torch.stack(feats, dim=-1))
     return torch.cat(out) if out else unit.new_zeros((0, l_max * len(counts)))
+
+
+def edge_angle_features(unit: torch.Tensor, l_max: int, neighbors: int) -> torch.Tensor:
+    """Rotation-invariant geometry of every edge, (N, k, l_max).
+
+    For edge i→j: g_l = (1/n) Σ_m (r̂_ij · r̂_im)^l over i's n nearest bonds m, l = 1..l_max. It says
+    where j sits relative to i's own bond star (along a bond, in the tetrahedral cone, opposite, …)
+    without any reference to the laboratory frame, so a network built on it labels a rotated sample
+    exactly as the original.
+    """
+    c = torch.bmm(unit, unit[:, :neighbors].transpose(1, 2))  # (N, k, n)
+    feats = []
+    p = c
+    for l in range(l_max):
+        feats.append(p.mean(dim=-1))
+        if l < l_max - 1:
+            p = p * c
+    return torch.stack(feats, dim=-1)
+
+
+def edge_geometry(vectors: torch.Tensor, dist: torch.Tensor, scale: torch.Tensor, cfg: "ModelConfig") -> torch.Tensor:
+    """Edge inputs of every EdgeConv: [r_ij / s_i or angle moments, |r_ij| / s_i], (N, k, geo_dim)."""
+    sdist = (dist / scale).unsqueeze(-1)
+    if cfg.edge_geometry == "angles":
+        unit = vectors / dist.clamp_min(1e-6).unsqueeze(-1)
+        return torch.cat([edge_angle_features(unit, cfg.edge_angle_l, cfg.edge_angle_neighbors), sdist], dim=-1)
+    return torch.cat([vectors / scale.unsqueeze(-1), sdist], dim=-1)
+
+
+def geometry_dim(cfg: "ModelConfig") -> int:
+    if not cfg.input_rel:
+        return 0
+    return (cfg.edge_angle_l if cfg.edge_geometry == "angles" else 3) + 1
 
 
 class _AffineBN(nn.Module):
@@ -230,7 +273,7 @@ class PhaseNet(nn.Module):
         n_bo = cfg.bond_order_l * len(cfg.bond_order_neighbors)
         self.bond_order_norm = nn.BatchNorm1d(n_bo) if n_bo else None
         c_in = cfg.embed_dim + (3 if cfg.input_abs else 0) + n_bo
-        geo_dim = 4 if cfg.input_rel else 0
+        geo_dim = geometry_dim(cfg)
         layers = []
         for i, c in enumerate(cfg.channels):
             layers.append(EdgeConv(c_in, c, geo_dim, cfg))
@@ -278,7 +321,7 @@ class PhaseNet(nn.Module):
             scale = torch.ones_like(dist[:, :1])
         sdist = dist / scale
         rbf = _radial_basis(sdist, cfg.radial_basis, cfg.radial_max) if cfg.spatial_weighting else None
-        geo = torch.cat([vectors / scale.unsqueeze(-1), sdist.unsqueeze(-1)], dim=-1) if cfg.input_rel else None
+        geo = edge_geometry(vectors, dist, scale, cfg) if cfg.input_rel else None
 
         h = self.embed(species)
         if self.bond_order_norm is not None:

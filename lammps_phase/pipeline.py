@@ -11,7 +11,7 @@ import json
 import os
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -38,6 +38,7 @@ class PhaseSpec:
     hold_temperatures: list[float] = field(default_factory=lambda: [300.0])
     quench_rate: float = 1000.0  # K/ps
     hold_ps: float = 2.0
+    lattice: dict[str, Any] = field(default_factory=dict)  # simple crystals: element, a, c_over_a
 
 
 @dataclass
@@ -112,7 +113,9 @@ def _crystal(spec: PhaseSpec):
     from lammps_phase import structures
 
     if spec.structure in structures.names():
-        return structures.build(spec.structure)
+        return structures.build(spec.structure, **spec.lattice)
+    if spec.lattice:
+        raise LammpsPhaseError(f"phase {spec.name}: 'lattice' applies to library structures, not to the file {spec.structure}")
     from lammps_phase.io import read_frames
     from lammps_phase.structures import Crystal
 
@@ -143,12 +146,39 @@ def _heating_job(cfg: PipelineConfig, spec: PhaseSpec, pressure: float, seed: in
     return run
 
 
-def save_run(run, path: Path) -> dict[str, Any]:
+def run_params(cfg: PipelineConfig, spec: PhaseSpec, pressure: float, seed: int) -> dict[str, Any]:
+    """Everything that shapes one heating run: a cached run is reused only while these are unchanged."""
+    defaults = PhaseSpec(name="", kind="", structure="", pressures=[])
+    # non-default fields only (a new option does not invalidate old runs); the run's own pressure stands alone
+    spec_fields = {k: v for k, v in asdict(spec).items()
+                   if k != "pressures" and (v != getattr(defaults, k) or k in ("name", "structure"))}
+    return {"spec": spec_fields, "pressure_gpa": pressure, "seed": seed, "potential": cfg.potential,
+            "supercell_min_length": cfg.supercell_min_length, "snapshot_every_ps": cfg.snapshot_every_ps}
+
+
+def _cached_run(npz: Path, params: dict[str, Any], log) -> Optional[dict[str, Any]]:
+    """The cached summary of a run made with ``params``, or None when it must be (re)made."""
+    meta = npz.with_suffix(".json")
+    if not (npz.exists() and meta.exists()):
+        return None
+    summary = json.loads(meta.read_text())
+    stored = summary.get("params")
+    if stored is None:
+        log(f"[heating] {npz.stem}: cached run records no parameters (older version); reusing it — "
+            f"delete {npz.name} or pass --force to remake it")
+        return summary
+    if stored != json.loads(json.dumps(params)):
+        log(f"[heating] {npz.stem}: parameters changed since the cached run; remaking it")
+        return None
+    return summary
+
+
+def save_run(run, path: Path, params: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Kept snapshots as one npz (all frames of a run have the same atoms) + a JSON summary."""
     from lammps_phase.heating import run_report
 
     kept = run.kept
-    summary = {
+    summary = {"params": params,
         "phase": run.phase, "label": run.label, "potential": run.potential, "pressure_gpa": run.pressure_gpa,
         "kept": len(kept), "total": len(run.snapshots), "report": run_report([run]),
         "temperatures_kept": [float(s.temperature) for s in kept],
@@ -180,15 +210,17 @@ def stage_heating(cfg: PipelineConfig, work: Path, force: bool, log=print) -> li
     for i, (spec, p, seed) in enumerate(jobs):
         key = run_key(spec, p, seed)
         npz = runs_dir / f"{key}.npz"
-        if npz.exists() and npz.with_suffix(".json").exists() and not force:
-            summaries.append(json.loads(npz.with_suffix(".json").read_text()))
+        params = run_params(cfg, spec, p, seed)
+        cached = None if force else _cached_run(npz, params, log)
+        if cached is not None:
+            summaries.append(cached)
             continue
         t0 = time.perf_counter()
         try:
             run = _heating_job(cfg, spec, p, seed, runs_dir / f"{key}.log")
-            summary = save_run(run, npz)
+            summary = save_run(run, npz, params)
         except LammpsPhaseError as err:
-            summary = {"phase": spec.name, "label": spec.name, "pressure_gpa": p, "kept": 0, "total": 0,
+            summary = {"params": params, "phase": spec.name, "label": spec.name, "pressure_gpa": p, "kept": 0, "total": 0,
                        "report": f"{key}: failed: {err}"}
             npz.with_suffix(".json").write_text(json.dumps(summary, indent=1))
             np.savez_compressed(npz, positions=np.zeros((0, 0, 3), np.float32), species=np.array([], dtype=str))
@@ -200,6 +232,32 @@ def stage_heating(cfg: PipelineConfig, work: Path, force: bool, log=print) -> li
 
 
 # ----------------------------------------------------------------------------- stage 2: datasets
+
+
+def _params_path(target: Path) -> Path:
+    return target.with_name(target.name + ".params.json")
+
+
+def _record(target: Path, params: dict[str, Any]) -> None:
+    """Note what a stage output was made from, so a later run can tell whether it is still current."""
+    _params_path(target).write_text(json.dumps(params, indent=1, sort_keys=True))
+
+
+def _fresh(target: Path, sources: list[Path], params: dict[str, Any]) -> bool:
+    """True when ``target`` exists, is newer than every source, and was made with ``params``.
+
+    An output without a record (made by an older version) counts as fresh while it is newer than its
+    sources: what cannot be compared is not thrown away.
+    """
+    if not target.exists():
+        return False
+    newest = max((s.stat().st_mtime for s in sources if s.exists()), default=0.0)
+    if newest > target.stat().st_mtime:
+        return False
+    record = _params_path(target)
+    if not record.exists():
+        return True
+    return json.loads(record.read_text()) == json.loads(json.dumps(params, sort_keys=True))
 
 
 def iter_snapshots(cfg: PipelineConfig, work: Path, split: str):
@@ -229,7 +287,11 @@ def stage_datasets(cfg: PipelineConfig, work: Path, force: bool, log=print) -> d
     for split in SPLITS:
         path = work / f"{split}_{mode}.h5"
         paths[split] = path
-        if path.exists() and not force:
+        runs = sorted(work / "runs" / f"{run_key(spec, p, seed)}.npz"
+                      for spec in cfg.phases for p in spec.pressures for seed in cfg.seeds[split])
+        params = {"runs": [r.stem for r in runs], "classes": cfg.classes, "elements": cfg.elements, "k": k,
+                  "mode": mode, "points": points, "environments_per_frame": per_frame}
+        if not force and _fresh(path, runs, params):
             continue
         rng = np.random.default_rng(SPLITS.index(split) + 17)
         sets = []
@@ -249,6 +311,7 @@ def stage_datasets(cfg: PipelineConfig, work: Path, force: bool, log=print) -> d
             raise LammpsPhaseError(f"no kept snapshots for the {split} split: check the heating report")
         data = (SampleSet if mode == "samples" else EnvironmentSet).concatenate(sets)
         data.save(path)
+        _record(path, params)
         log(f"[datasets] {split}: {len(data)} {mode} → {path}")
     return paths
 
@@ -269,10 +332,12 @@ def stage_train(cfg: PipelineConfig, work: Path, force: bool, output: Path, quie
 
     ckpt_path = work / "model.pt"
     hist_path = work / "history.json"
-    if ckpt_path.exists() and hist_path.exists() and not force:
+    mode = cfg.dataset.get("mode", "samples")
+    params = {"model": cfg.model, "train": cfg.train, "classes": cfg.classes, "elements": cfg.elements}
+    sources = [work / f"train_{mode}.h5", work / f"val_{mode}.h5"]
+    if not force and hist_path.exists() and _fresh(ckpt_path, sources, params):
         log(f"[train] cached: {ckpt_path}")
     else:
-        mode = cfg.dataset.get("mode", "samples")
         train = _load_split(work / f"train_{mode}.h5", mode)
         val = _load_split(work / f"val_{mode}.h5", mode)
         mcfg = ModelConfig(elements=cfg.elements, num_classes=len(cfg.classes), **cfg.model)
@@ -283,6 +348,7 @@ def stage_train(cfg: PipelineConfig, work: Path, force: bool, output: Path, quie
         ckpt.data_fingerprint = fingerprint(train.labels, train.species, val.labels, cfg.source)
         ckpt_io.save(ckpt, ckpt_path)
         hist_path.write_text(json.dumps(hist.to_dict()))
+        _record(ckpt_path, params)
     ckpt_io.save(ckpt_io.load(ckpt_path), output)  # usable at once; the report stage adds test metrics
     return ckpt_path
 

@@ -24,6 +24,14 @@ def checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def angles_checkpoint(tmp_path_factory):
+    """A model with the rotation-invariant edge geometry (edge_geometry = "angles")."""
+    path = make_random_checkpoint(tmp_path_factory.mktemp("fast") / "angles.pt", k=K, seed=1, edge_geometry="angles",
+                                  edge_angle_l=4, edge_angle_neighbors=6)
+    return ckpt_io.load(path)
+
+
+@pytest.fixture(scope="module")
 def triclinic_quartz():
     """A jittered α-quartz supercell in its own hexagonal (triclinic) cell: 486 atoms."""
     crystal = supercell(build("alpha_quartz"), 12.0, orthogonal=False)
@@ -50,6 +58,18 @@ def test_fast_path_matches_reference_on_triclinic_sample(checkpoint, triclinic_q
     assert float((a - b).abs().max()) < 1e-4
     assert np.array_equal(ref.result_from_logits(a).labels, fast.result_from_logits(b).labels)
     assert len(np.unique(ref.result_from_logits(a).labels)) > 1  # the comparison is not vacuous
+
+
+@pytest.mark.parametrize("weighting", ["table", "exact"])
+def test_fast_path_matches_reference_with_invariant_edge_geometry(angles_checkpoint, triclinic_quartz, weighting):
+    pos, cell, symbols = triclinic_quartz
+    ref = Classifier(angles_checkpoint, device="cpu", fast=False)
+    fast = Classifier(angles_checkpoint, device="cpu", fast="eager")
+    fast.fast = FastPhaseNet(fast.model, compile=False, weighting=weighting, chunk=100)  # several chunks
+    a, b = reference_and_fast_logits(ref, fast, pos, cell, symbols)
+    assert float((a - b).abs().max()) < 1e-4
+    assert np.array_equal(a.argmax(1).numpy(), b.argmax(1).numpy())
+    assert float(a.std(dim=0).max()) > 0.1  # logits differ between atoms: the comparison has teeth
 
 
 def test_classify_default_is_fast_and_agrees(checkpoint, triclinic_quartz):
@@ -82,12 +102,16 @@ def test_chunk_boundaries_do_not_change_logits(checkpoint, triclinic_quartz):
 @pytest.mark.skipif(
     os.environ.get("LAMMPS_PHASE_SLOW_TESTS") != "1", reason="compiles kernels (~20-60 s); set LAMMPS_PHASE_SLOW_TESTS=1"
 )
-def test_compiled_kernels_match_reference(checkpoint, triclinic_quartz):
+def test_compiled_kernels_match_reference(checkpoint, angles_checkpoint, triclinic_quartz):
     pos, cell, symbols = triclinic_quartz
     ref = Classifier(checkpoint, device="cpu", fast=False)
     comp = Classifier(checkpoint, device="cpu", fast="compile")
     assert comp.fast.compiled
     a, b = reference_and_fast_logits(ref, comp, pos, cell, symbols)
+    assert float((a - b).abs().max()) < 1e-4
+    angles_ref = Classifier(angles_checkpoint, device="cpu", fast=False)
+    angles_comp = Classifier(angles_checkpoint, device="cpu", fast="compile")
+    a, b = reference_and_fast_logits(angles_ref, angles_comp, pos, cell, symbols)
     assert float((a - b).abs().max()) < 1e-4
     # a second, different size reuses the compiled code (dynamic shapes): fast, no recompilation
     half = len(pos) // 2 + 7

@@ -96,3 +96,23 @@ def test_melt_quench_proves_the_liquid_and_keeps_only_glass():
     for glass in run.kept:
         assert glass.check.displaced_fraction > 0.5 and glass.temperature < 600.0
         assert set(glass.check.coordination_histogram) <= {3, 4, 5, 6}
+
+
+@pytest.mark.parametrize(
+    "histogram, displaced, holds",
+    [
+        ({4: 95, 5: 5}, 0.9, True),  # ordinary glass: 4-fold network
+        ({4: 20, 5: 60, 6: 20}, 0.9, True),  # densified glass (15 GPa): 5-fold with 4/6 beside it — 80 % in 5 + 6
+        ({3: 25, 4: 25, 5: 25, 6: 25}, 0.9, False),  # scattered: a broken network, not a glass
+        ({4: 100}, 0.1, False),  # atoms still on their sites: crystal
+    ],
+)
+def test_check_amorphous_accepts_normal_and_densified_networks(monkeypatch, quartz_run, histogram, displaced, holds):
+    from lammps_phase import heating
+
+    def fake_check_phase(snapshot, reference):
+        return heating.PhaseCheck(False, "not the crystal", dict(histogram), 0.0, 1.0, displaced, 0.0)
+
+    monkeypatch.setattr(heating, "check_phase", fake_check_phase)
+    verdict = check_amorphous(quartz_run.snapshots[-1], quartz_run.reference)
+    assert verdict.holds is holds, verdict.reason

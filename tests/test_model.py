@@ -203,3 +203,30 @@ def test_random_rotations_are_proper():
     r = random_rotations(50, torch.Generator().manual_seed(0))
     torch.testing.assert_close(torch.linalg.det(r), torch.ones(50), atol=1e-5, rtol=0)
     torch.testing.assert_close(r @ r.transpose(1, 2), torch.eye(3).expand(50, 3, 3), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("geometry", ["vectors", "angles"])
+def test_angle_edge_geometry_is_rotation_invariant_and_vectors_are_not(geometry):
+    torch.manual_seed(4)
+    model = trained_like(PhaseNet(small_cfg(edge_geometry=geometry, edge_angle_l=4, edge_angle_neighbors=6,
+                                            bond_order_l=4, bond_order_neighbors=[6, K])))
+    pos, species, box = jittered_lattice(6, 1.6, seed=5)
+    nl = knn(pos, K, cell=np.eye(3) * box)
+    sp, index = torch.as_tensor(species), torch.as_tensor(nl.index)
+    vectors = torch.as_tensor(nl.vectors, dtype=torch.float32)
+    rot = random_rotations(1, torch.Generator().manual_seed(9))[0]
+    with torch.no_grad():
+        a = model(sp, index, vectors)
+        b = model(sp, index, vectors @ rot.T)
+    err = float((a - b).abs().max())
+    if geometry == "angles":
+        assert err < 1e-4
+    else:
+        assert err > 1e-2  # r_ij in the laboratory frame: invariance is only learned (poster's loss term)
+
+
+def test_edge_geometry_options_are_checked():
+    with pytest.raises(LammpsPhaseError, match="edge_geometry"):
+        small_cfg(edge_geometry="spherical")
+    with pytest.raises(LammpsPhaseError, match="edge_angle_neighbors"):
+        small_cfg(edge_geometry="angles", edge_angle_neighbors=K + 1)

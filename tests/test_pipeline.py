@@ -122,6 +122,28 @@ def test_resume_after_interrupt_redoes_only_the_missing_run(tiny_run):
     assert {p: p.stat().st_mtime for p in others} == others
 
 
+def test_changed_phase_parameters_remake_only_that_phase_and_its_datasets(tiny_run):
+    work, _ = tiny_run
+    cache = work / "cache" / "tiny"
+    runs_dir = cache / "runs"
+    before = {p.name: p.stat().st_mtime for p in runs_dir.glob("*.npz")}
+    datasets = {p.name: p.stat().st_mtime for p in cache.glob("*_samples.h5")}
+    changed = TINY.replace("t_end = 600\nps = 0.4\n\n[dataset]", "t_end = 500\nps = 0.4\n\n[dataset]")
+    assert changed != TINY  # the stishovite ramp (last phase) now ends at 500 K
+    (work / "tiny_changed.toml").write_text(changed)
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        assert train_main(["tiny_changed.toml", "-q", "--stage", "heating"]) == 0
+        assert train_main(["tiny_changed.toml", "-q", "--stage", "datasets"]) == 0
+    finally:
+        os.chdir(cwd)
+    after = {p.name: p.stat().st_mtime for p in runs_dir.glob("*.npz")}
+    remade = {name for name in after if after[name] != before[name]}
+    assert remade == {f"stishovite_0GPa_seed{s}.npz" for s in (1, 2, 3)}
+    assert all(p.stat().st_mtime > datasets[p.name] for p in cache.glob("*_samples.h5"))  # rebuilt from the new runs
+
+
 def test_config_errors_name_the_problem(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(TINY.replace('seeds = { train = [1], val = [2], test = [3] }', 'seeds = { train = [1], val = [1], test = [3] }'))
@@ -138,7 +160,7 @@ def test_config_errors_name_the_problem(tmp_path):
 
 def test_shipped_configs_parse():
     root = os.path.dirname(os.path.dirname(__file__))
-    for name in ("train_sio2.toml",):
+    for name in ("train_sio2.toml", "train_cu.toml"):
         cfg = load_config(os.path.join(root, "inputs", name))
         assert len(cfg.classes) == len(set(cfg.classes))
         json.dumps(cfg.model)
