@@ -45,9 +45,12 @@ that step's labels to −1 and confidence to 0 on every rank and prints a WARNIN
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
 import re
 import sys
+import time
 from ctypes import c_char_p, c_void_p
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
@@ -95,6 +98,7 @@ class _State:
     classifier: Any  # Classifier on ranks that label (rank 0 in gather mode, all ranks in local mode)
     variables_defined: bool
     shell_checked: bool = False
+    cpus: Optional[frozenset] = None  # gather mode, rank 0: the cores of every rank on its node (borrowed while labelling)
 
 
 class PhaseLabeler:
@@ -108,6 +112,8 @@ class PhaseLabeler:
     on_error    "stop" (default) or "skip": a failing classification gives −1 labels for that step.
     labels, confidence  names of the fix property/atom vectors written (i_… integer, d_… float);
                 the fraction variables are named after ``labels`` without its ``i_`` (v_phase_<class>).
+    borrow_cores  gather mode: while rank 0 classifies, the other ranks sleep instead of spinning in MPI
+                and rank 0 runs its threads on their cores too (they would idle otherwise).
 
     Call with the pointer LAMMPS passes (``SELF`` with ``format p``) or with a ``lammps`` object.
     """
@@ -122,6 +128,7 @@ class PhaseLabeler:
         on_error: str = "stop",
         labels: str = "i_phase",
         confidence: str = "d_phase_conf",
+        borrow_cores: bool = True,
     ) -> None:
         if mode not in MODES:
             raise LammpsPhaseError(f"PhaseLabeler mode {mode!r} is unknown: use 'gather' or 'local'")
@@ -144,6 +151,7 @@ class PhaseLabeler:
         self.labels = labels
         self.confidence = confidence
         self.prefix = labels[2:]
+        self.borrow_cores = bool(borrow_cores)
         self._state: Optional[_State] = None
 
     # ------------------------------------------------------------------------------------------ entry point
@@ -178,14 +186,17 @@ class PhaseLabeler:
         _agree(lmp, comm, error)
 
         classifier = None
+        cpus = self._node_cpus(comm) if self.mode == "gather" and self.borrow_cores else None
         try:
             if self.mode == "local" or rank == 0:
                 from lammps_phase.classify import Classifier
 
-                classifier = Classifier.load(
-                    checkpoint, device=self._rank_device(comm), threshold=self.threshold, type_map=type_map,
-                    reuse_neighbors=self.mode == "gather",  # consecutive calls see the same atoms, slightly moved
-                )
+                with _on_cpus(cpus):  # torch's worker threads start here and keep these cores
+                    classifier = Classifier.load(
+                        checkpoint, device=self._rank_device(comm), threshold=self.threshold, type_map=type_map,
+                        reuse_neighbors=self.mode == "gather",  # consecutive calls see the same atoms, slightly moved
+                        threads=len(cpus) if cpus else "auto",
+                    )
                 ckpt = classifier.checkpoint
             else:
                 from lammps_phase import checkpoint as ckpt_io
@@ -207,6 +218,7 @@ class PhaseLabeler:
             hops=ckpt.config.receptive_hops,
             classifier=classifier,
             variables_defined=False,
+            cpus=cpus,
         )
         device = classifier.device if classifier is not None else "-"
         table = ", ".join(f"{i} = {name}" for i, name in enumerate(state.classes)) + ", -1 = other"
@@ -237,6 +249,20 @@ class PhaseLabeler:
                 )
             if dtype != wanted:
                 raise LammpsPhaseError(f"per-atom property {name} is not {kind}: define it as in `{fix_line}`")
+
+    def _node_cpus(self, comm: Any) -> Optional[frozenset]:
+        """On rank 0: the union of the CPU sets of all ranks on its node (None elsewhere or off Linux)."""
+        from mpi4py import MPI
+
+        try:
+            mine = sorted(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux: no affinity control, threads stay as they are
+            mine = []
+        everyone = comm.gather((MPI.Get_processor_name(), mine), root=0)
+        if comm.Get_rank() != 0 or not mine:
+            return None
+        host = everyone[0][0]
+        return frozenset(c for name, cores in everyone if name == host for c in cores)
 
     def _rank_device(self, comm: Any) -> str:
         """Local mode with CUDA: one GPU per node-local rank (round robin); otherwise the user's choice."""
@@ -280,9 +306,12 @@ class PhaseLabeler:
         if root:
             try:
                 order = np.argsort(ids_all, kind="stable")  # decomposition-independent atom order
-                labels_all[order], conf_all[order] = self._classify_box(lmp, state, x_all[order], types_all[order])
+                with _on_cpus(state.cpus):
+                    labels_all[order], conf_all[order] = self._classify_box(lmp, state, x_all[order], types_all[order])
             except Exception as err:  # noqa: BLE001 - any failure of the model is reported, never half-applied
                 error = _describe(err)
+        if self.borrow_cores and state.size > 1:
+            _quiet_barrier(comm, sleep=not root)
         error = comm.bcast(error, root=0)
         if error is not None:
             return self._failed(lmp, state, nlocal, error)
@@ -546,6 +575,34 @@ class _GhostShell:
 
 
 # ---------------------------------------------------------------------------------------------- LAMMPS glue
+
+
+@contextlib.contextmanager
+def _on_cpus(cpus: Optional[frozenset]):
+    """Run the calling thread (and the threads it starts) on ``cpus``, then return it to its own cores."""
+    if not cpus:
+        yield
+        return
+    own = os.sched_getaffinity(0)
+    if own == cpus:
+        yield
+        return
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, own)
+
+
+def _quiet_barrier(comm: Any, sleep: bool, interval: float = 2e-4) -> None:
+    """A barrier that, where ``sleep``, waits in short sleeps: MPI's own wait spins and would hold the core
+    that rank 0 is borrowing."""
+    request = comm.Ibarrier()
+    if not sleep:
+        request.Wait()
+        return
+    while not request.Test():
+        time.sleep(interval)
 
 
 def _as_lammps(ptr: Any) -> Any:
