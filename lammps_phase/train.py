@@ -36,8 +36,16 @@ class TrainConfig:
     max_batches: Optional[int] = None  # stop after this many batches in total (ablation: "after 100 batches")
     threads: Optional[int] = None
     progress: bool = True
+    # cross-entropy weight of class c ∝ (atoms of c)^−class_balance: 0 = plain, 1 = fully balanced; rare
+    # classes (melt, glass: small cells, few snapshots) otherwise count little against coesite's thousands
+    class_balance: float = 0.0
+    select: str = "accuracy"  # validation score for the best epoch: "accuracy" | "balanced_accuracy" (mean per class)
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.class_balance <= 1.0:
+            raise LammpsPhaseError(f"class_balance must lie in [0, 1], got {self.class_balance}")
+        if self.select not in ("accuracy", "balanced_accuracy"):
+            raise LammpsPhaseError(f"select must be 'accuracy' or 'balanced_accuracy', not {self.select!r}")
         if not 0.0 <= self.phi <= 1.0:
             raise LammpsPhaseError(f"phi must lie in [0, 1], got {self.phi}")
         if self.phi < 1.0 and self.rotations < 2:
@@ -60,11 +68,13 @@ class History:
 
 
 def combined_loss(
-    logits: torch.Tensor, labels: torch.Tensor, phi: float, alpha: float
+    logits: torch.Tensor, labels: torch.Tensor, phi: float, alpha: float, weight: Optional[torch.Tensor] = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """logits (R, ..., C) for R rotations of the same inputs, labels (...) → (loss, ce, rotation term)."""
+    """logits (R, ..., C) for R rotations of the same inputs, labels (...) → (loss, ce, rotation term).
+
+    ``weight``: optional per-class cross-entropy weights (C,)."""
     r, c = logits.shape[0], logits.shape[-1]
-    ce = F.cross_entropy(logits.reshape(-1, c), labels.unsqueeze(0).expand(r, *labels.shape).reshape(-1))
+    ce = F.cross_entropy(logits.reshape(-1, c), labels.unsqueeze(0).expand(r, *labels.shape).reshape(-1), weight=weight)
     if phi >= 1.0 or r < 2:
         return ce, ce, torch.zeros((), device=logits.device)
     prob = torch.softmax(logits, dim=-1)
@@ -180,6 +190,7 @@ def train_model(
     if cfg.max_batches:
         total = min(total, cfg.max_batches)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=0.15)
+    weight = class_weights(train_set, cfg.class_balance)
     hist = History()
     best_state, best_acc = None, -1.0
     t0 = time.perf_counter()
@@ -198,7 +209,7 @@ def train_model(
                 continue  # batch-norm over pooled features needs more than one sample
             rot = random_rotations(cfg.rotations * len(idx), gen).reshape(cfg.rotations, len(idx), 3, 3)
             logits, targets = _forward(model, kind, train_set, idx, rot)
-            loss, ce, spread = combined_loss(logits, targets, cfg.phi, cfg.alpha)
+            loss, ce, spread = combined_loss(logits, targets, cfg.phi, cfg.alpha, weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -216,8 +227,8 @@ def train_model(
         metrics = evaluate(model, val_set, kind=kind, batch_size=max(cfg.batch_size, 64))
         hist.val_loss.append(metrics["loss"])
         hist.val_accuracy.append(metrics["accuracy"])
-        if metrics["accuracy"] > best_acc:
-            best_acc, hist.best_epoch = metrics["accuracy"], epoch
+        if metrics[cfg.select] > best_acc:
+            best_acc, hist.best_epoch = metrics[cfg.select], epoch
             best_state = copy.deepcopy(model.state_dict())
         msg = (
             f"epoch {epoch + 1}/{cfg.epochs}: loss {hist.train_loss[-1]:.4f} (CE {hist.train_ce[-1]:.4f}, "
@@ -238,9 +249,20 @@ def train_model(
         config=model_cfg,
         state_dict=model.state_dict(),
         classes=list(train_set.classes),
-        metrics={"val_accuracy": best_acc, "best_epoch": hist.best_epoch, "train_seconds": hist.seconds},
+        metrics={"val_accuracy": hist.val_accuracy[hist.best_epoch], "val_" + cfg.select: best_acc, "best_epoch": hist.best_epoch, "train_seconds": hist.seconds},
     )
     return ckpt, hist
+
+
+def class_weights(data: Dataset, balance: float) -> Optional[torch.Tensor]:
+    """Cross-entropy weights ∝ (atoms per class)^−balance, mean 1 over the classes present; None for balance 0."""
+    if balance <= 0.0:
+        return None
+    labels = np.asarray(data.labels).reshape(-1)
+    counts = np.bincount(labels[labels >= 0], minlength=len(data.classes)).astype(np.float64)
+    w = np.where(counts > 0, np.maximum(counts, 1.0) ** -balance, 0.0)
+    w *= (counts > 0).sum() / w.sum()
+    return torch.tensor(w, dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -278,8 +300,10 @@ def evaluate(
     per_class = {
         name: float(conf[i, i] / conf[i].sum()) if conf[i].sum() else float("nan") for i, name in enumerate(data.classes)
     }
+    seen = [v for v in per_class.values() if v == v]
     return {
         "accuracy": float(np.trace(conf) / max(conf.sum(), 1)),
+        "balanced_accuracy": float(np.mean(seen)) if seen else 0.0,
         "loss": loss_sum / max(n_sum, 1),
         "per_class": per_class,
         "confusion": conf.tolist(),

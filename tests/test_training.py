@@ -132,3 +132,21 @@ def test_evaluate_reports_per_class_and_confusion(trained):
     assert conf.shape == (4, 4) and conf.sum() == data.offsets[-1]
     assert set(m["per_class"]) == set(CLASSES)
     assert m["accuracy"] >= 0.9
+
+
+def test_class_weights_balance_rare_classes():
+    from lammps_phase.train import class_weights
+
+    class Fake:
+        classes = ["common", "rare", "absent"]
+        labels = np.array([0] * 900 + [1] * 100)
+
+    assert class_weights(Fake(), 0.0) is None
+    w = class_weights(Fake(), 1.0).numpy()
+    assert w[2] == 0.0 and w[1] / w[0] == pytest.approx(9.0) and w[:2].mean() == pytest.approx(1.0)
+    half = class_weights(Fake(), 0.5).numpy()
+    assert half[1] / half[0] == pytest.approx(3.0)
+    with pytest.raises(LammpsPhaseError, match="class_balance"):
+        TrainConfig(class_balance=2.0)
+    with pytest.raises(LammpsPhaseError, match="select"):
+        TrainConfig(select="loss")
