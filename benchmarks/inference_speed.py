@@ -8,9 +8,9 @@ environment per atom) on a subset of atoms. Every size runs in its own subproces
 
     python benchmarks/inference_speed.py --sizes 1e3 1e4 1e5 1e6 --threads 2 --write
 
-The model is random-weight with the sizes the shipped checkpoint is expected to use (k = 16, channels
-64-64-64, head 128, embedding 16, 16 radial basis functions, bond-order inputs l ≤ 6 over 8 and 16
-neighbours): speed does not depend on the weights. The machine may be shared, so wall-clock numbers are
+The model is the shipped checkpoint (``--checkpoint``, default checkpoints/sio2.pt); ``--checkpoint random``
+uses random weights of a wider network (channels 64-64-64, head 128): speed does not depend on the weights.
+The per-atom baseline has the checkpoint's widths and k. The machine may be shared, so wall-clock numbers are
 noisy; CPU time per atom and ratios measured within one run are the more stable figures.
 """
 
@@ -50,7 +50,17 @@ def model_config(k: int = 16):
     )
 
 
-def random_checkpoint(kind: str = "segmentation"):
+def load_checkpoint(path: str, kind: str = "segmentation"):
+    """The shipped checkpoint (segmentation), or random weights of its widths (baseline) / of model_config()."""
+    from lammps_phase import checkpoint as ckpt_io
+
+    if path == "random":
+        return random_checkpoint(kind)
+    ckpt = ckpt_io.load(ROOT / path if not os.path.isabs(path) else path)
+    return ckpt if kind == "segmentation" else random_checkpoint(kind, ckpt.config)
+
+
+def random_checkpoint(kind: str = "segmentation", cfg=None):
     """Random weights with non-trivial batch-norm statistics (as tests/conftest.py does)."""
     import torch
 
@@ -58,14 +68,15 @@ def random_checkpoint(kind: str = "segmentation"):
     from lammps_phase.model import build_model
 
     torch.manual_seed(0)
-    cfg = model_config()
+    cfg = cfg or model_config()
     model = build_model(cfg, kind)
     g = torch.Generator().manual_seed(0)
     for mod in model.modules():
         if isinstance(mod, torch.nn.BatchNorm1d):
             mod.running_mean.copy_(torch.randn(mod.num_features, generator=g) * 0.3)
             mod.running_var.copy_(torch.rand(mod.num_features, generator=g) + 0.5)
-    return ckpt_io.Checkpoint(kind, cfg, model.state_dict(), ["alpha_quartz", "coesite", "stishovite", "amorphous"])
+    classes = [f"class{i}" for i in range(cfg.num_classes)]
+    return ckpt_io.Checkpoint(kind, cfg, model.state_dict(), classes)
 
 
 def quartz_sample(n_atoms: float, seed: int = 0):
@@ -90,14 +101,14 @@ def current_rss_mb() -> float:
 # --------------------------------------------------------------------------------------------- workers
 
 
-def worker_classify(n_atoms: float, path: str, threads: str, device: str, repeats: int) -> dict:
+def worker_classify(n_atoms: float, path: str, threads: str, device: str, repeats: int, checkpoint: str) -> dict:
     """One size, one path, fresh process: timings per stage and peak RSS above the idle process."""
     import torch
 
     from lammps_phase.classify import Classifier
 
     thr = "auto" if threads == "auto" else int(threads)
-    ckpt = random_checkpoint()
+    ckpt = load_checkpoint(checkpoint)
     fast = {"reference": False, "fast": "compile", "fast-eager": "eager"}[path]
     clf = Classifier(ckpt, device=device, fast=fast, threads=thr)
     idle = maxrss_mb()
@@ -124,7 +135,7 @@ def worker_classify(n_atoms: float, path: str, threads: str, device: str, repeat
     }
 
 
-def worker_erhard(points: list[int], centres: int, threads: str, device: str) -> dict:
+def worker_erhard(points: list[int], centres: int, threads: str, device: str, checkpoint: str) -> dict:
     """Per-atom baseline: one P-point environment per atom (extraction + network), µs per labelled atom."""
     import torch
 
@@ -134,7 +145,7 @@ def worker_erhard(points: list[int], centres: int, threads: str, device: str) ->
 
     set_threads("auto" if threads == "auto" else int(threads))
     dev = resolve_device(device)
-    model = random_checkpoint("erhard").build().to(dev)
+    model = load_checkpoint(checkpoint, "erhard").build().to(dev)
     pos, cell, symbols = quartz_sample(1e4)
     species = np.array([s == "O" for s in symbols], dtype=np.int64)
     chosen = np.random.default_rng(1).choice(len(pos), size=min(centres, len(pos)), replace=False)
@@ -160,7 +171,7 @@ def worker_erhard(points: list[int], centres: int, threads: str, device: str) ->
 
 
 def run_worker(args: list[str], options: argparse.Namespace, timeout: float) -> dict:
-    passed = ["--threads", str(options.threads), "--device", options.device, "--repeats", str(options.repeats),
+    passed = ["--checkpoint", options.checkpoint, "--threads", str(options.threads), "--device", options.device, "--repeats", str(options.repeats),
               "--erhard-centres", str(options.erhard_centres), "--erhard-points", *map(str, options.erhard_points)]
     cmd = [sys.executable, __file__, *passed, "--worker", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
@@ -182,6 +193,7 @@ def fmt_row(r: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", type=float, default=[1e3, 1e4, 1e5, 1e6], help="target atom counts")
+    ap.add_argument("--checkpoint", default="checkpoints/sio2.pt", help="model to time, or 'random' (wider, random weights)")
     ap.add_argument("--threads", default="auto", help="torch threads / neighbour workers (default: this process's cores)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda, auto")
     ap.add_argument("--repeats", type=int, default=2, help="timed calls per size after the warm-up call")
@@ -196,9 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         kind = args.worker[0]
         if kind == "classify":
-            res = worker_classify(float(args.worker[1]), args.worker[2], args.threads, args.device, args.repeats)
+            res = worker_classify(float(args.worker[1]), args.worker[2], args.threads, args.device, args.repeats,
+                                  args.checkpoint)
         else:
-            res = worker_erhard(args.erhard_points, args.erhard_centres, args.threads, args.device)
+            res = worker_erhard(args.erhard_points, args.erhard_centres, args.threads, args.device, args.checkpoint)
         print(json.dumps(res))
         return 0
 

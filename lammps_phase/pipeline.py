@@ -60,7 +60,9 @@ class PipelineConfig:
 
     @property
     def classes(self) -> list[str]:
-        return [p.name for p in self.phases]
+        """Class names in order of first appearance: several [[phase]] blocks may feed one class (e.g. one
+        block per pressure when the phase holds to different temperatures there)."""
+        return list(dict.fromkeys(p.name for p in self.phases))
 
 
 def load_config(path: str | os.PathLike) -> PipelineConfig:
@@ -93,6 +95,12 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
         if spec.kind not in ("crystal", "melt", "glass"):
             raise LammpsPhaseError(f"config {path}: phase {spec.name} has kind {spec.kind!r}; use crystal, melt or glass")
         phases.append(spec)
+    keys = [(spec.name, p) for spec in phases for p in spec.pressures]
+    clash = sorted({k for k in keys if keys.count(k) > 1})
+    if clash:
+        name, p = clash[0]
+        raise LammpsPhaseError(f"config {path}: phase {name} at {p:g} GPa appears in two [[phase]] blocks; "
+                               "give each block of one class its own pressures")
     seeds = runs.get("seeds", {"train": [1], "val": [2], "test": [3]})
     if set(seeds) != set(SPLITS) or any(set(seeds[a]) & set(seeds[b]) for a in SPLITS for b in SPLITS if a < b):
         raise LammpsPhaseError(f"config {path}: runs.seeds needs disjoint lists for train, val and test")
@@ -270,9 +278,10 @@ def iter_snapshots(cfg: PipelineConfig, work: Path, split: str):
                     raise LammpsPhaseError(f"heating run {npz.stem} is missing: run the heating stage first")
                 data = np.load(npz)
                 run_id = seed * 1000 + ci * 10 + spec.pressures.index(p)
+                label = cfg.classes.index(spec.name)
                 for f in range(len(data["positions"])):
                     yield (data["positions"][f].astype(np.float64), data["cells"][f], data["origins"][f],
-                           data["species"], ci, float(data["temperature"][f]), float(data["pressure"][f]), run_id)
+                           data["species"], label, float(data["temperature"][f]), float(data["pressure"][f]), run_id)
 
 
 def stage_datasets(cfg: PipelineConfig, work: Path, force: bool, log=print) -> dict[str, Path]:
