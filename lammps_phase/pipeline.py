@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -404,10 +405,17 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "rotation_agreement_overall": float(np.mean(list(rot_agree.values()))),
         "rotations": n_rot,
         "potential": cfg.potential,
-        "heating_report": str(work / "heating_report.txt"),
+        "heating_report": f"heating_report.txt (copied from {work / 'heating_report.txt'})",
     }
+    # what the config says about classes it left out or labels it restricted ([report] dropped / notes tables)
+    for key in ("dropped", "notes"):
+        if cfg.report.get(key):
+            extra[f"{key} (from {Path(cfg.source).name})"] = dict(cfg.report[key])
     report_dir = output.with_suffix("")
     report_dir = report_dir.parent / f"{report_dir.name}_report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    if (work / "heating_report.txt").exists():
+        shutil.copyfile(work / "heating_report.txt", report_dir / "heating_report.txt")
     summary = write_training_report(
         report_dir, cfg.classes, true_labels=true_a, predicted=pred_a, temperature=np.concatenate(temps),
         pressure=np.concatenate(press), history=hist, extra=extra, title=f"{cfg.name}: held-out test runs",

@@ -158,6 +158,18 @@ def test_config_errors_name_the_problem(tmp_path):
     assert train_main([str(tmp_path / "missing.toml")]) == 2
 
 
+def test_two_blocks_may_feed_one_class_but_not_at_the_same_pressure(tmp_path):
+    extra = '\n[[phase]]\nname = "alpha_quartz"\npressure_gpa = [{p}]\nt_start = 300\nt_end = 900\nps = 0.4\n'
+    cfg_path = tmp_path / "two.toml"
+    cfg_path.write_text(TINY + extra.format(p=8.0))
+    cfg = load_config(cfg_path)
+    assert cfg.classes == ["alpha_quartz", "stishovite"]  # the third block adds runs, not a class
+    assert len(cfg.phases) == 3
+    cfg_path.write_text(TINY + extra.format(p=0.0))
+    with pytest.raises(LammpsPhaseError, match="alpha_quartz at 0 GPa appears in two"):
+        load_config(cfg_path)
+
+
 def test_shipped_configs_parse():
     root = os.path.dirname(os.path.dirname(__file__))
     for name in ("train_sio2.toml", "train_cu.toml"):
