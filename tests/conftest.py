@@ -1,5 +1,6 @@
 """Shared fixtures: small checkpoints with deterministic, non-trivial weights (no training needed)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,10 @@ from lammps_phase import checkpoint as ckpt_io
 from lammps_phase.model import ModelConfig, PhaseNet
 
 SIO2_CLASSES = ["alpha_quartz", "coesite", "stishovite", "amorphous"]
+
+# In-situ runs started by the tests (LAMMPS under mpirun) label with the eager kernels: compiling them in
+# every short test run would cost more than the runs. tests/test_insitu.py runs one deck compiled.
+os.environ.setdefault("LAMMPS_PHASE_COMPILE", "0")
 
 
 def make_random_checkpoint(path: Path, elements=("Si", "O"), classes=SIO2_CLASSES, k: int = 12, seed: int = 0,

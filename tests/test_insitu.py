@@ -30,13 +30,14 @@ TYPE_MAP = ["Si", "O"]
 TIMEOUT_S = 240
 
 
-def run_lammps(deck: Path, cwd: Path, nprocs: int, **variables: object) -> tuple[int, str, str]:
+def run_lammps(deck: Path, cwd: Path, nprocs: int, env_extra: dict | None = None,
+               **variables: object) -> tuple[int, str, str]:
     """Run ``mpirun -np N lmp -in deck`` in cwd; returns (exit status, screen output, log file text)."""
     cmd = ["mpirun", "-np", str(nprocs), "--oversubscribe", "--allow-run-as-root", "lmp", "-in", str(deck),
            "-log", "log.lammps"]
     for name, value in variables.items():
         cmd += ["-var", name, str(value)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", OMPI_MCA_rmaps_base_oversubscribe="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMPI_MCA_rmaps_base_oversubscribe="1", **(env_extra or {}))
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     log = (cwd / "log.lammps").read_text() if (cwd / "log.lammps").exists() else ""
     return proc.returncode, proc.stdout + proc.stderr, log
@@ -110,6 +111,17 @@ def test_labels_equal_offline_classifier_over_two_runs(labelled, classifier):
     assert [f.timestep for f in frames] == [0, 5, 10]
     assert not np.array_equal(frames[0].positions(), frames[2].positions())
     assert_matches_offline(classifier, frames)
+
+
+def test_compiled_kernels_in_situ_label_like_the_offline_classifier(workdir, quartz, common_vars, classifier):
+    """The production set-up: kernels compiled at the first labelling (LAMMPS_PHASE_COMPILE unset = "auto")."""
+    cwd = workdir / "compiled"
+    cwd.mkdir()
+    rc, screen, _ = run_lammps(DECKS / "labels.lmp", cwd, 2, env_extra={"LAMMPS_PHASE_COMPILE": "auto"},
+                               data=quartz, **common_vars)
+    assert rc == 0, screen[-3000:]
+    assert "torch.compile failed" not in screen and "(compiled kernels on rank 0)" in screen
+    assert_matches_offline(classifier, list(io.read_dump(cwd / "dump.phase")))
 
 
 def test_labels_identical_across_rank_counts_and_modes(labelled):
