@@ -119,9 +119,7 @@ def _mlp_weight(sdist, centers, inv_width, w1, b1, w2, b2) -> torch.Tensor:
 
 def _message(u, v, index, rel, sdist, w_geo_t, j: int, geo: str) -> torch.Tensor:
     m = u + v[index[:, j]]
-    if geo == "term":  # Θg·g_ij precomputed for the chunk (invariant edge geometry), (n, k, C)
-        m = m + rel[:, j]
-    elif geo == "vectors":  # Θg·[r_ij / s_i, |r_ij| / s_i], rows of w_geo_t contiguous so they load as vectors
+    if geo == "vectors":  # Θg·[r_ij / s_i, |r_ij| / s_i], rows of w_geo_t contiguous so they load as vectors
         m = (
             m
             + rel[:, j, 0:1] * w_geo_t[0]
@@ -129,13 +127,18 @@ def _message(u, v, index, rel, sdist, w_geo_t, j: int, geo: str) -> torch.Tensor
             + rel[:, j, 2:3] * w_geo_t[2]
             + sdist[:, j : j + 1] * w_geo_t[3]
         )
+    elif geo.startswith("angles"):  # Θg·[angle moments g_1..g_D, |r_ij| / s_i]; D is part of the (constant) mode
+        d = int(geo[6:])
+        for a in range(d):
+            m = m + rel[:, j, a : a + 1] * w_geo_t[a]
+        m = m + sdist[:, j : j + 1] * w_geo_t[d]
     return F.leaky_relu(m, NEG_SLOPE)
 
 
 def _layer_table(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, table, inv_step, geo: str):
     """h_i' = max_j w(s_ij) ⊙ LeakyReLU(u_i + v_j + Θg·g_ij) for a chunk, w interpolated from ``table``.
 
-    ``geo``: "vectors" (``vectors`` are r_ij), "term" (``vectors`` holds Θg·g_ij already) or "none".
+    ``geo``: "vectors" (``vectors`` are r_ij), "angles<D>" (``vectors`` holds the D angle moments) or "none".
     """
     u = F.linear(h, w_i, bias)
     rel = vectors * inv_scale.unsqueeze(-1) if geo == "vectors" else vectors
@@ -171,8 +174,8 @@ def _bond_order(vectors: torch.Tensor, l_max: int, counts: list[int], scale: tor
 def _edge_messages(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, geo: str) -> torch.Tensor:
     """All (n, k, C) messages of a chunk at once: the better shape for eager PyTorch (few large ops)."""
     m = F.linear(h, w_i, bias).unsqueeze(1) + v[index]
-    if geo == "term":
-        m = m + vectors
+    if geo.startswith("angles"):  # ``vectors`` holds the angle moments (n, k, D)
+        m = m + vectors @ w_geo_t[:-1] + sdist.unsqueeze(-1) * w_geo_t[-1]
     elif geo == "vectors":
         m = m + (vectors * inv_scale.unsqueeze(-1)) @ w_geo_t[:3] + sdist.unsqueeze(-1) * w_geo_t[3]
     return F.leaky_relu(m, NEG_SLOPE)
@@ -190,11 +193,10 @@ def _layer_exact_eager(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_
     return (m * _mlp_weight(sdist, centers, inv_width, w1, b1, w2, b2)).amax(dim=1)
 
 
-def _geometry_term(vectors: torch.Tensor, sdist: torch.Tensor, w_geo_t: torch.Tensor, l_max: int, neighbors: int):
-    """Θg·[angle moments, |r_ij| / s_i] for a chunk, (n, k, C): the invariant edge geometry's share of every message."""
+def _edge_angles(vectors: torch.Tensor, l_max: int, neighbors: int) -> torch.Tensor:
+    """The invariant edge geometry (model.edge_angle_features) of a chunk, (n, k, l_max)."""
     unit = vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    g = edge_angle_features(unit, l_max, neighbors)
-    return g @ w_geo_t[:-1] + sdist.unsqueeze(-1) * w_geo_t[-1]
+    return edge_angle_features(unit, l_max, neighbors)
 
 
 def _head(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> torch.Tensor:
@@ -209,7 +211,7 @@ _KERNELS = {
     "layer_exact": _layer_exact,
     "head": _head,
     "bond_order": _bond_order,
-    "geometry_term": _geometry_term,
+    "edge_angles": _edge_angles,
 }
 _COMPILED: dict[str, Callable] = {}
 _COMPILE_FAILED: dict[str, str] = {}  # device type -> reason, so a failing compiler is tried once per process
@@ -254,7 +256,7 @@ class _Layer:
     bias: torch.Tensor
     w_nbr: Optional[torch.Tensor]
     w_geo_t: torch.Tensor  # (D, C) transposed geometry weights; zeros when the layer has no geometric input
-    geo: str  # "vectors" | "term" (invariant geometry, precomputed per chunk) | "none"
+    geo: str  # "vectors" | "angles<D>" (invariant geometry of D moments, computed per chunk) | "none"
     table: torch.Tensor  # (M, C) spatial weight on the grid s_m = m · step (ones without weighting)
     inv_step: torch.Tensor  # 0-dim
     mlp: Optional[tuple[torch.Tensor, ...]]  # (centers, inv_width, w1, b1, w2, b2) for weighting="exact"
@@ -351,7 +353,7 @@ class FastPhaseNet:
         w_i, bias, w_nbr, w_g = conv._weights()
         c_out = w_i.shape[0]
         dev = w_i.device
-        geo = "none" if w_g is None else ("term" if cfg.edge_geometry == "angles" else "vectors")
+        geo = "none" if w_g is None else (f"angles{cfg.edge_angle_l}" if cfg.edge_geometry == "angles" else "vectors")
         w_geo_t = w_g.float().t().contiguous() if w_g is not None else torch.zeros(4, c_out, device=dev)
         mlp = None
         if conv.weighting is not None:
@@ -486,9 +488,8 @@ class FastPhaseNet:
             out = feats[:, offset : offset + width]
             for c in chunks:
                 geometry = vectors[c]
-                if layer.geo == "term":
-                    geometry = self._call("geometry_term", vectors[c], sdist[c], layer.w_geo_t, self.cfg.edge_angle_l,
-                                          self.cfg.edge_angle_neighbors)
+                if layer.geo.startswith("angles"):
+                    geometry = self._call("edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
                 common = (h[c], layer.w_i, layer.bias, v, index[c], geometry, sdist[c], inv_scale[c], layer.w_geo_t)
                 if layer.mlp is not None:
                     out[c] = self._call("layer_exact", *common, *layer.mlp, geo=layer.geo)
@@ -547,9 +548,13 @@ class NeighborCache:
     any atom that is not a candidate of i is now at least d'_i − |δ_i| − max_j |δ_j| away; the k nearest
     candidates are therefore the true k nearest when their k-th distance is at most that bound for every
     atom. Otherwise — or when N, species, cell or pbc changed — the list is rebuilt.
+
+    When atoms move too far between calls for reuse (two failed attempts in a row: e.g. labels every
+    100 MD steps, where the fastest atoms move ~0.6 Å), the cache stops paying for it: the next
+    ``backoff`` builds search only k neighbours and skip the reuse test, then it tries again.
     """
 
-    def __init__(self, k: int, extra: int = 8, workers: int = 1) -> None:
+    def __init__(self, k: int, extra: int = 8, workers: int = 1, backoff: int = 20) -> None:
         if k < 1 or extra < 1:
             raise LammpsPhaseError(f"NeighborCache needs k >= 1 and extra >= 1 candidates, got k={k}, extra={extra}")
         self.k = int(k)
@@ -557,7 +562,12 @@ class NeighborCache:
         self.workers = int(workers)
         self.builds = 0
         self.reuses = 0
+        self.failed_reuses = 0
+        self.backoff = int(backoff)
         self.last_rebuilt = False
+        self._failed_streak = 0
+        self._plain_builds_left = 0
+        self._has_candidates = False
         self._key: Optional[tuple] = None
         self._species: Optional[np.ndarray] = None
 
@@ -582,17 +592,31 @@ class NeighborCache:
             same_species = species_arr is None and self._species is None
         else:
             same_species = bool(np.array_equal(self._species, species_arr))
-        if self._key == key and same_species:
+        if self._key == key and same_species and self._has_candidates:
             nl = self._reuse(pos, cell_arr, periodic)
             if nl is not None:
                 self.reuses += 1
+                self._failed_streak = 0
                 self.last_rebuilt = False
                 return nl
+            self.failed_reuses += 1
+            self._failed_streak += 1
+            if self._failed_streak >= 2:
+                self._failed_streak = 0
+                self._plain_builds_left = self.backoff
         return self._build(pos, cell_arr, periodic, origin, key, species_arr)
 
     def _build(self, pos, cell, periodic, origin, key, species) -> NeighborList:
+        if self._plain_builds_left > 0:  # reuse keeps failing: search only what this call needs
+            self._plain_builds_left -= 1
+            self._has_candidates = False
+            self._key = None
+            self.builds += 1
+            self.last_rebuilt = True
+            return knn(pos, self.k, cell=cell, pbc=periodic, origin=origin, workers=self.workers)
         kk = self.k + self.extra
         nl = knn(pos, kk, cell=cell, pbc=periodic, origin=origin, workers=self.workers)
+        self._has_candidates = True
         # Image shift of each candidate relative to the *given* (unwrapped) positions: r_j + S·cell − r_i = vector.
         if cell is not None and periodic.any():
             rel = nl.vectors.astype(np.float64) - (pos[nl.index] - pos[:, None, :])

@@ -169,6 +169,20 @@ def test_neighbor_reuse_is_exact_after_small_moves_and_rebuilds_after_large(tric
     assert same_neighbors(third, knn(far, K, cell=cell))
 
 
+def test_neighbor_cache_backs_off_when_reuse_keeps_failing(triclinic_quartz):
+    pos, cell, _ = triclinic_quartz
+    cache = NeighborCache(K, extra=8, backoff=3)
+    rng = np.random.default_rng(1)
+    frames = [pos + rng.normal(scale=0.4, size=pos.shape) for _ in range(9)]  # every call moves atoms too far
+    for i, frame in enumerate(frames):
+        nl = cache.get(frame, cell)
+        assert same_neighbors(nl, knn(frame, K, cell=cell)), f"call {i}"
+        assert nl.index.shape == (len(pos), K)
+    # call 0 builds with candidates; calls 1, 2 try reuse and fail; calls 3-5 build plainly without trying;
+    # call 6 builds with candidates again, calls 7, 8 try and fail
+    assert cache.failed_reuses == 4 and cache.reuses == 0 and cache.builds == 9
+
+
 def test_neighbor_cache_rebuilds_when_the_system_changes(triclinic_quartz):
     pos, cell, symbols = triclinic_quartz
     species = np.array([s == "O" for s in symbols], dtype=np.int64)
