@@ -19,10 +19,14 @@ from lammps_phase import heating, structures
 from lammps_phase.classify import Classifier
 
 # (class name, structure, kind, pressure GPa, t_start, t_end) that hold in Tersoff (docs/potentials.md)
+# α-quartz stops at 650 K, as in the training config (the checks cannot see the α→β transition).
 DEFAULT_RUNS = [
-    ("alpha_quartz", "alpha_quartz", "crystal", 0.0, 300.0, 900.0),
+    ("alpha_quartz", "alpha_quartz", "crystal", 0.0, 300.0, 650.0),
+    ("beta_quartz", "beta_quartz", "crystal", 0.0, 1200.0, 1800.0),
     ("coesite", "coesite", "crystal", 0.0, 300.0, 1500.0),
     ("alpha_cristobalite", "alpha_cristobalite", "crystal", 0.0, 300.0, 900.0),
+    ("stishovite", "stishovite", "crystal", 0.0, 300.0, 1500.0),
+    ("pyrite_type", "pyrite_type", "crystal", 30.0, 300.0, 1500.0),
     ("melt", "alpha_quartz", "melt", 0.0, 6500.0, 6500.0),
     ("amorphous", "alpha_quartz", "glass", 0.0, 6500.0, 300.0),
 ]

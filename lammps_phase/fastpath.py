@@ -45,6 +45,7 @@ __all__ = [
 TABLE_TOLERANCE = 1e-6  # max |w_interpolated - w| of the tabulated spatial weight (w is in (0, 1))
 DEFAULT_CHUNK = 16384  # atoms per fused call: (chunk, k, C) temporaries stay in cache-friendly tens of MB
 _REUSE_CHUNK = 1 << 16  # rows per pass when re-deriving neighbour vectors from a cached candidate list
+_ANGLE_CACHE_BYTES = 64 * 2**20  # keep the (N, k, D) edge angles for all layers up to this size (~250k atoms)
 _MIN_COMPILED_ATOMS = 64  # below this the eager kernels are as fast and avoid size-0/1 specialisations
 
 # --------------------------------------------------------------------------------------------- threads
@@ -482,6 +483,13 @@ class FastPhaseNet:
                 bo[c] = self._call("bond_order", vectors[c], cfg.bond_order_l, list(cfg.bond_order_neighbors), *self.bond_order)
             h = torch.cat([h, bo], dim=-1)
             del bo
+        # invariant edge geometry: computed once for all layers while it is small, else per layer and chunk
+        angles = None
+        angled = any(layer.geo.startswith("angles") for layer in self.layers)
+        if angled and n * k * self.cfg.edge_angle_l * 4 <= _ANGLE_CACHE_BYTES:
+            angles = torch.empty((n, k, self.cfg.edge_angle_l), dtype=torch.float32, device=dev)
+            for c in chunks:
+                angles[c] = self._call("edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
         offset = 0
         for layer, width in zip(self.layers, self.widths):
             v = F.linear(h, layer.w_nbr) if layer.w_nbr is not None else torch.zeros((n, width), device=dev)
@@ -489,7 +497,8 @@ class FastPhaseNet:
             for c in chunks:
                 geometry = vectors[c]
                 if layer.geo.startswith("angles"):
-                    geometry = self._call("edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
+                    geometry = angles[c] if angles is not None else self._call(
+                        "edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
                 common = (h[c], layer.w_i, layer.bias, v, index[c], geometry, sdist[c], inv_scale[c], layer.w_geo_t)
                 if layer.mlp is not None:
                     out[c] = self._call("layer_exact", *common, *layer.mlp, geo=layer.geo)
