@@ -43,7 +43,7 @@ import torch
 from lammps_phase.environments import EnvironmentSet, sample_environments
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model import ModelConfig, count_parameters
-from lammps_phase.pipeline import SPLITS, PipelineConfig, iter_snapshots, load_config, run_key
+from lammps_phase.pipeline import SPLITS, PipelineConfig, iter_snapshots, load_config, run_key, species_indices
 from lammps_phase.synthetic import RANDOM, synthetic_environments
 from lammps_phase.train import TrainConfig, evaluate, train_model
 
@@ -147,13 +147,9 @@ def sio2_environments(
     share their centres.
     """
     rng = np.random.default_rng(seed + SPLITS.index(split))
-    lut = {e: i for i, e in enumerate(cfg.elements)}
     sets = []
     for pos, cell, origin, species, label, temp, pres, run_id in iter_snapshots(cfg, work, split):
-        unknown = set(species) - set(lut)
-        if unknown:
-            raise LammpsPhaseError(f"snapshot species {sorted(unknown)} are not in elements {cfg.elements}: fix the config")
-        sp = np.array([lut[s] for s in species])
+        sp = species_indices(cfg, species)
         sets.append(sample_environments(
             pos, cell, sp, np.full(len(pos), label), points, per_frame, rng, cfg.classes, cfg.elements,
             origin=origin, temperature=temp, pressure=pres, run_id=run_id,

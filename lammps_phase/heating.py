@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.io import lammps_cell
 from lammps_phase.potentials import MASSES, Potential, get as get_potential, type_map_for
 
 BAR_PER_GPA = 1.0e4
@@ -310,17 +311,7 @@ def lammps_frame(cell: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, n
     Positions are wrapped into the cell. Returns (cell, positions) in the new frame.
     """
     cell = np.asarray(cell, dtype=float)
-    if np.linalg.det(cell) <= 0:
-        raise LammpsPhaseError("cell vectors are left-handed or degenerate; swap two of them so det(cell) > 0")
-    a, b, c = cell
-    ax = np.linalg.norm(a)
-    a_hat = a / ax
-    bx = b @ a_hat
-    by = np.linalg.norm(np.cross(a_hat, b))
-    cx = c @ a_hat
-    cy = (b @ c - bx * cx) / by
-    cz = math.sqrt(max(c @ c - cx * cx - cy * cy, 0.0))
-    lmp_cell = np.array([[ax, 0, 0], [bx, by, 0], [cx, cy, cz]])
+    lmp_cell, _ = lammps_cell(cell)
     frac = np.asarray(positions, dtype=float) @ np.linalg.inv(cell)
     frac = np.mod(frac, 1.0)
     frac[frac >= 1.0 - 1e-12] = 0.0

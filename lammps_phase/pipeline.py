@@ -269,6 +269,15 @@ def _fresh(target: Path, sources: list[Path], params: dict[str, Any]) -> bool:
     return json.loads(record.read_text()) == json.loads(json.dumps(params, sort_keys=True))
 
 
+def species_indices(cfg: PipelineConfig, species) -> np.ndarray:
+    """Element names of a snapshot → indices into ``cfg.elements``; unknown elements are a config error."""
+    lut = {e: i for i, e in enumerate(cfg.elements)}
+    unknown = set(species) - set(lut)
+    if unknown:
+        raise LammpsPhaseError(f"snapshot species {sorted(unknown)} are not in elements {cfg.elements}: fix the config")
+    return np.array([lut[s] for s in species])
+
+
 def iter_snapshots(cfg: PipelineConfig, work: Path, split: str):
     """(positions, cell, origin, species, label, temperature, pressure, run_id) of every kept frame of a split."""
     for ci, spec in enumerate(cfg.phases):
@@ -293,7 +302,6 @@ def stage_datasets(cfg: PipelineConfig, work: Path, force: bool, log=print) -> d
     points = int(cfg.dataset.get("points", 64))
     per_frame = int(cfg.dataset.get("environments_per_frame", 64))
     paths = {}
-    lut = {e: i for i, e in enumerate(cfg.elements)}
     for split in SPLITS:
         path = work / f"{split}_{mode}.h5"
         paths[split] = path
@@ -306,10 +314,7 @@ def stage_datasets(cfg: PipelineConfig, work: Path, force: bool, log=print) -> d
         rng = np.random.default_rng(SPLITS.index(split) + 17)
         sets = []
         for pos, cell, origin, species, label, temp, pres, run_id in iter_snapshots(cfg, work, split):
-            unknown = set(species) - set(lut)
-            if unknown:
-                raise LammpsPhaseError(f"snapshot species {sorted(unknown)} are not in elements {cfg.elements}")
-            sp = np.array([lut[s] for s in species])
+            sp = species_indices(cfg, species)
             labels = np.full(len(pos), label)
             if mode == "samples":
                 sets.append(SampleSet.from_snapshot(pos, cell, sp, labels, k, cfg.classes, cfg.elements, origin=origin,
