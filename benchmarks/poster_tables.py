@@ -148,10 +148,10 @@ def sio2_environments(
     """
     rng = np.random.default_rng(seed + SPLITS.index(split))
     sets = []
-    for pos, cell, origin, species, label, temp, pres, run_id in iter_snapshots(cfg, work, split):
+    for pos, cell, origin, species, labels, temp, pres, run_id in iter_snapshots(cfg, work, split):
         sp = species_indices(cfg, species)
         sets.append(sample_environments(
-            pos, cell, sp, np.full(len(pos), label), points, per_frame, rng, cfg.classes, cfg.elements,
+            pos, cell, sp, labels, points, per_frame, rng, cfg.classes, cfg.elements,
             origin=origin, temperature=temp, pressure=pres, run_id=run_id,
         ))
     if not sets:

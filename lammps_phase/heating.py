@@ -101,6 +101,9 @@ class Snapshot:
     msd: float  # Å², instantaneous unwrapped displacement from the start, drift and box scaling removed
     stage: str = "heat"  # heat, melt, quench, hold
     check: PhaseCheck | None = None
+    #: per-atom label codes into ``PhaseRun.labels`` (−1: no label) when the atoms of one snapshot belong to
+    #: different classes (interfaces); None when every atom carries the run's label
+    atom_labels: np.ndarray | None = None
 
 
 @dataclass
@@ -113,6 +116,8 @@ class PhaseRun:
     label: str  # the phase label the kept snapshots carry (phase name, "melt" or "amorphous")
     reference: Reference
     snapshots: list[Snapshot] = field(default_factory=list)
+    #: class names that ``Snapshot.atom_labels`` codes refer to (code 0 is ``label``)
+    labels: list[str] = field(default_factory=list)
 
     @property
     def kept(self) -> list[Snapshot]:
@@ -221,8 +226,12 @@ def shape_strain(cell: np.ndarray, reference_cell: np.ndarray) -> float:
 
 def check_phase(snapshot: Snapshot, reference: Reference, *, min_ideal_fraction: float = 0.9,
                 density_tolerance: float = 0.10, displacement_cutoff: float = 1.0,
-                max_displaced_fraction: float = 0.05, max_shape_strain: float = 0.05) -> PhaseCheck:
+                max_displaced_fraction: float = 0.05, max_shape_strain: float = 0.05,
+                atoms: np.ndarray | None = None) -> PhaseCheck:
     """Does the snapshot still show the reference crystal?
+
+    ``atoms`` (boolean mask) restricts the judgement to part of the sample (a slab's interior, one side of an
+    interface); coordination is still counted with every atom as a possible neighbour.
 
     Fails if fewer than ``min_ideal_fraction`` of the centre atoms keep the coordination they had in
     the input crystal, if the density differs from the relaxed crystal's by more than
@@ -235,15 +244,21 @@ def check_phase(snapshot: Snapshot, reference: Reference, *, min_ideal_fraction:
         raise LammpsPhaseError("snapshot and reference hold different atoms; compare a snapshot with its own run's reference")
     counts = coordination(snapshot.positions, snapshot.cell, snapshot.species, reference.center, reference.neighbor,
                           reference.bond_cutoff)
+    ideal = reference.ideal_coordination
+    if atoms is not None:
+        judged = np.asarray(atoms, bool)[species == reference.center]
+        counts, ideal = counts[judged], ideal[judged]
     histogram = {int(k): int(v) for k, v in zip(*np.unique(counts, return_counts=True))}
-    ideal_fraction = float(np.mean(counts == reference.ideal_coordination))
+    ideal_fraction = float(np.mean(counts == ideal)) if len(counts) else 0.0
     density_ratio = snapshot.density / reference.density
     if snapshot.site_displacement is not None and len(snapshot.site_displacement) == len(species):
         displacement = snapshot.site_displacement
     else:
         frac = (snapshot.positions - snapshot.origin) @ np.linalg.inv(snapshot.cell)
         displacement = _site_displacement(frac, reference.sites_fractional, snapshot.cell, unwrapped=False)
-    displaced = float(np.mean(displacement > displacement_cutoff))
+    if atoms is not None:
+        displacement = displacement[np.asarray(atoms, bool)]
+    displaced = float(np.mean(displacement > displacement_cutoff)) if len(displacement) else 0.0
     strain = shape_strain(snapshot.cell, reference.cell)
 
     reasons = []
@@ -264,9 +279,9 @@ def check_phase(snapshot: Snapshot, reference: Reference, *, min_ideal_fraction:
 
 
 def check_liquid(snapshot: Snapshot, reference: Reference, *, min_msd: float = 5.0,
-                 min_displaced_fraction: float = 0.5) -> PhaseCheck:
+                 min_displaced_fraction: float = 0.5, atoms: np.ndarray | None = None) -> PhaseCheck:
     """Is the snapshot a liquid: atoms have diffused (MSD) and lost their lattice sites?"""
-    crystal = check_phase(snapshot, reference)
+    crystal = check_phase(snapshot, reference, atoms=atoms)
     reasons = []
     if snapshot.msd < min_msd:
         reasons.append(f"mean-square displacement {snapshot.msd:.2f} Å² < {min_msd} Å² (not diffusing)")
@@ -277,15 +292,18 @@ def check_liquid(snapshot: Snapshot, reference: Reference, *, min_msd: float = 5
 
 
 def check_amorphous(snapshot: Snapshot, reference: Reference, *, min_displaced_fraction: float = 0.5,
-                    min_network_fraction: float = 0.8) -> PhaseCheck:
+                    min_network_fraction: float = 0.8, max_msd: float = math.inf,
+                    atoms: np.ndarray | None = None) -> PhaseCheck:
     """Is the snapshot a glass: no memory of the lattice, yet the short-range order of a network?
 
     A network glass keeps its centre atoms in one coordination, or in two adjacent ones when it is
     densified (silica glass at 15 GPa is mostly 5-fold Si with 4- and 6-fold Si beside it). So at
     least ``min_network_fraction`` of the centre atoms must share the most common coordination c or
     its more populated neighbour c ± 1; a scattered histogram is a broken, not a glassy, network.
+    A glass is a solid: with ``max_msd`` set, a snapshot whose atoms moved more than that (Å², since the
+    start of its stage) is a liquid, whatever its temperature ("hot and disordered" is not "melt").
     """
-    crystal = check_phase(snapshot, reference)
+    crystal = check_phase(snapshot, reference, atoms=atoms)
     reasons = []
     if crystal.displaced_fraction < min_displaced_fraction:
         reasons.append(f"only {crystal.displaced_fraction:.0%} of atoms left their lattice site (still crystalline)")
@@ -297,6 +315,8 @@ def check_amorphous(snapshot: Snapshot, reference: Reference, *, min_displaced_f
     if share < min_network_fraction:
         pair = "/".join(str(c) for c in sorted((most_common, partner)))
         reasons.append(f"no network coordination (coordination {pair} for only {share:.0%} of {reference.center})")
+    if snapshot.msd > max_msd:
+        reasons.append(f"mean-square displacement {snapshot.msd:.2f} Å² > {max_msd} Å² in this stage (diffusing: a liquid)")
     crystal.holds, crystal.reason = not reasons, "; ".join(reasons)
     return crystal
 
@@ -401,6 +421,8 @@ class _Session:
         ])
         self.commands(extra_commands)
         self.sites_fractional: np.ndarray | None = None
+        #: unwrapped fractional coordinates that MSD is measured from (None: the lattice sites)
+        self.msd_origin: np.ndarray | None = None
 
     # -- commands
     def command(self, line: str) -> None:
@@ -494,11 +516,13 @@ class _Session:
 
     def npt(self, t_start: float, t_end: float, pressure_gpa: float, ps: float, snapshot_every_ps: float,
             stage: str, on_snapshot: Callable[[Snapshot], bool] | None = None,
-            samples_per_snapshot: int = 10) -> list[Snapshot]:
+            samples_per_snapshot: int = 10, ensemble: str = "npt", extra_fixes: Sequence[str] = ()) -> list[Snapshot]:
         """NPT (Nosé–Hoover) with a linear temperature ramp; a snapshot every ``snapshot_every_ps``.
 
         Positions are sampled ``samples_per_snapshot`` times per snapshot interval and averaged, so the
         site displacement is time-averaged. ``on_snapshot`` returning False ends the run early.
+        ``ensemble="nvt"`` keeps the box (slabs with vacuum, imposed strain); ``extra_fixes`` ("ID group
+        style args", e.g. a ``deform``) are on for this stage only, interpolating over the whole stage.
         """
         mode = "tri" if self.triclinic else "aniso"
         bar = pressure_gpa * BAR_PER_GPA
@@ -506,7 +530,14 @@ class _Session:
         total = max(1, round(ps / dt))
         every = max(1, min(total, round(snapshot_every_ps / dt)))
         chunk = max(1, every // samples_per_snapshot)
-        self.command(f"fix md all npt temp {_num(t_start)} {_num(t_end)} {_num(100 * dt)} {mode} {_num(bar)} {_num(bar)} {_num(1000 * dt)}")
+        if ensemble == "npt":
+            self.command(f"fix md all npt temp {_num(t_start)} {_num(t_end)} {_num(100 * dt)} {mode} {_num(bar)} {_num(bar)} {_num(1000 * dt)}")
+        elif ensemble == "nvt":
+            self.command(f"fix md all nvt temp {_num(t_start)} {_num(t_end)} {_num(100 * dt)}")
+        elif ensemble != "none":  # "none": the caller's own fixes integrate
+            raise LammpsPhaseError(f"ensemble must be 'npt', 'nvt' or 'none', not {ensemble!r}")
+        for fix in extra_fixes:
+            self.command(f"fix {fix}")
         first, last = self.step, self.step + total
         snapshots: list[Snapshot] = []
         window: list[np.ndarray] = []
@@ -525,14 +556,17 @@ class _Session:
                 window = []
                 if on_snapshot is not None and not on_snapshot(snapshots[-1]):
                     break
-        self.command("unfix md")
+        for fix in extra_fixes:
+            self.command(f"unfix {fix.split()[0]}")
+        if ensemble != "none":
+            self.command("unfix md")
         return snapshots
 
     def _snapshot(self, mean_frac: np.ndarray, frac: np.ndarray, target: float, stage: str) -> Snapshot:
         assert self.sites_fractional is not None
         cell, origin = self.box()
         wrapped = np.mod(frac, 1.0)
-        drift = frac - self.sites_fractional
+        drift = frac - (self.sites_fractional if self.msd_origin is None else self.msd_origin)
         drift -= drift.mean(axis=0)
         msd = float(np.mean(np.sum((drift @ cell) ** 2, axis=1)))
         return Snapshot(
@@ -641,34 +675,45 @@ def _melt_run_impl(crystal, potential, pressure_gpa, temperature, ps, seed, snap
 
 def _melt_quench_impl(crystal, potential, pressure_gpa, melt_temperature, melt_ps, quench_rate_k_per_ps,
                       hold_temperatures, hold_ps, seed, snapshot_every_ps, log_path,
-                      extra_commands, min_msd, timestep_fs=None) -> PhaseRun:
+                      extra_commands, min_msd, timestep_fs=None, max_glass_msd=math.inf) -> PhaseRun:
     session = _Session(crystal, _resolve(potential), log_path, extra_commands, timestep_fs)
     try:
         reference = session.relax(pressure_gpa)
-        run = PhaseRun(session.phase, session.potential.name, pressure_gpa, "amorphous", reference)
-        melt = _melt_impl(session, reference, pressure_gpa, melt_temperature, melt_ps, seed, snapshot_every_ps, min_msd)
-        for snap in melt:  # the liquid is not glass: keep it in the record, never as "amorphous"
-            snap.check = PhaseCheck(False, "liquid (melt stage)", snap.check.coordination_histogram,
-                                    snap.check.ideal_coordination_fraction, snap.check.density_ratio,
-                                    snap.check.displaced_fraction, snap.msd)
-        run.snapshots.extend(melt)
-        temperature = melt_temperature
-        for hold in sorted(hold_temperatures, reverse=True):
-            ramp_ps = abs(temperature - hold) / quench_rate_k_per_ps
-            if ramp_ps > 0:
-                quench = session.npt(temperature, hold, pressure_gpa, ramp_ps, max(ramp_ps / 2, snapshot_every_ps),
-                                     "quench")
-                for snap in quench:
-                    snap.check = PhaseCheck(False, "quench ramp (not equilibrated)", {}, 0.0,
-                                            snap.density / reference.density, 0.0, snap.msd)
-                run.snapshots.extend(quench)
-            for snap in session.npt(hold, hold, pressure_gpa, hold_ps, snapshot_every_ps, "hold"):
-                snap.check = check_amorphous(snap, reference)
-                run.snapshots.append(snap)
-            temperature = hold
-        return run
+        return glass_stages(session, reference, pressure_gpa, melt_temperature, melt_ps, quench_rate_k_per_ps,
+                            hold_temperatures, hold_ps, seed, snapshot_every_ps, min_msd, max_glass_msd)
     finally:
         session.close()
+
+
+def glass_stages(session: _Session, reference: Reference, pressure_gpa, melt_temperature, melt_ps, quench_rate_k_per_ps,
+                 hold_temperatures, hold_ps, seed, snapshot_every_ps, min_msd, max_glass_msd=math.inf) -> PhaseRun:
+    """Melt (proven liquid), quench and hold in an open session; holds are checked with check_amorphous.
+
+    Each hold measures MSD from its own start, so ``max_glass_msd`` tells a solid glass from a liquid."""
+    run = PhaseRun(session.phase, session.potential.name, pressure_gpa, "amorphous", reference)
+    melt = _melt_impl(session, reference, pressure_gpa, melt_temperature, melt_ps, seed, snapshot_every_ps, min_msd)
+    for snap in melt:  # the liquid is not glass: keep it in the record, never as "amorphous"
+        snap.check = PhaseCheck(False, "liquid (melt stage)", snap.check.coordination_histogram,
+                                snap.check.ideal_coordination_fraction, snap.check.density_ratio,
+                                snap.check.displaced_fraction, snap.msd)
+    run.snapshots.extend(melt)
+    temperature = melt_temperature
+    for hold in sorted(hold_temperatures, reverse=True):
+        ramp_ps = abs(temperature - hold) / quench_rate_k_per_ps
+        if ramp_ps > 0:
+            quench = session.npt(temperature, hold, pressure_gpa, ramp_ps, max(ramp_ps / 2, snapshot_every_ps),
+                                 "quench")
+            for snap in quench:
+                snap.check = PhaseCheck(False, "quench ramp (not equilibrated)", {}, 0.0,
+                                        snap.density / reference.density, 0.0, snap.msd)
+            run.snapshots.extend(quench)
+        session.msd_origin = session.positions()[1]
+        for snap in session.npt(hold, hold, pressure_gpa, hold_ps, snapshot_every_ps, "hold"):
+            snap.check = check_amorphous(snap, reference, max_msd=max_glass_msd)
+            run.snapshots.append(snap)
+        session.msd_origin = None
+        temperature = hold
+    return run
 
 
 def _energy_forces_impl(crystal, potential, log_path, extra_commands, timestep_fs=None,
@@ -695,6 +740,17 @@ _IMPLEMENTATIONS = {
 }
 
 
+def implementation(kind: str) -> Callable[..., Any]:
+    """The in-process function of a run kind: bulk runs here, surfaces/strain/interfaces in variants."""
+    if kind in _IMPLEMENTATIONS:
+        return _IMPLEMENTATIONS[kind]
+    from lammps_phase import variants
+
+    if kind not in variants.IMPLEMENTATIONS:
+        raise LammpsPhaseError(f"unknown run kind {kind!r}")
+    return variants.IMPLEMENTATIONS[kind]
+
+
 # --------------------------------------------------------------------------------------------------
 # dispatch: in-process or in a child process that may die on a LAMMPS ERROR
 
@@ -714,7 +770,7 @@ def _dispatch(kind: str, kwargs: dict[str, Any], *, log_path: str | Path | None,
         log.parent.mkdir(parents=True, exist_ok=True)
         kwargs = {**kwargs, "log_path": log}
         if not isolate:
-            return _IMPLEMENTATIONS[kind](**kwargs)
+            return implementation(kind)(**kwargs)
         job, result = scratch / "job.pkl", scratch / "result.pkl"
         with open(job, "wb") as fh:
             pickle.dump({"kind": kind, "kwargs": kwargs, "result": str(result)}, fh)
@@ -794,10 +850,12 @@ def melt_quench(crystal: Any, potential: str | Potential, pressure_gpa: float = 
                 hold_temperatures: Sequence[float] = (300.0,), hold_ps: float = 2.0, seed: int = 1,
                 snapshot_every_ps: float = 0.5, *, supercell_min_length: float | None = 20.0,
                 log_path: str | Path | None = None, extra_commands: Sequence[str] = (), min_msd: float = 5.0,
-                timestep_fs: float | None = None, isolate: bool | None = None, ranks: int = 1) -> PhaseRun:
+                timestep_fs: float | None = None, isolate: bool | None = None, ranks: int = 1,
+                max_glass_msd: float = math.inf) -> PhaseRun:
     """Glass: melt (proven liquid), quench at ``quench_rate_k_per_ps`` to each hold temperature (highest first) and hold.
 
-    Hold snapshots are checked with :func:`check_amorphous`; melt and quench frames are recorded but rejected.
+    Hold snapshots are checked with :func:`check_amorphous` (with ``max_glass_msd`` Å² in a hold: a solid);
+    melt and quench frames are recorded but rejected.
     """
     return _dispatch("melt_quench", dict(crystal=crystal, potential=potential, pressure_gpa=pressure_gpa,
                                          melt_temperature=melt_temperature, melt_ps=melt_ps,
@@ -805,7 +863,8 @@ def melt_quench(crystal: Any, potential: str | Potential, pressure_gpa: float = 
                                          hold_temperatures=list(hold_temperatures), hold_ps=hold_ps, seed=seed,
                                          snapshot_every_ps=snapshot_every_ps,
                                          supercell_min_length=supercell_min_length,
-                                         extra_commands=list(extra_commands), timestep_fs=timestep_fs, min_msd=min_msd),
+                                         extra_commands=list(extra_commands), timestep_fs=timestep_fs, min_msd=min_msd,
+                                         max_glass_msd=max_glass_msd),
                      log_path=log_path, isolate=isolate, ranks=ranks)
 
 
@@ -852,7 +911,7 @@ def _worker(job_path: str) -> None:
     with open(job_path, "rb") as fh:
         job = pickle.load(fh)
     try:
-        payload = {"result": _IMPLEMENTATIONS[job["kind"]](**job["kwargs"])}
+        payload = {"result": implementation(job["kind"])(**job["kwargs"])}
     except LammpsPhaseError as exc:  # our own verdicts (e.g. "not liquid") travel back as such
         payload = {"error": str(exc)}
     rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0")))

@@ -18,10 +18,16 @@ from typing import Any, Optional
 
 import numpy as np
 
+from lammps_phase.atomic_write import PendingFile, atomic_path, check_output, copy_file, same_file, write_text
+from lammps_phase.config_schema import check_config, check_raw_config
 from lammps_phase.errors import LammpsPhaseError
 
 STAGES = ("heating", "datasets", "train", "report")
 SPLITS = ("train", "val", "test")
+#: what a [[phase]] block is made of
+PHASE_KINDS = ("crystal", "melt", "glass")
+#: what is done to it: periodic bulk, a slab with free surfaces, uniaxial strain, a crystal | melt/glass box
+VARIANTS = ("bulk", "slab", "strained", "interface")
 
 
 @dataclass
@@ -40,6 +46,14 @@ class PhaseSpec:
     quench_rate: float = 1000.0  # K/ps
     hold_ps: float = 2.0
     lattice: dict[str, Any] = field(default_factory=dict)  # simple crystals: element, a, c_over_a
+    # glass holds: a snapshot whose MSD within its hold exceeds this (Å²) is a liquid, not a glass
+    max_glass_msd: float = 1.5
+    variant: str = "bulk"  # one of VARIANTS (lammps_phase.variants)
+    axis: str = "z"  # slab normal, strain axis or interface normal: a row of the (near-orthogonal) supercell
+    vacuum: float = 20.0  # slab: Å of vacuum between the periodic images of the surfaces
+    strain: float = 0.2  # strained: largest uniaxial compression (fraction of the length), reached at the end
+    partner: str = "amorphous"  # interface: class of the disordered side ("amorphous" glass or "melt")
+    min_length: float = 0.0  # supercell edge at least this (Å; 0: the config's runs.supercell_min_length)
 
 
 @dataclass
@@ -53,6 +67,7 @@ class PipelineConfig:
     supercell_min_length: float = 14.0
     snapshot_every_ps: float = 0.5
     ranks: int = 1
+    jobs: int = 1  # heating runs at a time
     dataset: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +90,9 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise LammpsPhaseError(f"config {path} is not valid TOML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise LammpsPhaseError(f"config {path} cannot be read ({err})") from None
+    check_raw_config(raw, path)  # every key known, every value of its type and range, before anything runs
     for key in ("name", "elements", "potential", "phase"):
         if key not in raw:
             raise LammpsPhaseError(f"config {path} lacks the key '{key}'")
@@ -93,29 +111,53 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
             pressures=[float(x) for x in (p if isinstance(p, list) else [p])],
             **{k: v for k, v in ph.items() if k not in ("name", "kind", "structure", "pressure_gpa")},
         )
-        if spec.kind not in ("crystal", "melt", "glass"):
-            raise LammpsPhaseError(f"config {path}: phase {spec.name} has kind {spec.kind!r}; use crystal, melt or glass")
+        if spec.kind not in PHASE_KINDS:
+            raise LammpsPhaseError(f"config {path}: phase {spec.name} has kind {spec.kind!r}; use one of {', '.join(PHASE_KINDS)}")
+        _check_variant(spec, path)
         phases.append(spec)
-    keys = [(spec.name, p) for spec in phases for p in spec.pressures]
+    keys = [(spec.name, p, run_key(spec, p, 0)) for spec in phases for p in spec.pressures]
     clash = sorted({k for k in keys if keys.count(k) > 1})
     if clash:
-        name, p = clash[0]
-        raise LammpsPhaseError(f"config {path}: phase {name} at {p:g} GPa appears in two [[phase]] blocks; "
-                               "give each block of one class its own pressures")
+        name, p, key = clash[0]
+        variant = key[len(name) + 1:].rsplit("_", 2)[0] if key.count("_") > name.count("_") + 2 else ""
+        raise LammpsPhaseError(f"config {path}: phase {name} at {p:g} GPa{f' ({variant})' if variant else ''} appears in "
+                               "two [[phase]] blocks; give each block of one class its own pressures, variant or axis")
     seeds = runs.get("seeds", {"train": [1], "val": [2], "test": [3]})
     if set(seeds) != set(SPLITS) or any(set(seeds[a]) & set(seeds[b]) for a in SPLITS for b in SPLITS if a < b):
         raise LammpsPhaseError(f"config {path}: runs.seeds needs disjoint lists for train, val and test")
-    return PipelineConfig(
+    cfg = PipelineConfig(
         name=raw["name"], elements=list(raw["elements"]), potential=raw["potential"],
         output=raw.get("output", f"checkpoints/{raw['name']}.pt"), phases=phases, seeds=seeds,
         supercell_min_length=float(runs.get("supercell_min_length", 14.0)),
         snapshot_every_ps=float(runs.get("snapshot_every_ps", 0.5)), ranks=int(runs.get("ranks", 1)),
+        jobs=int(runs.get("jobs", 1)),
         dataset=raw.get("dataset", {}), model=raw.get("model", {}), train=raw.get("train", {}),
         report=raw.get("report", {}), source=str(path),
     )
+    check_config(cfg)  # structures build with these elements, the model and training settings pass their checks
+    return cfg
 
 
 # ----------------------------------------------------------------------------- stage 1: heating runs
+
+
+def _check_variant(spec: PhaseSpec, path) -> None:
+    """Which kinds a variant applies to, and its own settings."""
+    where = f"config {path}: phase {spec.name}"
+    if spec.variant not in VARIANTS:
+        raise LammpsPhaseError(f"{where} has variant {spec.variant!r}; use one of {', '.join(VARIANTS)}")
+    if spec.variant != "bulk" and spec.axis not in ("x", "y", "z"):
+        raise LammpsPhaseError(f"{where}: axis must be x, y or z, not {spec.axis!r}")
+    allowed = {"slab": ("crystal", "glass"), "strained": ("crystal",), "interface": ("crystal",)}
+    if spec.variant in allowed and spec.kind not in allowed[spec.variant]:
+        raise LammpsPhaseError(f"{where}: variant {spec.variant} takes kind {' or '.join(allowed[spec.variant])}, "
+                               f"not {spec.kind}")
+    if spec.variant == "strained" and not 0.0 < spec.strain < 0.5:
+        raise LammpsPhaseError(f"{where}: strain must be a compression between 0 and 0.5, not {spec.strain}")
+    if spec.variant == "slab" and spec.vacuum < 12.0:
+        raise LammpsPhaseError(f"{where}: vacuum {spec.vacuum} Å lets surfaces see each other; use at least 12")
+    if spec.variant == "interface" and spec.partner not in ("amorphous", "melt"):
+        raise LammpsPhaseError(f"{where}: partner must be 'amorphous' or 'melt', not {spec.partner!r}")
 
 
 def _crystal(spec: PhaseSpec):
@@ -133,25 +175,55 @@ def _crystal(spec: PhaseSpec):
 
 
 def run_key(spec: PhaseSpec, pressure: float, seed: int) -> str:
-    return f"{spec.name}_{pressure:g}GPa_seed{seed}"
+    """Cache name of one run; bulk runs keep their historical names."""
+    tag = "" if spec.variant == "bulk" else f"{spec.variant}-{spec.axis}_"
+    if spec.variant == "interface":
+        tag = f"interface-{spec.partner}-{spec.axis}_"
+    return f"{spec.name}_{tag}{pressure:g}GPa_seed{seed}"
 
 
 def _heating_job(cfg: PipelineConfig, spec: PhaseSpec, pressure: float, seed: int, log_path: Path):
     from lammps_phase import heating
 
-    common = dict(seed=seed, snapshot_every_ps=cfg.snapshot_every_ps, supercell_min_length=cfg.supercell_min_length,
+    common = dict(seed=seed, snapshot_every_ps=cfg.snapshot_every_ps,
+                  supercell_min_length=spec.min_length or cfg.supercell_min_length,
                   log_path=log_path, ranks=cfg.ranks)
     crystal = _crystal(spec)
-    if spec.kind == "crystal":
+    if spec.variant != "bulk":
+        run = _variant_job(spec, crystal, cfg.potential, pressure, common)
+    elif spec.kind == "crystal":
         run = heating.heating_run(crystal, cfg.potential, pressure, spec.t_start, spec.t_end, spec.ps, **common)
     elif spec.kind == "melt":
         run = heating.melt_run(crystal, cfg.potential, pressure, spec.temperature, spec.ps, **common)
     else:
         run = heating.melt_quench(
             crystal, cfg.potential, pressure, spec.temperature, spec.ps, spec.quench_rate, spec.hold_temperatures,
-            spec.hold_ps, **common,
+            spec.hold_ps, max_glass_msd=spec.max_glass_msd, **common,
         )
     run.label = spec.name
+    return run
+
+
+def _variant_job(spec: PhaseSpec, crystal, potential: str, pressure: float, common: dict[str, Any]):
+    from lammps_phase import variants
+
+    if spec.variant == "slab":
+        glass = None
+        if spec.kind == "glass":
+            glass = dict(melt_temperature=spec.temperature, melt_ps=spec.ps, quench_rate_k_per_ps=spec.quench_rate,
+                         hold_temperatures=[spec.t_start], hold_ps=spec.hold_ps, min_msd=5.0,
+                         max_glass_msd=spec.max_glass_msd)
+        return variants.slab_run(crystal, potential, pressure, kind=spec.kind, axis=spec.axis, vacuum=spec.vacuum,
+                                 t_start=spec.t_start, t_end=spec.t_end,
+                                 ps=spec.hold_ps if spec.kind == "glass" else spec.ps, glass=glass, **common)
+    if spec.variant == "strained":
+        return variants.strained_run(crystal, potential, pressure, axis=spec.axis, strain=spec.strain,
+                                     t_start=spec.t_start, t_end=spec.t_end, ps=spec.ps, **common)
+    run = variants.interface_run(crystal, potential, pressure, axis=spec.axis, partner=spec.partner,
+                                 t_crystal=spec.t_start, melt_temperature=spec.temperature, melt_ps=spec.ps,
+                                 quench_rate_k_per_ps=spec.quench_rate, hold_ps=spec.hold_ps,
+                                 max_glass_msd=spec.max_glass_msd, **common)
+    run.labels = [spec.name, spec.partner]
     return run
 
 
@@ -170,7 +242,11 @@ def _cached_run(npz: Path, params: dict[str, Any], log) -> Optional[dict[str, An
     meta = npz.with_suffix(".json")
     if not (npz.exists() and meta.exists()):
         return None
-    summary = json.loads(meta.read_text())
+    try:
+        summary = json.loads(meta.read_text())
+    except ValueError:  # written by an interrupted older version: remake the run
+        log(f"[heating] {npz.stem}: cached summary {meta.name} is unreadable; remaking the run")
+        return None
     stored = summary.get("params")
     if stored is None:
         log(f"[heating] {npz.stem}: cached run records no parameters (older version); reusing it — "
@@ -192,8 +268,10 @@ def save_run(run, path: Path, params: Optional[dict[str, Any]] = None) -> dict[s
         "kept": len(kept), "total": len(run.snapshots), "report": run_report([run]),
         "temperatures_kept": [float(s.temperature) for s in kept],
         "pressures_kept": [float(s.pressure_gpa) for s in kept],
+        "atom_label_names": list(getattr(run, "labels", []) or []),
     }
-    tmp = path.with_suffix(".tmp.npz")
+    pending = PendingFile(path)  # the run appears under its name only once complete
+    tmp = pending.path
     if kept:
         np.savez_compressed(
             tmp,
@@ -203,40 +281,56 @@ def save_run(run, path: Path, params: Optional[dict[str, Any]] = None) -> dict[s
             temperature=np.array([s.temperature for s in kept], np.float32),
             pressure=np.array([s.pressure_gpa for s in kept], np.float32),
             species=np.array(kept[0].species),
+            **({"atom_labels": np.stack([s.atom_labels for s in kept]).astype(np.int8)}
+               if kept[0].atom_labels is not None else {}),
         )
     else:
         np.savez_compressed(tmp, positions=np.zeros((0, 0, 3), np.float32), species=np.array([], dtype=str))
-    os.replace(tmp, path)
-    path.with_suffix(".json").write_text(json.dumps(summary, indent=1))
+    pending.commit()
+    write_text(path.with_suffix(".json"), json.dumps(summary, indent=1))
     return summary
 
 
+def _one_run(cfg: PipelineConfig, runs_dir: Path, spec: PhaseSpec, p: float, seed: int, force: bool,
+             log) -> tuple[dict[str, Any], bool, float]:
+    """(summary, made now, seconds) of one heating run: the cached one when still current, else a new one."""
+    key = run_key(spec, p, seed)
+    npz = runs_dir / f"{key}.npz"
+    params = run_params(cfg, spec, p, seed)
+    cached = None if force else _cached_run(npz, params, log)
+    if cached is not None:
+        return cached, False, 0.0
+    t0 = time.perf_counter()
+    try:
+        run = _heating_job(cfg, spec, p, seed, runs_dir / f"{key}.log")
+        summary = save_run(run, npz, params)
+    except LammpsPhaseError as err:
+        summary = {"params": params, "phase": spec.name, "label": spec.name, "pressure_gpa": p, "kept": 0, "total": 0,
+                   "report": f"{key}: failed: {err}"}
+        with atomic_path(npz) as tmp:
+            np.savez_compressed(tmp, positions=np.zeros((0, 0, 3), np.float32), species=np.array([], dtype=str))
+        write_text(npz.with_suffix(".json"), json.dumps(summary, indent=1))
+    return summary, True, time.perf_counter() - t0
+
+
 def stage_heating(cfg: PipelineConfig, work: Path, force: bool, log=print) -> list[dict[str, Any]]:
+    """Every (phase block, pressure, seed) run; ``runs.jobs`` of them at a time (each run is its own process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     runs_dir = work / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(spec, p, seed) for spec in cfg.phases for p in spec.pressures for split in SPLITS for seed in cfg.seeds[split]]
-    summaries = []
-    for i, (spec, p, seed) in enumerate(jobs):
-        key = run_key(spec, p, seed)
-        npz = runs_dir / f"{key}.npz"
-        params = run_params(cfg, spec, p, seed)
-        cached = None if force else _cached_run(npz, params, log)
-        if cached is not None:
-            summaries.append(cached)
-            continue
-        t0 = time.perf_counter()
-        try:
-            run = _heating_job(cfg, spec, p, seed, runs_dir / f"{key}.log")
-            summary = save_run(run, npz, params)
-        except LammpsPhaseError as err:
-            summary = {"params": params, "phase": spec.name, "label": spec.name, "pressure_gpa": p, "kept": 0, "total": 0,
-                       "report": f"{key}: failed: {err}"}
-            npz.with_suffix(".json").write_text(json.dumps(summary, indent=1))
-            np.savez_compressed(npz, positions=np.zeros((0, 0, 3), np.float32), species=np.array([], dtype=str))
-        log(f"[heating {i + 1}/{len(jobs)}] {key}: kept {summary['kept']}/{summary['total']} snapshots "
-            f"({time.perf_counter() - t0:.0f} s)")
-        summaries.append(summary)
-    (work / "heating_report.txt").write_text("\n".join(s["report"] for s in summaries) + "\n")
+    jobs.sort(key=lambda job: job[0].variant == "bulk")  # new kinds of run first: their failures show early
+    with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:
+        futures = [pool.submit(_one_run, cfg, runs_dir, spec, p, seed, force, log) for spec, p, seed in jobs]
+        summaries = []
+        for i, ((spec, p, seed), future) in enumerate(zip(jobs, futures)):
+            summary, made, seconds = future.result()
+            if made:
+                log(f"[heating {i + 1}/{len(jobs)}] {run_key(spec, p, seed)}: kept {summary['kept']}/{summary['total']} "
+                    f"snapshots ({seconds:.0f} s)")
+            summaries.append(summary)
+    write_text(work / "heating_report.txt", "\n".join(s["report"] for s in summaries) + "\n")
     return summaries
 
 
@@ -249,7 +343,7 @@ def _params_path(target: Path) -> Path:
 
 def _record(target: Path, params: dict[str, Any]) -> None:
     """Note what a stage output was made from, so a later run can tell whether it is still current."""
-    _params_path(target).write_text(json.dumps(params, indent=1, sort_keys=True))
+    write_text(_params_path(target), json.dumps(params, indent=1, sort_keys=True))
 
 
 def _fresh(target: Path, sources: list[Path], params: dict[str, Any]) -> bool:
@@ -279,7 +373,10 @@ def species_indices(cfg: PipelineConfig, species) -> np.ndarray:
 
 
 def iter_snapshots(cfg: PipelineConfig, work: Path, split: str):
-    """(positions, cell, origin, species, label, temperature, pressure, run_id) of every kept frame of a split."""
+    """(positions, cell, origin, species, labels, temperature, pressure, run_id) of every kept frame of a split.
+
+    ``labels`` is one class index per atom (−1: no label, e.g. crystal atoms that left their sites at an
+    interface); ``run_id`` is unique per run."""
     for ci, spec in enumerate(cfg.phases):
         for p in spec.pressures:
             for seed in cfg.seeds[split]:
@@ -287,11 +384,15 @@ def iter_snapshots(cfg: PipelineConfig, work: Path, split: str):
                 if not npz.exists():
                     raise LammpsPhaseError(f"heating run {npz.stem} is missing: run the heating stage first")
                 data = np.load(npz)
-                run_id = seed * 1000 + ci * 10 + spec.pressures.index(p)
+                run_id = seed * 100000 + ci * 100 + spec.pressures.index(p)
                 label = cfg.classes.index(spec.name)
+                codes = data["atom_labels"] if "atom_labels" in data.files else None
+                lut = np.array([label] + ([cfg.classes.index(spec.partner)] if codes is not None else []) + [-1])
                 for f in range(len(data["positions"])):
+                    n = data["positions"].shape[1]
+                    labels = np.full(n, label) if codes is None else lut[codes[f].astype(np.int64)]
                     yield (data["positions"][f].astype(np.float64), data["cells"][f], data["origins"][f],
-                           data["species"], label, float(data["temperature"][f]), float(data["pressure"][f]), run_id)
+                           data["species"], labels, float(data["temperature"][f]), float(data["pressure"][f]), run_id)
 
 
 def stage_datasets(cfg: PipelineConfig, work: Path, force: bool, log=print) -> dict[str, Path]:
@@ -313,9 +414,8 @@ def stage_datasets(cfg: PipelineConfig, work: Path, force: bool, log=print) -> d
             continue
         rng = np.random.default_rng(SPLITS.index(split) + 17)
         sets = []
-        for pos, cell, origin, species, label, temp, pres, run_id in iter_snapshots(cfg, work, split):
+        for pos, cell, origin, species, labels, temp, pres, run_id in iter_snapshots(cfg, work, split):
             sp = species_indices(cfg, species)
-            labels = np.full(len(pos), label)
             if mode == "samples":
                 sets.append(SampleSet.from_snapshot(pos, cell, sp, labels, k, cfg.classes, cfg.elements, origin=origin,
                                                     temperature=temp, pressure=pres, run_id=run_id))
@@ -325,10 +425,22 @@ def stage_datasets(cfg: PipelineConfig, work: Path, force: bool, log=print) -> d
         if not sets:
             raise LammpsPhaseError(f"no kept snapshots for the {split} split: check the heating report")
         data = (SampleSet if mode == "samples" else EnvironmentSet).concatenate(sets)
+        _require_every_class(cfg, data.labels, split, work)
         data.save(path)
         _record(path, params)
         log(f"[datasets] {split}: {len(data)} {mode} → {path}")
     return paths
+
+
+def _require_every_class(cfg: PipelineConfig, labels: np.ndarray, split: str, work: Path) -> None:
+    """A class without data in a split would train nothing or score a meaningless accuracy: refuse it."""
+    present = set(np.unique(np.asarray(labels)).tolist())
+    empty = [name for i, name in enumerate(cfg.classes) if i not in present]
+    if empty:
+        raise LammpsPhaseError(
+            f"class(es) {', '.join(empty)} have no kept snapshots in the {split} runs (see "
+            f"{work / 'heating_report.txt'}): their heating runs failed or every snapshot failed its structural check; "
+            f"fix those [[phase]] blocks in {cfg.source} (structure, pressures, temperatures) or remove the class")
 
 
 def _load_split(path: Path, mode: str):
@@ -362,7 +474,7 @@ def stage_train(cfg: PipelineConfig, work: Path, force: bool, output: Path, quie
 
         ckpt.data_fingerprint = fingerprint(train.labels, train.species, val.labels, cfg.source)
         ckpt_io.save(ckpt, ckpt_path)
-        hist_path.write_text(json.dumps(hist.to_dict()))
+        write_text(hist_path, json.dumps(hist.to_dict()))
         _record(ckpt_path, params)
     ckpt_io.save(ckpt_io.load(ckpt_path), output)  # usable at once; the report stage adds test metrics
     return ckpt_path
@@ -384,13 +496,15 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
     clf = Classifier(ckpt, device="auto")
     true, pred, temps, press = [], [], [], []
     first_frames = {}
-    for pos, cell, origin, species, label, temp, pres, run_id in iter_snapshots(cfg, work, "test"):
+    for pos, cell, origin, species, labels, temp, pres, run_id in iter_snapshots(cfg, work, "test"):
         res = clf.classify(pos, cell, species, origin=origin)
-        true.append(np.full(len(pos), label))
-        pred.append(res.labels)
-        temps.append(np.full(len(pos), temp))
-        press.append(np.full(len(pos), pres))
-        first_frames.setdefault(label, (pos, cell, origin, species))
+        known = labels >= 0
+        true.append(labels[known])
+        pred.append(res.labels[known])
+        temps.append(np.full(known.sum(), temp))
+        press.append(np.full(known.sum(), pres))
+        if (labels == labels[0]).all():  # rotation check on one pure frame per class
+            first_frames.setdefault(int(labels[0]), (pos, cell, origin, species))
     if not true:
         raise LammpsPhaseError("no held-out test snapshots: check the heating report")
     true_a, pred_a = np.concatenate(true), np.concatenate(pred)
@@ -416,11 +530,10 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
     for key in ("dropped", "notes"):
         if cfg.report.get(key):
             extra[f"{key} (from {Path(cfg.source).name})"] = dict(cfg.report[key])
-    report_dir = output.with_suffix("")
-    report_dir = report_dir.parent / f"{report_dir.name}_report"
+    report_dir = report_dir_for(output)
     report_dir.mkdir(parents=True, exist_ok=True)
     if (work / "heating_report.txt").exists():
-        shutil.copyfile(work / "heating_report.txt", report_dir / "heating_report.txt")
+        copy_file(work / "heating_report.txt", report_dir / "heating_report.txt")
     summary = write_training_report(
         report_dir, cfg.classes, true_labels=true_a, predicted=pred_a, temperature=np.concatenate(temps),
         pressure=np.concatenate(press), history=hist, extra=extra, title=f"{cfg.name}: held-out test runs",
@@ -437,13 +550,77 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
     return summary
 
 
+def report_dir_for(output: Path) -> Path:
+    """Where the training report of checkpoint ``output`` goes: checkpoints/sio2.pt -> checkpoints/sio2_report/."""
+    stem = output.with_suffix("")
+    return stem.parent / f"{stem.name}_report"
+
+
+#: checkpoints shipped with the package (never overwritten without --overwrite)
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
+_OUTPUTS_RECORD = "outputs_written.json"
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _written_here(work: Path, out: Path) -> bool:
+    """Whether this work folder wrote ``out`` as it is now (a rerun after an interrupt may replace it)."""
+    try:
+        record = json.loads((work / _OUTPUTS_RECORD).read_text())
+        return record.get(str(out.resolve())) == _digest(out)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _note_written(work: Path, out: Path) -> None:
+    try:
+        record = json.loads((work / _OUTPUTS_RECORD).read_text())
+        record = record if isinstance(record, dict) else {}
+    except (OSError, ValueError):
+        record = {}
+    record[str(out.resolve())] = _digest(out)
+    write_text(work / _OUTPUTS_RECORD, json.dumps(record, indent=1))
+
+
+def check_outputs(cfg: PipelineConfig, work: Path, out: Path, overwrite: bool, writes_checkpoint: bool = True) -> None:
+    """Before any stage runs: the work folder and the checkpoint path can be written, the checkpoint is not an
+    input, and an existing checkpoint is replaced only with ``overwrite`` (or when this work folder wrote it;
+    a shipped one under checkpoints/ always needs ``overwrite``)."""
+    if work.exists() and not work.is_dir():
+        raise LammpsPhaseError(f"--workdir {work} is a file: give a folder for the cached runs and datasets")
+    inputs = [cfg.source] + [spec.structure for spec in cfg.phases if Path(spec.structure).is_file()]
+    check_output(out, inputs=inputs, option="output", create_parent=True)
+    report_dir = report_dir_for(out)
+    if report_dir.exists() and not report_dir.is_dir():
+        raise LammpsPhaseError(f"the report folder {report_dir} of output {out} is a file: move it away or choose "
+                               "another output path")
+    if not out.exists() or overwrite or not writes_checkpoint:
+        return
+    shipped = SHIPPED_CHECKPOINTS.is_dir() and same_file(out.resolve().parent, SHIPPED_CHECKPOINTS)
+    if shipped or not _written_here(work, out):
+        what = "a checkpoint shipped with lammps-phase" if shipped else "an existing file this work folder did not write"
+        raise LammpsPhaseError(
+            f"output {out} is {what}: lammps-phase-train does not overwrite it; pass --overwrite to replace it, "
+            f"or choose another path with --output or `output = ...` in {cfg.source}")
+
+
 def run_pipeline(config: str, stage: str = "all", workdir: Optional[str] = None, output: Optional[str] = None,
-                 force: bool = False, quiet: bool = False) -> int:
+                 force: bool = False, quiet: bool = False, overwrite: bool = False) -> int:
     cfg = load_config(config)
     work = Path(workdir or Path("cache") / cfg.name)
-    work.mkdir(parents=True, exist_ok=True)
     out = Path(output or cfg.output)
     todo = STAGES if stage == "all" else (stage,)
+    # before any heating run: nothing is lost to a typo in the config
+    check_outputs(cfg, work, out, overwrite, writes_checkpoint=bool({"train", "report"} & set(todo)))
+    work.mkdir(parents=True, exist_ok=True)
     log = (lambda m: None) if quiet else print
     for st in todo:
         t0 = time.perf_counter()
@@ -453,8 +630,10 @@ def run_pipeline(config: str, stage: str = "all", workdir: Optional[str] = None,
             stage_datasets(cfg, work, force, log)
         elif st == "train":
             stage_train(cfg, work, force, out, quiet, log)
+            _note_written(work, out)
         else:
             stage_report(cfg, work, out, log)
+            _note_written(work, out)
         log(f"[{st}] done in {time.perf_counter() - t0:.0f} s")
     return 0
 

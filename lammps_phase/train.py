@@ -22,6 +22,9 @@ from lammps_phase.environments import EnvironmentSet, SampleSet
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model import ModelConfig, build_model, environment_graph, random_rotations
 
+#: label of atoms that carry no class (cross entropy and accuracy skip them)
+IGNORE = -1
+
 
 @dataclass
 class TrainConfig:
@@ -72,9 +75,11 @@ def combined_loss(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """logits (R, ..., C) for R rotations of the same inputs, labels (...) → (loss, ce, rotation term).
 
-    ``weight``: optional per-class cross-entropy weights (C,)."""
+    ``weight``: optional per-class cross-entropy weights (C,). Atoms labelled −1 (no label: e.g. crystal atoms
+    that left their sites at an interface) take no part in the cross entropy."""
     r, c = logits.shape[0], logits.shape[-1]
-    ce = F.cross_entropy(logits.reshape(-1, c), labels.unsqueeze(0).expand(r, *labels.shape).reshape(-1), weight=weight)
+    ce = F.cross_entropy(logits.reshape(-1, c), labels.unsqueeze(0).expand(r, *labels.shape).reshape(-1), weight=weight,
+                         ignore_index=IGNORE)
     if phi >= 1.0 or r < 2:
         return ce, ce, torch.zeros((), device=logits.device)
     prob = torch.softmax(logits, dim=-1)
@@ -291,11 +296,12 @@ def evaluate(
             rot = torch.eye(3).expand(1, len(items), 3, 3)
         logits, lab = _forward(model, kind, data, items, rot)
         logits = logits[0]
-        loss_sum += F.cross_entropy(logits.reshape(-1, c), lab.reshape(-1), reduction="sum").item()
-        n_sum += lab.numel()
+        loss_sum += F.cross_entropy(logits.reshape(-1, c), lab.reshape(-1), reduction="sum", ignore_index=IGNORE).item()
+        known = lab.reshape(-1) != IGNORE
+        n_sum += int(known.sum())
         pred = logits.argmax(dim=-1)
         preds.append(pred.numpy())
-        np.add.at(conf, (lab.reshape(-1).numpy(), pred.reshape(-1).numpy()), 1)
+        np.add.at(conf, (lab.reshape(-1)[known].numpy(), pred.reshape(-1)[known].numpy()), 1)
     model.train(was_training)
     per_class = {
         name: float(conf[i, i] / conf[i].sum()) if conf[i].sum() else float("nan") for i, name in enumerate(data.classes)

@@ -110,7 +110,7 @@ def test_melt_quench_proves_the_liquid_and_keeps_only_glass():
 def test_check_amorphous_accepts_normal_and_densified_networks(monkeypatch, quartz_run, histogram, displaced, holds):
     from lammps_phase import heating
 
-    def fake_check_phase(snapshot, reference):
+    def fake_check_phase(snapshot, reference, **kwargs):
         return heating.PhaseCheck(False, "not the crystal", dict(histogram), 0.0, 1.0, displaced, 0.0)
 
     monkeypatch.setattr(heating, "check_phase", fake_check_phase)
