@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from lammps_phase import checkpoint as ckpt_io
 from lammps_phase import fastpath
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.neighbors import NeighborList, knn, lammps_box_to_cell
+
+if TYPE_CHECKING:
+    import ase
 
 OTHER = -1
 SpeciesLike = Union[Sequence[str], np.ndarray]
@@ -256,3 +259,12 @@ class Classifier:
         """Same as :meth:`classify` with the box given as LAMMPS does (lo/hi bounds and tilt factors)."""
         cell, origin = lammps_box_to_cell(boxlo, boxhi, xy, xz, yz)
         return self.classify(positions, cell, species, pbc=pbc, origin=origin, type_map=type_map, threshold=threshold)
+
+    def classify_atoms(self, atoms: "ase.Atoms", threshold: Optional[float] = None) -> PhaseResult:
+        """Same as :meth:`classify` for an :class:`ase.Atoms`: its chemical symbols, cell (rows), ``pbc`` and
+        cell displacement (origin). Atoms periodic in no direction are labelled without the cell."""
+        pbc = tuple(bool(p) for p in np.broadcast_to(atoms.pbc, 3))
+        cell = np.asarray(atoms.cell[:], dtype=np.float64) if any(pbc) else None
+        origin = np.asarray(atoms.get_celldisp(), dtype=np.float64).reshape(3)
+        return self.classify(atoms.get_positions(), cell, atoms.get_chemical_symbols(), pbc=pbc, origin=origin,
+                             threshold=threshold)

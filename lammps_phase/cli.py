@@ -35,8 +35,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
           + ", ".join(f"{i}={c}" for i, c in enumerate(clf.classes)) + ", -1=other)", file=out)
     print(header, file=out)
     frames = 0
-    bar = _bar(total, args.quiet)
-    with DumpWriter(args.output) as writer:
+    # The bar (stderr) and the table (stdout) share the terminal: rows go through bar.write, which clears the bar,
+    # prints the row on its own line and redraws the bar below; leaving the `with` (also on an error) closes the
+    # bar with a newline, so an error message starts a line of its own.
+    with _bar(total, args.quiet) as bar, DumpWriter(args.output) as writer:
         for frame in read_frames(args.input):
             res = clf.classify(
                 frame.positions(), frame.cell(), frame.species(type_map), pbc=frame.pbc, origin=frame.boxlo
@@ -47,10 +49,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 formats={"phase_conf": "%.4f"},
             )
             fr = res.fractions()
-            print(f"{frame.timestep:>8d}  " + "".join(f"{fr[n]:>{width + 1}.4f}" for n in names), file=out)
+            bar.write(f"{frame.timestep:>8d}  " + "".join(f"{fr[n]:>{width + 1}.4f}" for n in names), file=out)
             frames += 1
             bar.update(1)
-    bar.close()
     if frames == 0:
         raise LammpsPhaseError(f"{args.input} contains no frames")
     print(f"wrote {frames} frame(s) with columns phase, phase_conf to {args.output}", file=out)
