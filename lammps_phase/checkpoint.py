@@ -17,6 +17,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from lammps_phase import __version__
+from lammps_phase.atomic_write import atomic_path
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model import ModelConfig, build_model
 
@@ -46,7 +47,11 @@ class Checkpoint:
 
     def build(self) -> torch.nn.Module:
         """The network with these weights, in eval mode."""
-        model = build_model(self.config, self.kind)
+        try:
+            model = build_model(self.config, self.kind)
+        except (RuntimeError, ValueError, TypeError, KeyError) as err:  # a damaged config: negative sizes, ...
+            raise LammpsPhaseError(f"checkpoint model config cannot be built ({type(err).__name__}: "
+                                   f"{' '.join(str(err).split())[:160]}): the checkpoint is damaged") from None
         try:
             model.load_state_dict(self.state_dict)
         except RuntimeError as err:
@@ -82,14 +87,15 @@ def save(ckpt: Checkpoint, path: str | os.PathLike) -> None:
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load(path: str | os.PathLike, type_map: Optional[Sequence[str]] = None) -> Checkpoint:
     """Read a checkpoint safely; one clear error for missing, corrupt, incompatible or mismatched files."""
     path = Path(path)
+    if path.is_dir():
+        raise LammpsPhaseError(f"checkpoint {path} is a folder: give the path of a .pt file (e.g. checkpoints/sio2.pt)")
     if not path.is_file():
         raise LammpsPhaseError(f"checkpoint {path} does not exist: give the path of a .pt file (e.g. checkpoints/sio2.pt)")
     try:
@@ -112,9 +118,10 @@ def load(path: str | os.PathLike, type_map: Optional[Sequence[str]] = None) -> C
             f"checkpoint {path} has format version {payload['format_version']}, this lammps-phase {__version__} reads "
             f"version {FORMAT_VERSION}: install the lammps-phase version that wrote it ({payload['package_version']})"
         )
+    _check_payload_types(payload, path)
     try:
         config = ModelConfig.from_dict(dict(payload["config"]))
-    except (TypeError, LammpsPhaseError) as err:
+    except (TypeError, ValueError, LammpsPhaseError) as err:
         raise LammpsPhaseError(f"checkpoint {path} has an invalid model config: {err}") from None
     if list(payload["classes"]).__len__() != config.num_classes or list(payload["elements"]) != config.elements:
         raise LammpsPhaseError(f"checkpoint {path} is inconsistent: class or element lists do not match its config")
@@ -124,12 +131,49 @@ def load(path: str | os.PathLike, type_map: Optional[Sequence[str]] = None) -> C
         state_dict=dict(payload["state_dict"]),
         classes=[str(c) for c in payload["classes"]],
         data_fingerprint=str(payload.get("data_fingerprint", "")),
-        metrics=json.loads(payload.get("metrics_json", "{}")),
+        metrics=_metrics(payload.get("metrics_json", "{}"), path),
         package_version=str(payload["package_version"]),
     )
     if type_map is not None:
         ckpt.check_elements(type_map)
     return ckpt
+
+
+def _check_payload_types(payload: dict, path: Path) -> None:
+    """Each stored field has the type this version writes; anything else is a damaged or foreign file."""
+
+    def bad(key: str, want: str) -> LammpsPhaseError:
+        return LammpsPhaseError(f"checkpoint {path} is damaged: {key} is {type(payload[key]).__name__}, expected {want}; "
+                                "use an intact copy of the checkpoint")
+
+    if not isinstance(payload["format_version"], int) or isinstance(payload["format_version"], bool):
+        raise bad("format_version", "an integer")
+    for key in ("package_version", "kind"):
+        if not isinstance(payload[key], str):
+            raise bad(key, "a string")
+    if not isinstance(payload["config"], dict):
+        raise bad("config", "a dict of model settings")
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise bad("state_dict", "a dict of parameter names to tensors")
+    for key in ("classes", "elements"):
+        if not isinstance(payload[key], (list, tuple)) or not all(isinstance(v, str) for v in payload[key]):
+            raise bad(key, "a list of names")
+    if not isinstance(payload.get("metrics_json", "{}"), str):
+        raise bad("metrics_json", "a JSON string")
+    if not isinstance(payload.get("data_fingerprint", ""), str):
+        raise bad("data_fingerprint", "a string")
+
+
+def _metrics(text: str, path: Path) -> dict[str, Any]:
+    try:
+        metrics = json.loads(text)
+    except ValueError as err:
+        raise LammpsPhaseError(f"checkpoint {path} is damaged: its metrics are not JSON ({err}); "
+                               "use an intact copy of the checkpoint") from None
+    if not isinstance(metrics, dict):
+        raise LammpsPhaseError(f"checkpoint {path} is damaged: its metrics are {type(metrics).__name__}, not a JSON object")
+    return metrics
 
 
 def fingerprint(*arrays_or_strings: Any) -> str:

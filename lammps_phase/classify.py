@@ -49,11 +49,38 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
-    except RuntimeError:
-        raise LammpsPhaseError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):  # meta, mps, ...: devices the model cannot label on
+        raise LammpsPhaseError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise LammpsPhaseError(f"device {device!r} requested but torch has no CUDA here: use device='cpu' or 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise LammpsPhaseError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                               f"numbered from 0: use 'cuda:0' .. 'cuda:{torch.cuda.device_count() - 1}' or 'auto'")
     return dev
+
+
+def check_threshold(threshold: float) -> float:
+    """A confidence threshold is a probability: a finite number in [0, 1]."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise LammpsPhaseError(f"threshold {threshold!r} must be a number in [0, 1]: atoms whose confidence (the "
+                               "largest class probability) is below it are labelled -1 (other)")
+    return value
+
+
+def pbc_flags(pbc: Union[bool, Sequence[bool]]) -> tuple[bool, bool, bool]:
+    """Periodicity per axis from one flag (all axes) or three."""
+    flags = np.asarray(pbc, dtype=object).reshape(-1)
+    if flags.size == 1:
+        flags = np.repeat(flags, 3)
+    if flags.size != 3 or not all(isinstance(f, (bool, np.bool_)) or f in (0, 1) for f in flags):
+        raise LammpsPhaseError(f"pbc must be one bool or three (x, y, z), e.g. pbc=(True, True, False); got {pbc!r}")
+    return tuple(bool(f) for f in flags)  # type: ignore[return-value]
 
 
 def species_to_elements(species: SpeciesLike, type_map: Optional[Sequence[str]] = None) -> np.ndarray:
@@ -114,7 +141,7 @@ class Classifier:
         self.checkpoint = checkpoint
         self.device = resolve_device(device)
         self.model = checkpoint.build().to(self.device)
-        self.threshold = float(threshold)
+        self.threshold = check_threshold(threshold)
         self.chunk = int(chunk)
         self._element_index = {e: i for i, e in enumerate(checkpoint.elements)}
         self.threads = fastpath.set_threads(threads)
@@ -124,7 +151,13 @@ class Classifier:
         if fast is not False:
             mode = {"compile": True, "eager": False}.get(fast, "auto")  # type: ignore[arg-type]
             extra = {} if compile_after_atoms is None else {"compile_after_atoms": int(compile_after_atoms)}
-            self.fast = fastpath.FastPhaseNet(self.model, compile=mode, **extra)
+            try:
+                self.fast = fastpath.FastPhaseNet(self.model, compile=mode, **extra)
+            except LammpsPhaseError as err:
+                if "tabulate" not in str(err):
+                    raise
+                # a weighting too steep for the interpolation table: evaluate it exactly (same labels, slower)
+                self.fast = fastpath.FastPhaseNet(self.model, compile=mode, weighting="exact", **extra)
         self.neighbor_cache = fastpath.NeighborCache(self.k, workers=self.threads) if reuse_neighbors else None
         self.last_timings: dict[str, float] = {}
 
@@ -208,7 +241,7 @@ class Classifier:
         conf, lab = prob.max(dim=-1)
         labels = lab.to(torch.int32).cpu().numpy()
         confidence = conf.cpu().numpy().astype(np.float32)
-        thr = self.threshold if threshold is None else float(threshold)
+        thr = self.threshold if threshold is None else check_threshold(threshold)
         if thr > 0:
             labels[confidence < thr] = OTHER
         return PhaseResult(labels=labels, confidence=confidence, classes=self.classes)
@@ -231,7 +264,7 @@ class Classifier:
             raise LammpsPhaseError(f"{len(species)} species for {len(positions)} atoms: give one species per atom")
         sp = self.species_indices(species, type_map)
         t0 = time.perf_counter()
-        periodic = tuple(bool(p) for p in pbc)
+        periodic = pbc_flags(pbc)
         if self.neighbor_cache is not None:
             nl = self.neighbor_cache.get(positions, cell, pbc=periodic, origin=origin, species=sp)
         else:

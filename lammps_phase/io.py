@@ -12,10 +12,12 @@ cell rows are a = (lx, 0, 0), b = (xy, ly, 0), c = (xz, yz, lz). Cells in other 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import os
 import re
+import zlib
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
@@ -23,6 +25,7 @@ from typing import IO, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from lammps_phase.atomic_write import PendingFile, atomic_path
 from lammps_phase.errors import LammpsPhaseError
 
 PathLike = str | os.PathLike
@@ -56,6 +59,7 @@ ATOMIC_MASSES: dict[str, float] = {
 }
 
 _ROW_CHUNK = 65536  # rows formatted per write: bounds memory for huge frames
+MAX_ATOMS = 10**12  # more atoms than any text file can hold: a larger count is a damaged header
 
 
 @dataclass
@@ -132,18 +136,53 @@ def _is_gzip(path: PathLike) -> bool:
         return handle.read(2) == b"\x1f\x8b"
 
 
-def _open_text(path: PathLike, errors: str = "strict") -> IO[str]:
+def _check_readable(path: PathLike) -> None:
     if not os.path.exists(path):
         raise LammpsPhaseError(f"{path}: no such file; check the path")
-    if _is_gzip(path):
-        return gzip.open(path, "rt", encoding="utf-8", errors=errors)
-    return open(path, encoding="utf-8", errors=errors)
+    if os.path.isdir(path):
+        raise LammpsPhaseError(f"{path} is a folder: give the path of a dump, data or extxyz file")
+
+
+def _open_text(path: PathLike, errors: str = "strict") -> IO[str]:
+    _check_readable(path)
+    with _reading(path):
+        if _is_gzip(path):
+            return gzip.open(path, "rt", encoding="utf-8", errors=errors)
+        return open(path, encoding="utf-8", errors=errors)
 
 
 def _open_binary(path: PathLike) -> IO[bytes]:
-    if _is_gzip(path):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
+    _check_readable(path)
+    with _reading(path):
+        if _is_gzip(path):
+            return gzip.open(path, "rb")
+        return open(path, "rb")
+
+
+def _read_failure(path: PathLike, exc: BaseException) -> str:
+    """One line for a file that cannot be read as text: corrupt or truncated gzip, binary bytes, I/O errors."""
+    if isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
+        return (f"{path}: the gzip stream is truncated or corrupt ({' '.join(str(exc).split()) or type(exc).__name__}); "
+                "copy or compress the file again")
+    if isinstance(exc, UnicodeDecodeError):
+        return (f"{path}: not a text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start} of a block is not "
+                f"UTF-8); supported: {_SUPPORTED_TEXT}. Binary dumps must first be converted with LAMMPS's "
+                "tools/binary2txt")
+    if isinstance(exc, OSError):
+        return f"{path}: cannot be read ({exc.strerror or exc})"
+    return f"{path}: cannot be read ({type(exc).__name__}: {exc})"
+
+
+_READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError)
+
+
+@contextlib.contextmanager
+def _reading(path: PathLike) -> Iterator[None]:
+    """Turn what a damaged file raises while it is read (gzip, decoding, I/O) into one LammpsPhaseError."""
+    try:
+        yield
+    except _READ_ERRORS as exc:
+        raise LammpsPhaseError(_read_failure(path, exc)) from None
 
 
 _INT_LINE = re.compile(r"^\s*\d+\s*$")
@@ -153,11 +192,8 @@ _XLO_HEADER = re.compile(r"\sxlo\s+xhi")
 
 def detect_format(path: PathLike) -> str:
     """'dump', 'data' or 'extxyz', judged from the first non-empty lines (gzip is opened transparently)."""
-    try:
-        with _open_text(path, errors="replace") as handle:
-            head = [line for line in islice(handle, 64)]
-    except (OSError, EOFError) as exc:
-        raise LammpsPhaseError(f"{path}: cannot be read ({exc}); supported formats: {_SUPPORTED_TEXT}") from exc
+    with _reading(path), _open_text(path, errors="replace") as handle:
+        head = [line for line in islice(handle, 64)]
     lines = [line for line in head if line.strip()]
     if not lines:
         raise LammpsPhaseError(f"{path}: file is empty")
@@ -197,9 +233,13 @@ def count_frames(path: PathLike) -> int | None:
         return None
     if fmt == "data":
         return 1
-    if fmt == "dump":
-        return _count_bytes(path, b"ITEM: TIMESTEP")
-    return _count_xyz_frames(path)
+    try:  # a damaged file is reported by the reader, at the frame where it fails
+        with _reading(path):
+            if fmt == "dump":
+                return _count_bytes(path, b"ITEM: TIMESTEP")
+            return _count_xyz_frames(path)
+    except LammpsPhaseError:
+        return None
 
 
 def _count_bytes(path: PathLike, needle: bytes) -> int:
@@ -221,6 +261,8 @@ def _count_xyz_frames(path: PathLike) -> int | None:
             if not line.strip():
                 continue
             if not _INT_LINE.match(line):
+                return None
+            if int(line) > MAX_ATOMS:
                 return None
             deque(islice(handle, int(line) + 1), maxlen=0)
             count += 1
@@ -339,7 +381,7 @@ def _parse_block_slowly(lines: list[str], names: list[str], kinds: list[str], wh
 
 def read_dump(path: PathLike) -> Iterator[Frame]:
     """Frames of a LAMMPS text dump (`dump atom` or `dump custom`), one at a time."""
-    with _open_text(path) as handle:
+    with _reading(path), _open_text(path) as handle:
         frames = 0
         while True:
             header = _read_dump_header(handle, path, frames)
@@ -406,6 +448,9 @@ def _read_dump_header(handle: IO[str], path: PathLike, frames_read: int
                 timestep = int(value_line(item).split()[0])
             elif item == "NUMBER OF ATOMS":
                 natoms = int(value_line(item).split()[0])
+                if not 0 <= natoms <= MAX_ATOMS:
+                    raise LammpsPhaseError(f"{where()}: NUMBER OF ATOMS is {natoms}; it must be a count between 0 "
+                                           f"and {MAX_ATOMS:.0e} (the header is damaged)")
             elif item.startswith("BOX BOUNDS"):
                 bounds_line = item
                 bounds = [[float(v) for v in value_line(item).split()] for _ in range(3)]
@@ -477,7 +522,7 @@ _HEADER_PATTERNS = {
 
 def read_data(path: PathLike) -> Frame:
     """A LAMMPS data file as a Frame (timestep 0, fully periodic): header, Masses and Atoms sections."""
-    with _open_text(path) as handle:
+    with _reading(path), _open_text(path) as handle:
         lines = handle.read().splitlines()
     if not any(line.strip() for line in lines):
         raise LammpsPhaseError(f"{path}: file is empty")
@@ -586,7 +631,7 @@ _ROTATED_PROPERTIES = ("velo", "vel", "velocities", "forces", "force")
 
 def read_extxyz(path: PathLike) -> Iterator[Frame]:
     """Frames of an extended XYZ file; any lattice is rotated (with positions, velocities, forces) to LAMMPS form."""
-    with _open_text(path) as handle:
+    with _reading(path), _open_text(path) as handle:
         frames = 0
         while True:
             line = handle.readline()
@@ -598,6 +643,9 @@ def read_extxyz(path: PathLike) -> Iterator[Frame]:
             if not _INT_LINE.match(line):
                 raise LammpsPhaseError(f"{where}: expected the atom count, found {line.strip()[:60]!r}")
             natoms = int(line)
+            if natoms > MAX_ATOMS:
+                raise LammpsPhaseError(f"{where}: atom count {natoms} is larger than any file can hold "
+                                       "(the frame header is damaged)")
             comment = handle.readline()
             if not comment:
                 raise LammpsPhaseError(f"{where} is truncated: file ends before the comment line")
@@ -744,22 +792,49 @@ def _open_for_writing(path: PathLike) -> IO[str]:
 
 
 class DumpWriter:
-    """Writes frames as a LAMMPS text dump (`dump custom` layout) that LAMMPS tools and OVITO read; .gz compresses."""
+    """Writes frames as a LAMMPS text dump (`dump custom` layout) that LAMMPS tools and OVITO read; .gz compresses.
+
+    Frames go to a temporary file beside ``path`` that becomes ``path`` at :meth:`close` (or at the end of a
+    ``with`` block without an exception): a failed run leaves no partial dump and keeps any earlier file.
+    """
 
     def __init__(self, path: PathLike):
         self.path = path
-        self._handle: IO[str] | None = _open_for_writing(path)
+        self._pending = PendingFile(path)
+        try:
+            self._handle: IO[str] | None = _open_for_writing(self._pending.path)
+        except BaseException:
+            self._pending.discard()
+            raise
 
     def __enter__(self) -> DumpWriter:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
 
     def close(self) -> None:
+        """Finish the file and move it into place."""
         if self._handle is not None:
-            self._handle.close()
+            try:
+                self._handle.close()
+            except BaseException:
+                self._pending.discard()
+                raise
+            finally:
+                self._handle = None
+            self._pending.commit()
+
+    def discard(self) -> None:
+        """Drop what was written; an earlier file at ``path`` stays as it was."""
+        if self._handle is not None:
+            with contextlib.suppress(Exception):
+                self._handle.close()
             self._handle = None
+        self._pending.discard()
 
     def write(self, frame: Frame, extra: Mapping[str, np.ndarray] | None = None,
               formats: Mapping[str, str] | None = None) -> None:
@@ -850,7 +925,7 @@ def write_lammps_data(
     lengths = np.diag(lammps_form)
     xy, xz, yz = lammps_form[1, 0], lammps_form[2, 0], lammps_form[2, 1]
 
-    with _open_for_writing(path) as handle:
+    with atomic_path(path) as tmp, _open_for_writing(tmp) as handle:
         handle.write(f"LAMMPS data file written by lammps-phase (atom_style {atom_style})\n\n")
         handle.write(f"{natoms} atoms\n{len(type_map)} atom types\n\n")
         for k, axis in enumerate("xyz"):

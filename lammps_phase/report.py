@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lammps_phase.atomic_write import atomic_paths, check_output
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.io import Frame, read_frames
 
@@ -344,23 +345,49 @@ def shock_report(
         for step, t, f, row in zip(grid.timesteps, times, fronts, fractions)
     ]
 
-    outdir.mkdir(parents=True, exist_ok=True)
-    outputs = {
+    outputs = report_outputs(outdir)
+    _check_outdir(outdir, list(outputs.values()), [dump_path, sidecar.get("_path")], create=True)
+    summary["outputs"] = {key: str(path) for key, path in outputs.items()}
+    colours = _phase_colours(len(names))
+    summary = _jsonable(summary)
+    # all five files appear together, or (on any failure) none and the earlier ones stay
+    with atomic_paths(list(outputs.values())) as (xt, fractions_png, snapshot, summary_txt, summary_json):
+        _plot_xt(xt, grid, origin, bin_width, times, time_unit, fronts, names, colours, axis)
+        _plot_fractions(fractions_png, times, time_unit, fractions, names, colours)
+        _plot_snapshot(snapshot, last, a, names, colours, fronts[-1])
+        summary_txt.write_text(_summary_text(summary), encoding="utf-8")
+        summary_json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def report_outputs(outdir: Path) -> dict[str, Path]:
+    """The files `shock_report` writes into ``outdir``, in writing order."""
+    return {
         "xt_diagram": outdir / "xt_diagram.png",
         "phase_fractions": outdir / "phase_fractions.png",
         "snapshot": outdir / "snapshot.png",
         "summary_txt": outdir / "summary.txt",
         "summary_json": outdir / "summary.json",
     }
-    summary["outputs"] = {key: str(path) for key, path in outputs.items()}
-    colours = _phase_colours(len(names))
-    _plot_xt(outputs["xt_diagram"], grid, origin, bin_width, times, time_unit, fronts, names, colours, axis)
-    _plot_fractions(outputs["phase_fractions"], times, time_unit, fractions, names, colours)
-    _plot_snapshot(outputs["snapshot"], last, a, names, colours, fronts[-1])
-    summary = _jsonable(summary)
-    outputs["summary_json"].write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    outputs["summary_txt"].write_text(_summary_text(summary), encoding="utf-8")
-    return summary
+
+
+def _check_outdir(outdir: Path, outputs: list[Path], inputs: list, create: bool = False) -> None:
+    """The output folder is a folder (made if missing) and no output file is one of the inputs."""
+    if outdir.exists():
+        if not outdir.is_dir():
+            raise LammpsPhaseError(f"-o {outdir} is a file: the report writes five files, give a folder "
+                                   f"(e.g. -o {outdir}_report)")
+        for path in outputs:
+            check_output(path, inputs=inputs, option="report file")
+    else:
+        ancestor = next(p for p in outdir.absolute().parents if p.exists())
+        if not ancestor.is_dir():
+            raise LammpsPhaseError(f"-o {outdir}: {ancestor} is a file, not a folder; choose another -o folder")
+    if create:
+        try:
+            outdir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise LammpsPhaseError(f"cannot create the report folder {outdir}: {err.strerror}") from None
 
 
 def run_report(args: Any) -> int:
@@ -375,7 +402,11 @@ def run_report(args: Any) -> int:
 
         classes = checkpoint.load(checkpoint_path).classes
     outdir = Path(args.outdir) if getattr(args, "outdir", None) else dump.resolve().parent
-    summary = shock_report(dump, outdir, classes=classes, axis=getattr(args, "axis", "x") or "x")
+    sidecar = load_sidecar(dump)
+    _check_outdir(outdir, list(report_outputs(outdir).values()), [dump, sidecar.get("_path"), checkpoint_path])
+    bin_width = getattr(args, "bin_width", None)
+    summary = shock_report(dump, outdir, classes=classes, axis=getattr(args, "axis", "x") or "x",
+                           bin_width=2.0 if bin_width is None else bin_width)
     print(_summary_text(summary), end="")
     print(f"wrote {', '.join(Path(p).name for p in summary['outputs'].values())} to {outdir}")
     return 0

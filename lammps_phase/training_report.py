@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from lammps_phase.atomic_write import atomic_paths
 from lammps_phase.errors import LammpsPhaseError
 
 __all__ = ["write_training_report", "accuracy_by_bins", "confusion_counts", "nice_bin_width"]
@@ -211,11 +212,13 @@ def write_training_report(
         },
     }
     report = _jsonable(report)
-    (outdir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    _plot_confusion(outdir / "confusion.png", counts, classes, title)
-    _plot_accuracy_vs_temperature(outdir / "accuracy_vs_temperature.png", report["per_temperature"], classes, title)
-    _plot_loss_curves(outdir / "loss_curves.png", hist, title)
-    (outdir / "report.md").write_text(_markdown(report), encoding="utf-8")
+    names = ["report.json", "confusion.png", "accuracy_vs_temperature.png", "loss_curves.png", "report.md"]
+    with atomic_paths([outdir / name for name in names]) as (json_tmp, confusion, per_t, loss, md_tmp):
+        json_tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        _plot_confusion(confusion, counts, classes, title)
+        _plot_accuracy_vs_temperature(per_t, report["per_temperature"], classes, title)
+        _plot_loss_curves(loss, hist, title)
+        md_tmp.write_text(_markdown(report), encoding="utf-8")
     return report
 
 

@@ -255,8 +255,13 @@ ERROR_CASES = {
                       "types 'Si' names 1 element(s) but the system has 2 atom types", "screen"),
     "unknown_element": (error_deck('"${checkpoint}", types="Si Xx"'),
                         "the model knows elements Si O but the type map names Xx", "log"),
+    # constructor errors (while LAMMPS reads the deck) reach the log as one line, not only "Could not process ..."
     "missing_checkpoint": (error_deck('"missing.pt", types="Si O"', invoke=False),
-                           "checkpoint missing.pt does not exist", "screen"),
+                           "checkpoint missing.pt does not exist", "log"),
+    "comma_separated_types": (error_deck('"${checkpoint}", types="Si,O"', invoke=False),
+                              "types 'Si,O': Si,O is not an element symbol", "log"),
+    "misspelt_keyword": (error_deck('"${checkpoint}", types="Si O", mdoe="local"', invoke=False),
+                         "PhaseLabeler: PhaseLabeler.__init__() got an unexpected keyword argument 'mdoe'", "log"),
     "undefined_variable": (error_deck('"${nothere}", types="Si O"'),
                            "refers to LAMMPS variable nothere, which is not defined", "log"),
     "thin_ghost_shell": (error_deck('"${checkpoint}", types="Si O", mode="local"'),
@@ -276,6 +281,30 @@ def test_errors_stop_the_run_with_one_clear_message(case, workdir, quartz, commo
     assert len(ours) == 1 and message in ours[0], (ours, screen[-3000:])
     if (cwd / "dump.phase").exists():  # the run stopped before any labelled step was dumped
         assert [f.timestep for f in io.read_dump(cwd / "dump.phase")] in ([], [0])
+
+
+def test_every_atom_deleted_both_modes_carry_on(workdir, quartz, common_vars):
+    """Labels for zero atoms, in gather mode as in local mode: the run goes on and the fractions are 0."""
+    deck = error_deck('"${checkpoint}", types="Si O"', ghost=19.0).replace(
+        "def phase_step(ptr): labeler(ptr)",
+        "local = PhaseLabeler('${checkpoint}', types='Si O', mode='local', labels='i_phase_local', "
+        "confidence='d_phase_local_conf')\ndef phase_step(ptr):\n    labeler(ptr)\n    local(ptr)",
+    ).replace("fix phase all property/atom i_phase d_phase_conf",
+              "fix phase all property/atom i_phase d_phase_conf\nfix phase_local all property/atom i_phase_local "
+              "d_phase_local_conf").replace(
+        "run 10", "thermo_style custom step atoms ${phase_thermo} ${phase_local_thermo}\nthermo 5\nrun 5\n"
+                  "delete_atoms group all\nrun 10")
+    rc, screen, log, cwd = run_deck(workdir, "all_deleted", deck, quartz, common_vars)
+    assert rc == 0, screen[-3000:]
+    assert "ERROR" not in screen
+    rows = thermo_rows(log)
+    assert set(rows) == {0, 5, 10, 15}
+    assert rows[0]["Atoms"] == 432 and rows[10]["Atoms"] == rows[15]["Atoms"] == 0
+    for local in (False, True):
+        def fractions(row):
+            return {k: v for k, v in row.items() if k.startswith("v_phase_") and k.startswith("v_phase_local_") == local}
+        assert len(fractions(rows[15])) == 5 and all(v == 0.0 for v in fractions(rows[15]).values()), rows[15]
+        assert sum(fractions(rows[0]).values()) > 0.99, rows[0]  # all atoms labelled before the deletion
 
 
 @pytest.mark.parametrize("mode, failing_rank, call", [("gather", 0, 2), ("local", 1, 1)])
