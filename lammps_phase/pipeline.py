@@ -494,20 +494,45 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
 
     ckpt = ckpt_io.load(work / "model.pt")
     clf = Classifier(ckpt, device="auto")
+    from lammps_phase.neighbors import knn
+    from lammps_phase.variants import interface_distance, surface_depth
+
     true, pred, temps, press = [], [], [], []
     first_frames = {}
+    places: dict[str, list[int]] = {}  # "variant" / "slab depth a-b Å" / "interface ≤ 3 Å" → [correct, atoms]
+    kth_max = 0.0  # largest k-th neighbour distance of a bulk test frame: the receptive radius in Å
+
+    def tally(key: str, ok: np.ndarray) -> None:
+        c = places.setdefault(key, [0, 0])
+        c[0] += int(ok.sum())
+        c[1] += int(ok.size)
+
     for pos, cell, origin, species, labels, temp, pres, run_id in iter_snapshots(cfg, work, "test"):
+        spec = cfg.phases[(run_id // 100) % 1000]
         res = clf.classify(pos, cell, species, origin=origin)
         known = labels >= 0
         true.append(labels[known])
         pred.append(res.labels[known])
         temps.append(np.full(known.sum(), temp))
         press.append(np.full(known.sum(), pres))
-        if (labels == labels[0]).all():  # rotation check on one pure frame per class
+        ok = res.labels == labels
+        tally(spec.variant, ok[known])
+        if spec.variant == "slab":
+            depth = surface_depth(pos, cell, origin, spec.axis)
+            for lo, hi in ((0, 2), (2, 4), (4, 6), (6, 10), (10, 1e9)):
+                sel = known & (depth >= lo) & (depth < hi)
+                tally(f"slab, depth {lo}-{hi:g} Å" if hi < 1e9 else f"slab, depth > {lo} Å", ok[sel])
+        elif spec.variant == "interface":
+            near = known & (interface_distance(pos, cell, origin, spec.axis) <= 3.0)
+            tally("interface, atoms ≤ 3 Å from it", ok[near])
+        elif spec.variant == "bulk":
+            kth_max = max(kth_max, float(knn(pos, clf.k, cell=cell, origin=origin).distances[:, clf.k - 1].max()))
+        if spec.variant == "bulk" and (labels == labels[0]).all():  # rotation check on one bulk frame per class
             first_frames.setdefault(int(labels[0]), (pos, cell, origin, species))
     if not true:
         raise LammpsPhaseError("no held-out test snapshots: check the heating report")
     true_a, pred_a = np.concatenate(true), np.concatenate(pred)
+    by_place = {k: round(c / n, 4) for k, (c, n) in places.items() if n}
     n_rot = int(cfg.report.get("rotations", 24))
     gen = torch.Generator().manual_seed(0)
     rot_agree = {}
@@ -523,6 +548,9 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "rotation_agreement": rot_agree,
         "rotation_agreement_overall": float(np.mean(list(rot_agree.values()))),
         "rotations": n_rot,
+        "accuracy by place (held-out runs)": by_place,
+        "receptive radius": f"{clf.receptive_hops} hops × {kth_max:.2f} Å (largest k-th neighbour distance of a bulk "
+                            f"test frame) = {clf.receptive_hops * kth_max:.1f} Å",
         "potential": cfg.potential,
         "heating_report": f"heating_report.txt (copied from {work / 'heating_report.txt'})",
     }
@@ -544,6 +572,8 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "test_per_class": per_class,
         "rotation_agreement": extra["rotation_agreement_overall"],
         "test_atoms": int(len(true_a)),
+        "test_by_place": by_place,
+        "receptive_radius_angstrom": round(clf.receptive_hops * kth_max, 2),
     })
     ckpt_io.save(ckpt, output)
     log(f"[report] test accuracy {ckpt.metrics['test_accuracy']:.4f}; checkpoint {output}; report {report_dir}")

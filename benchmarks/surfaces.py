@@ -1,0 +1,175 @@
+"""Labels where shock users look: free surfaces, a cluster, interfaces, uniaxial strain, hot dense glass.
+
+Every structure is made here, separately from the training runs (seed 11 — training uses 1–4 — and cuts,
+orientations and strains the training config does not have: slabs normal to y, strain along y, a
+non-periodic sphere, glass at 50 GPa and 2500 K), checked like the training data, and cached under
+``cache/surface_bench/``. Each checkpoint given labels them all; the table gives the fraction of atoms labelled
+with their own class, by depth below the surface / distance from the centre / distance from the interface.
+
+    python benchmarks/surfaces.py --checkpoint checkpoints/sio2.pt [--checkpoint other.pt ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from lammps_phase import heating, structures, variants
+from lammps_phase.classify import Classifier
+
+SEED = 11
+DEPTH_BINS = [0, 2, 4, 6, 8, 10, 1e9]
+CACHE = Path("cache/surface_bench")
+
+
+def _last_kept(run) -> heating.Snapshot:
+    kept = run.kept
+    if not kept:
+        raise SystemExit(f"no kept snapshot: {heating.run_report([run])}")
+    return kept[-1]
+
+
+def _frame(snap: heating.Snapshot, labels: Any, coordinate: np.ndarray, pbc=(True, True, True),
+           note: str = "") -> dict[str, Any]:
+    return {"positions": snap.positions, "cell": snap.cell, "origin": snap.origin, "species": list(snap.species),
+            "labels": labels, "coordinate": coordinate, "pbc": pbc, "note": note}
+
+
+def make_cases(min_length: float) -> dict[str, Callable[[], dict[str, Any]]]:
+    """name → function that makes the (positions, labels, binning coordinate) of one case."""
+    q, st = structures.build("alpha_quartz"), structures.build("stishovite")
+    common = dict(seed=SEED, snapshot_every_ps=0.5)
+
+    def slab(crystal, axis, label, t):
+        def make():
+            run = variants.slab_run(crystal, "bks_dsf", 0.0, axis=axis, t_start=t, t_end=t, ps=2.0,
+                                    supercell_min_length=24.0, **common)
+            s = _last_kept(run)
+            return _frame(s, label, variants.surface_depth(s.positions, s.cell, s.origin, axis),
+                          note=f"slab normal to {axis}, {t:.0f} K, 20 Å vacuum")
+        return make
+
+    def sphere():
+        run = heating.heating_run(q, "bks_dsf", 0.0, 300.0, 300.0, 2.0, supercell_min_length=34.0, **common)
+        s = _last_kept(run)
+        centre = s.origin + 0.5 * s.cell.sum(axis=0)
+        r = np.linalg.norm(s.positions - centre, axis=1)
+        keep = r < 14.0
+        snap = heating.Snapshot(**{**s.__dict__, "positions": s.positions[keep], "species": tuple(np.array(s.species)[keep])})
+        return _frame(snap, "alpha_quartz", r[keep], pbc=(False, False, False),
+                      note="sphere r = 14 Å cut from 300 K α-quartz, not periodic, not relaxed")
+
+    def interface(crystal, partner, p):
+        def make():
+            run = variants.interface_run(crystal, "bks_dsf", p, axis="y", partner=partner, melt_ps=4.0,
+                                         hold_ps=1.0, supercell_min_length=20.0, **common)
+            s = run.snapshots[-1]
+            if not s.check.holds:
+                raise SystemExit(f"interface check failed: {s.check.reason}")
+            lut = np.array([crystal.name, partner, "none"], dtype=object)
+            return _frame(s, lut[s.atom_labels.astype(int)], variants.interface_distance(s.positions, s.cell, s.origin, "y"),
+                          note=f"{crystal.name} | {partner} at {p:g} GPa, interfaces normal to y")
+        return make
+
+    def strained(crystal, axis, strain, label):
+        def make():
+            run = variants.strained_run(crystal, "bks_dsf", 0.0, axis=axis, strain=strain, ps=2.0,
+                                        supercell_min_length=min_length, **common)
+            s = _last_kept(run)
+            eps = 1 - s.cell[variants.AXES[axis], variants.AXES[axis]] / run.reference.cell[variants.AXES[axis], variants.AXES[axis]]
+            return _frame(s, label, np.full(len(s.positions), 99.0),
+                          note=f"strained {eps:.0%} along {axis} at 300 K, {s.pressure_gpa:.1f} GPa")
+        return make
+
+    def dense_glass(p, t):
+        def make():
+            run = heating.melt_quench(q, "bks_dsf", p, 7500.0, 5.0, 1000.0, [t], 3.0, supercell_min_length=min_length,
+                                      max_glass_msd=1.5, **common)
+            s = _last_kept(run)
+            return _frame(s, "amorphous", np.full(len(s.positions), 99.0),
+                          note=f"glass at {p:g} GPa, {t:.0f} K, MSD {s.msd:.2f} Å² over the hold")
+        return make
+
+    return {
+        "quartz slab ⊥y": slab(q, "y", "alpha_quartz", 300.0),
+        "quartz slab ⊥z": slab(q, "z", "alpha_quartz", 300.0),
+        "stishovite slab ⊥y": slab(st, "y", "stishovite", 300.0),
+        "quartz sphere r=14": sphere,
+        "quartz | glass": interface(q, "amorphous", 0.0),
+        "quartz | melt": interface(q, "melt", 0.0),
+        "quartz strained 15% ⊥y": strained(q, "y", 0.15, "alpha_quartz"),
+        "quartz strained 15% ⊥x": strained(q, "x", 0.15, "alpha_quartz"),
+        "glass 20 GPa 2000 K": dense_glass(20.0, 2000.0),
+        "glass 50 GPa 2500 K": dense_glass(50.0, 2500.0),
+    }
+
+
+def case(name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / (name.replace(" ", "_").replace("|", "").replace("/", "") + ".pkl")
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    t0 = time.perf_counter()
+    data = make()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps(data))
+    tmp.replace(path)
+    print(f"[made] {name}: {len(data['positions'])} atoms in {time.perf_counter() - t0:.0f} s — {data['note']}", flush=True)
+    return data
+
+
+def score(clf: Classifier, data: dict[str, Any]) -> dict[str, Any]:
+    res = clf.classify(data["positions"], data["cell"], data["species"], pbc=data["pbc"], origin=data["origin"])
+    names = np.array([clf.classes[i] if i >= 0 else "other" for i in res.labels], dtype=object)
+    truth = np.broadcast_to(np.asarray(data["labels"], dtype=object), names.shape)
+    known = truth != "none"
+    ok = (names == truth) & known
+    coord = np.asarray(data["coordinate"])
+    bins = {}
+    for lo, hi in zip(DEPTH_BINS[:-1], DEPTH_BINS[1:]):
+        sel = known & (coord >= lo) & (coord < hi)
+        if sel.any():
+            bins[f"{lo:g}-{hi:g}" if hi < 1e9 else f">{lo:g}"] = (float(ok[sel].mean()), int(sel.sum()))
+    wrong = names[known & ~ok]
+    top = {str(k): int(v) for k, v in zip(*np.unique(wrong, return_counts=True))} if len(wrong) else {}
+    return {"overall": float(ok[known].mean()), "atoms": int(known.sum()), "bins": bins, "wrong_as": top}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", action="append", help="checkpoint(s) to compare (default: the shipped one)")
+    ap.add_argument("--min-length", type=float, default=20.0)
+    ap.add_argument("--only", help="comma-separated case names")
+    ap.add_argument("--out", default="cache/surface_bench/results.json")
+    args = ap.parse_args()
+    checkpoints = args.checkpoint or ["checkpoints/sio2.pt"]
+    cases = make_cases(args.min_length)
+    if args.only:
+        cases = {k: v for k, v in cases.items() if k in args.only.split(",")}
+    data = {name: case(name, make) for name, make in cases.items()}
+    results: dict[str, Any] = {}
+    for ck in checkpoints:
+        clf = Classifier.load(ck, device="cpu")
+        results[ck] = {name: score(clf, d) for name, d in data.items()}
+    print(f"\nfraction of atoms labelled with their own class (independent structures, seed {SEED})")
+    print("| case | " + " | ".join(Path(c).name for c in checkpoints) + " | by depth / distance (Å), last checkpoint |")
+    print("|---|" + "---|" * len(checkpoints) + "---|")
+    for name in data:
+        last = results[checkpoints[-1]][name]
+        bins = ", ".join(f"{k}: {v[0]:.2f}" for k, v in last["bins"].items() if k != ">99") or "-"
+        print(f"| {name} | " + " | ".join(f"{results[c][name]['overall']:.3f}" for c in checkpoints)
+              + f" | {bins if any(k != '>10' for k in last['bins']) else '-'} |")
+    for name in data:
+        print(f"  {name}: {data[name]['note']}; wrong as {results[checkpoints[-1]][name]['wrong_as']}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
