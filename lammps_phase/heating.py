@@ -463,8 +463,8 @@ class _Session:
         return self.lmp.get_thermo("pe") / len(self.species)
 
     # -- stages
-    def relax(self, pressure_gpa: float, cycles: int = 3) -> Reference:
-        """0 K minimisation of atoms and box at ``pressure_gpa``.
+    def relax(self, pressure_gpa: float, cycles: int = 3, box: bool = True) -> Reference:
+        """0 K minimisation of atoms and box at ``pressure_gpa`` (``box=False``: atoms only, e.g. a cluster in vacuum).
 
         Box and atom relaxations alternate: in BKS α-quartz ``fix box/relax`` stalls ("linesearch alpha
         is zero") with ~0.8 GPa left, because volume couples to soft tetrahedral tilts; the residual
@@ -473,11 +473,13 @@ class _Session:
         mode = "tri" if self.triclinic else "aniso"
         bar = pressure_gpa * BAR_PER_GPA
         self.command("min_style cg")
-        for _ in range(cycles):
+        for _ in range(cycles if box else 0):
             self.commands([f"fix relax all box/relax {mode} {_num(bar)} vmax 0.001", "minimize 0.0 1.0e-8 1000 10000",
                            "unfix relax", "minimize 0.0 1.0e-8 1000 10000"])
             if abs(self.lmp.get_thermo("press") - bar) < 0.05 * BAR_PER_GPA:
                 break
+        if not box:
+            self.command("minimize 0.0 1.0e-8 1000 10000")
         self.command("run 0")
         x, frac = self.positions()
         cell, origin = self.box()

@@ -27,7 +27,7 @@ SPLITS = ("train", "val", "test")
 #: what a [[phase]] block is made of
 PHASE_KINDS = ("crystal", "melt", "glass")
 #: what is done to it: periodic bulk, a slab with free surfaces, uniaxial strain, a crystal | melt/glass box
-VARIANTS = ("bulk", "slab", "strained", "interface")
+VARIANTS = ("bulk", "slab", "sphere", "strained", "interface")
 
 
 @dataclass
@@ -54,6 +54,8 @@ class PhaseSpec:
     strain: float = 0.2  # strained: largest uniaxial compression (fraction of the length), reached at the end
     partner: str = "amorphous"  # interface: class of the disordered side ("amorphous" glass or "melt")
     min_length: float = 0.0  # supercell edge at least this (Å; 0: the config's runs.supercell_min_length)
+    geometry: str = "cluster"  # sphere: a "cluster" cut from the crystal, or a "void" in it
+    radius: float = 12.0  # sphere: Å
 
 
 @dataclass
@@ -84,6 +86,8 @@ class PipelineConfig:
 def load_config(path: str | os.PathLike) -> PipelineConfig:
     """Parse and check a training config; every mistake is reported with the key that holds it."""
     path = Path(path)
+    if path.is_dir():
+        raise LammpsPhaseError(f"config {path} is a folder: give the path of a .toml file, e.g. inputs/train_cu.toml")
     if not path.is_file():
         raise LammpsPhaseError(f"config {path} does not exist")
     try:
@@ -115,6 +119,11 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
             raise LammpsPhaseError(f"config {path}: phase {spec.name} has kind {spec.kind!r}; use one of {', '.join(PHASE_KINDS)}")
         _check_variant(spec, path)
         phases.append(spec)
+    names = {spec.name for spec in phases}
+    for spec in phases:
+        if spec.variant == "interface" and spec.partner not in names:
+            raise LammpsPhaseError(f"config {path}: phase {spec.name}: interface partner {spec.partner!r} is not a class "
+                                   f"of this config (classes: {', '.join(sorted(names))}); add a [[phase]] block for it")
     keys = [(spec.name, p, run_key(spec, p, 0)) for spec in phases for p in spec.pressures]
     clash = sorted({k for k in keys if keys.count(k) > 1})
     if clash:
@@ -148,7 +157,7 @@ def _check_variant(spec: PhaseSpec, path) -> None:
         raise LammpsPhaseError(f"{where} has variant {spec.variant!r}; use one of {', '.join(VARIANTS)}")
     if spec.variant != "bulk" and spec.axis not in ("x", "y", "z"):
         raise LammpsPhaseError(f"{where}: axis must be x, y or z, not {spec.axis!r}")
-    allowed = {"slab": ("crystal", "glass"), "strained": ("crystal",), "interface": ("crystal",)}
+    allowed = {"slab": ("crystal", "glass"), "strained": ("crystal",), "interface": ("crystal",), "sphere": ("crystal",)}
     if spec.variant in allowed and spec.kind not in allowed[spec.variant]:
         raise LammpsPhaseError(f"{where}: variant {spec.variant} takes kind {' or '.join(allowed[spec.variant])}, "
                                f"not {spec.kind}")
@@ -157,7 +166,13 @@ def _check_variant(spec: PhaseSpec, path) -> None:
     if spec.variant == "slab" and spec.vacuum < 12.0:
         raise LammpsPhaseError(f"{where}: vacuum {spec.vacuum} Å lets surfaces see each other; use at least 12")
     if spec.variant == "interface" and spec.partner not in ("amorphous", "melt"):
-        raise LammpsPhaseError(f"{where}: partner must be 'amorphous' or 'melt', not {spec.partner!r}")
+        from lammps_phase import structures
+
+        if spec.partner not in structures.names():
+            raise LammpsPhaseError(f"{where}: partner must be 'amorphous', 'melt' or a library crystal (a crystal | "
+                                   f"crystal box), not {spec.partner!r}")
+    if spec.variant == "sphere" and spec.geometry not in ("cluster", "void"):
+        raise LammpsPhaseError(f"{where}: geometry must be 'cluster' or 'void', not {spec.geometry!r}")
 
 
 def _crystal(spec: PhaseSpec):
@@ -179,6 +194,8 @@ def run_key(spec: PhaseSpec, pressure: float, seed: int) -> str:
     tag = "" if spec.variant == "bulk" else f"{spec.variant}-{spec.axis}_"
     if spec.variant == "interface":
         tag = f"interface-{spec.partner}-{spec.axis}_"
+    elif spec.variant == "sphere":
+        tag = f"{spec.geometry}-r{spec.radius:g}_"
     return f"{spec.name}_{tag}{pressure:g}GPa_seed{seed}"
 
 
@@ -216,6 +233,14 @@ def _variant_job(spec: PhaseSpec, crystal, potential: str, pressure: float, comm
         return variants.slab_run(crystal, potential, pressure, kind=spec.kind, axis=spec.axis, vacuum=spec.vacuum,
                                  t_start=spec.t_start, t_end=spec.t_end,
                                  ps=spec.hold_ps if spec.kind == "glass" else spec.ps, glass=glass, **common)
+    if spec.variant == "sphere":
+        return variants.sphere_run(crystal, potential, pressure, geometry=spec.geometry, radius=spec.radius,
+                                   t_start=spec.t_start, t_end=spec.t_end, ps=spec.ps, **common)
+    if spec.variant == "interface" and spec.partner not in ("amorphous", "melt"):
+        partner = _crystal(PhaseSpec(name=spec.partner, kind="crystal", structure=spec.partner, pressures=[]))
+        common = {k: v for k, v in common.items() if k != "supercell_min_length"}
+        return variants.bicrystal_run(crystal, partner, potential, pressure, axis=spec.axis, t_start=spec.t_start,
+                                      t_end=spec.t_end, ps=spec.ps, **common)
     if spec.variant == "strained":
         return variants.strained_run(crystal, potential, pressure, axis=spec.axis, strain=spec.strain,
                                      t_start=spec.t_start, t_end=spec.t_end, ps=spec.ps, **common)

@@ -78,14 +78,16 @@ def interface_side(positions: np.ndarray, cell: np.ndarray, origin: np.ndarray, 
     return frac >= 0.5
 
 
-def interface_distance(positions: np.ndarray, cell: np.ndarray, origin: np.ndarray, axis: str) -> np.ndarray:
-    """Distance (Å) of every atom from the nearer of the two planes (fractional 0 and 0.5) that separate the halves."""
+def interface_distance(positions: np.ndarray, cell: np.ndarray, origin: np.ndarray, axis: str,
+                       planes: Sequence[float] = (0.0, 0.5)) -> np.ndarray:
+    """Distance (Å) of every atom from the nearest interface plane; ``planes`` are fractional coordinates along
+    cell row ``axis`` (default: the two planes at 0 and 0.5 that separate the halves of an interface run)."""
     a = _axis(axis)
     frac = ((np.asarray(positions) - origin) @ np.linalg.inv(cell))[:, a] % 1.0
     others = [cell[i] for i in range(3) if i != a]
     normal = np.cross(*others)
     height = abs(float(np.dot(cell[a], normal))) / np.linalg.norm(normal)
-    d = np.minimum.reduce([np.abs(frac - 0.5), frac, 1.0 - frac])
+    d = np.min([np.abs((frac - p + 0.5) % 1.0 - 0.5) for p in planes], axis=0)
     return d * height
 
 
@@ -103,14 +105,15 @@ def _open_gap(session: _Session, axis: str, vacuum: float) -> None:
     session.sites_fractional = session.sites_fractional @ old_cell @ np.linalg.inv(new_cell)
 
 
-def check_slab(snapshot: Snapshot, reference: Reference, axis: str, *, interior_depth: float = INTERIOR_DEPTH,
-               max_surface_displaced: float = 0.25, surface_cutoff: float = 1.5) -> PhaseCheck:
-    """The crystal check on the slab's interior, plus: the surface layer has not left its sites en masse."""
-    depth = surface_depth(snapshot.positions, snapshot.cell, snapshot.origin, axis)
+def check_surface(snapshot: Snapshot, reference: Reference, depth: np.ndarray, *,
+                  interior_depth: float = INTERIOR_DEPTH, max_surface_displaced: float = 0.25,
+                  surface_cutoff: float = 1.5) -> PhaseCheck:
+    """The crystal check on atoms deeper than ``interior_depth`` below a free surface (``depth`` per atom, Å),
+    plus: the surface layer has not left its (relaxed-surface) sites en masse."""
     inner = depth >= interior_depth
     if inner.sum() < 0.2 * len(depth):
-        raise LammpsPhaseError(f"slab too thin: only {inner.sum()} atoms deeper than {interior_depth} Å; "
-                               "raise supercell_min_length")
+        raise LammpsPhaseError(f"sample too thin: only {inner.sum()} of {len(depth)} atoms deeper than "
+                               f"{interior_depth} Å below a surface; raise min_length / the radius")
     check = check_phase(snapshot, reference, density_tolerance=math.inf, max_shape_strain=math.inf, atoms=inner)
     outer = snapshot.site_displacement[~inner]
     moved = float(np.mean(outer > surface_cutoff)) if len(outer) else 0.0
@@ -119,6 +122,12 @@ def check_slab(snapshot: Snapshot, reference: Reference, axis: str, *, interior_
         reason = f"{moved:.0%} of surface atoms are > {surface_cutoff} Å from their sites (surface transformed)"
         check.reason = "; ".join(r for r in (check.reason, reason) if r)
     return check
+
+
+def check_slab(snapshot: Snapshot, reference: Reference, axis: str, **kwargs: Any) -> PhaseCheck:
+    """:func:`check_surface` of a slab whose surfaces are normal to cell row ``axis``."""
+    return check_surface(snapshot, reference, surface_depth(snapshot.positions, snapshot.cell, snapshot.origin, axis),
+                         **kwargs)
 
 
 def _slab_impl(crystal, potential, pressure_gpa, kind, axis, vacuum, t_start, t_end, ps, seed, snapshot_every_ps,
@@ -335,6 +344,206 @@ def interface_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, ax
                      log_path=log_path, isolate=isolate, ranks=ranks)
 
 
-IMPLEMENTATIONS = {"slab": _slab_impl, "strained": _strained_impl, "interface": _interface_impl}
+# ------------------------------------------------------------------------------------------------ clusters, voids
 
-__all__ = ["slab_run", "strained_run", "interface_run", "surface_depth", "interface_distance", "check_slab", "AXES"]
+
+def sphere_depth(positions: np.ndarray, cell: np.ndarray, origin: np.ndarray, geometry: str) -> np.ndarray:
+    """Depth (Å) below the free surface of a cluster (``geometry="cluster"``: outermost atom radius − r) or
+    of a spherical void (``"void"``: r − innermost atom radius), r measured from the cell centre (minimum image)."""
+    centre = origin + 0.5 * np.asarray(cell).sum(axis=0)
+    d = np.asarray(positions) - centre
+    frac = d @ np.linalg.inv(cell)
+    d = (frac - np.round(frac)) @ cell
+    r = np.linalg.norm(d, axis=1)
+    return r.max() - r if geometry == "cluster" else r - r.min()
+
+
+def cut_sphere(crystal: Any, radius: float, geometry: str, vacuum: float = 20.0) -> Any:
+    """A cluster (atoms within ``radius`` of the cell centre, in a cubic box with ``vacuum`` Å around it) or a
+    void (the crystal without them). Whole formula units are not enforced: the cut surface is what it is."""
+    from lammps_phase.structures import Crystal
+
+    cell = np.asarray(crystal.cell, float)
+    centre = 0.5 * cell.sum(axis=0)
+    d = np.asarray(crystal.positions) - centre
+    r = np.linalg.norm(d, axis=1)
+    inside = r < radius
+    if geometry == "cluster":
+        side = 2 * radius + 2 * vacuum
+        if np.linalg.norm(cell, axis=1).min() < 2 * radius:
+            raise LammpsPhaseError(f"the crystal ({np.linalg.norm(cell, axis=1).min():.1f} Å) is too small for a "
+                                   f"cluster of radius {radius} Å; raise min_length")
+        positions, new_cell, keep = d[inside] + side / 2, np.eye(3) * side, inside
+    elif geometry == "void":
+        if np.linalg.norm(cell, axis=1).min() < 2 * radius + 2 * (INTERIOR_DEPTH + 2):
+            raise LammpsPhaseError(f"the crystal is too small for a void of radius {radius} Å with an interior "
+                                   "around it; raise min_length")
+        positions, new_cell, keep = np.asarray(crystal.positions)[~inside], cell, ~inside
+    else:
+        raise LammpsPhaseError(f"geometry must be 'cluster' or 'void', not {geometry!r}")
+    symbols = tuple(np.asarray(crystal.symbols)[keep])
+    return Crystal(name=crystal.name, cell=new_cell, positions=positions, symbols=symbols,
+                   source=f"{getattr(crystal, 'source', '')} ({geometry}, r = {radius} Å)")
+
+
+def _sphere_impl(crystal, potential, pressure_gpa, geometry, t_start, t_end, ps, seed, snapshot_every_ps,
+                 log_path, extra_commands, timestep_fs=None, stop_after_failures=2) -> PhaseRun:
+    session = _Session(crystal, _resolve(potential), log_path, extra_commands, timestep_fs)
+    try:
+        # a cluster has no box to relax (vacuum all round); a void relaxes its periodic box at pressure
+        reference = session.relax(pressure_gpa if geometry == "void" else 0.0, box=geometry == "void")
+        run = PhaseRun(session.phase, session.potential.name, pressure_gpa, session.phase, reference)
+        session.start_md(t_start, seed)
+        failures = 0
+
+        def record(snap: Snapshot) -> bool:
+            nonlocal failures
+            snap.check = check_surface(snap, reference, sphere_depth(snap.positions, snap.cell, snap.origin, geometry))
+            failures = 0 if snap.check.holds else failures + 1
+            run.snapshots.append(snap)
+            return not (stop_after_failures and failures >= stop_after_failures)
+
+        session.npt(t_start, t_end, pressure_gpa, ps, snapshot_every_ps, "heat", on_snapshot=record,
+                    ensemble="nvt" if geometry == "cluster" else "npt")
+        return run
+    finally:
+        session.close()
+
+
+def sphere_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, geometry: str = "cluster",
+               radius: float = 12.0, vacuum: float = 20.0, t_start: float = 300.0, t_end: float = 1000.0,
+               ps: float = 3.0, seed: int = 1, snapshot_every_ps: float = 0.5, supercell_min_length: float | None = 30.0,
+               log_path: str | Path | None = None, extra_commands: Sequence[str] = (),
+               timestep_fs: float | None = None, isolate: bool | None = None, ranks: int = 1) -> PhaseRun:
+    """A cluster of radius ``radius`` cut from the crystal (NVT in vacuum), or a void of that radius in it (NPT at
+    ``pressure_gpa``), relaxed at 0 K and heated ``t_start``→``t_end``; snapshots checked by :func:`check_surface`."""
+    from lammps_phase.heating import _supercell
+
+    base = _supercell(crystal, supercell_min_length)
+    cut = cut_sphere(base, radius, geometry, vacuum)
+    return _dispatch("sphere", dict(crystal=cut, potential=potential, pressure_gpa=pressure_gpa, geometry=geometry,
+                                    t_start=t_start, t_end=t_end, ps=ps, seed=seed, snapshot_every_ps=snapshot_every_ps,
+                                    supercell_min_length=None, extra_commands=list(extra_commands),
+                                    timestep_fs=timestep_fs),
+                     log_path=log_path, isolate=isolate, ranks=ranks)
+
+
+# ------------------------------------------------------------------------------------------------ bicrystals
+
+
+def bicrystal(a: Any, b: Any, axis: str = "x", length: float = 16.0, lateral: float = 14.0, gap: float = 1.8,
+              max_misfit: float = 0.05) -> tuple[Any, np.ndarray]:
+    """Crystal ``a`` and crystal ``b`` stacked along ``axis`` in one periodic box (two interfaces), and a mask of
+    ``b``'s atoms. Each is an orthogonal supercell; along the two lateral axes the repeats are chosen so the
+    lengths agree within ``max_misfit`` and ``b`` is strained onto ``a``'s lateral lengths."""
+    from lammps_phase.structures import Crystal, supercell
+
+    ax = _axis(axis)
+    ua, ub = supercell(a, 0.1, orthogonal=True), supercell(b, 0.1, orthogonal=True)
+    la, lb = np.diag(ua.cell).copy(), np.diag(ub.cell).copy()
+    reps_a, reps_b = np.ones(3), np.ones(3)
+    for j in range(3):
+        if j == ax:
+            reps_a[j], reps_b[j] = np.ceil(length / la[j]), np.ceil(length / lb[j])
+            continue
+        best = None
+        for na in range(1, 12):
+            for nb in range(1, 12):
+                if na * la[j] < lateral or nb * lb[j] < lateral or na * la[j] > 2.5 * lateral:
+                    continue
+                misfit = abs(na * la[j] - nb * lb[j]) / (na * la[j])
+                if best is None or misfit < best[0] - 1e-3 or (abs(misfit - best[0]) <= 1e-3 and na * la[j] < best[1] * la[j]):
+                    best = (misfit, na, nb)
+        if best is None or best[0] > max_misfit:
+            raise LammpsPhaseError(f"no lateral match of {a.name} and {b.name} along axis {j} within {max_misfit:.0%}")
+        reps_a[j], reps_b[j] = best[1], best[2]
+    sa = supercell(ua, tuple(reps_a * la - 1e-6), orthogonal=True)
+    sb = supercell(ub, tuple(reps_b * lb - 1e-6), orthogonal=True)
+    ca, cb = np.diag(sa.cell), np.diag(sb.cell)
+    scale = np.ones(3)
+    scale[[j for j in range(3) if j != ax]] = ca[[j for j in range(3) if j != ax]] / cb[[j for j in range(3) if j != ax]]
+    pb = np.asarray(sb.positions) * scale
+    pb[:, ax] += ca[ax] + gap
+    cell_len = ca.copy()
+    cell_len[ax] = ca[ax] + cb[ax] + 2 * gap
+    positions = np.concatenate([np.asarray(sa.positions), pb])
+    symbols = tuple(sa.symbols) + tuple(sb.symbols)
+    mask = np.r_[np.zeros(len(sa.symbols), bool), np.ones(len(sb.symbols), bool)]
+    crystal = Crystal(name=a.name, cell=np.diag(cell_len), positions=positions, symbols=symbols,
+                      source=f"{a.name} | {b.name} along {axis}")
+    return crystal, mask
+
+
+def bicrystal_planes(crystal: Any, mask: np.ndarray, axis: str) -> tuple[float, float]:
+    """Fractional coordinates (along ``axis``) of the two interfaces of a :func:`bicrystal`: mid-gap on both sides."""
+    a = _axis(axis)
+    frac = (np.asarray(crystal.positions) @ np.linalg.inv(crystal.cell))[:, a]
+    first_top, second_bottom, second_top = frac[~mask].max(), frac[mask].min(), frac[mask].max()
+    return (0.5 * (first_top + second_bottom), (0.5 * (second_top + 1.0)) % 1.0)
+
+
+def _bicrystal_impl(crystal, potential, pressure_gpa, partner_mask, axis, interface_planes, t_start, t_end, ps, seed,
+                    snapshot_every_ps, log_path, extra_commands, timestep_fs=None, site_cutoff=1.0) -> PhaseRun:
+    session = _Session(crystal, _resolve(potential), log_path, extra_commands, timestep_fs)
+    try:
+        reference = session.relax(pressure_gpa)
+        run = PhaseRun(session.phase, session.potential.name, pressure_gpa, session.phase, reference)
+        mask = np.asarray(partner_mask, bool)
+        # each side is judged by its own bulk coordination (the most common one of its centre atoms in the input:
+        # atoms across the initial gap are under-coordinated there), on atoms > 4 Å from both interfaces
+        centre = np.asarray(session.species) == reference.center
+        ideal = reference.ideal_coordination.copy()
+        for side in (~mask[centre], mask[centre]):
+            values, counts = np.unique(ideal[side], return_counts=True)
+            ideal[side] = values[np.argmax(counts)]
+        reference.ideal_coordination = ideal
+        planes = (interface_planes[0], interface_planes[1])
+        session.start_md(t_start, seed)
+
+        def record(snap: Snapshot) -> bool:
+            inner = interface_distance(snap.positions, snap.cell, snap.origin, axis, planes) > 5.0
+            checks = [check_phase(snap, reference, density_tolerance=math.inf, max_shape_strain=math.inf,
+                                  min_ideal_fraction=0.85, max_displaced_fraction=0.1, atoms=side & inner)
+                      for side in (~mask, mask)]
+            codes = np.where(mask, 1, 0).astype(np.int8)
+            codes[snap.site_displacement >= site_cutoff] = -1
+            holds = all(c.holds for c in checks)
+            if not holds:
+                codes[:] = -1
+            reason = "; ".join(f"{name}: {c.reason}" for name, c in zip(("first", "second"), checks) if c.reason)
+            snap.check = PhaseCheck(holds, reason, checks[0].coordination_histogram,
+                                    min(c.ideal_coordination_fraction for c in checks), 1.0,
+                                    max(c.displaced_fraction for c in checks), snap.msd)
+            snap.atom_labels = codes
+            run.snapshots.append(snap)
+            return True
+
+        session.npt(t_start, t_end, pressure_gpa, ps, snapshot_every_ps, "hold", on_snapshot=record)
+        return run
+    finally:
+        session.close()
+
+
+def bicrystal_run(crystal: Any, partner: Any, potential: str, pressure_gpa: float = 0.0, *, axis: str = "x",
+                  length: float = 16.0, lateral: float = 14.0, t_start: float = 300.0, t_end: float = 300.0,
+                  ps: float = 2.0, seed: int = 1, snapshot_every_ps: float = 0.5, log_path: str | Path | None = None,
+                  extra_commands: Sequence[str] = (), timestep_fs: float | None = None, isolate: bool | None = None,
+                  ranks: int = 1) -> PhaseRun:
+    """Crystal | crystal (:func:`bicrystal`), relaxed at ``pressure_gpa`` and held (NPT); per-atom codes 0 (first
+    crystal, on its sites), 1 (second), −1 (left its site at the interface); ``run.labels`` = both names."""
+    both, mask = bicrystal(crystal, partner, axis, length, lateral)
+    run = _dispatch("bicrystal", dict(crystal=both, potential=potential, pressure_gpa=pressure_gpa, partner_mask=mask,
+                                      axis=axis, interface_planes=bicrystal_planes(both, mask, axis),
+                                      t_start=t_start, t_end=t_end, ps=ps, seed=seed,
+                                      snapshot_every_ps=snapshot_every_ps, supercell_min_length=None,
+                                      extra_commands=list(extra_commands), timestep_fs=timestep_fs),
+                    log_path=log_path, isolate=isolate, ranks=ranks)
+    run.labels = [crystal.name, partner.name]
+    return run
+
+
+IMPLEMENTATIONS = {"slab": _slab_impl, "strained": _strained_impl, "interface": _interface_impl, "sphere": _sphere_impl,
+                   "bicrystal": _bicrystal_impl}
+
+__all__ = ["slab_run", "strained_run", "interface_run", "sphere_run", "bicrystal_run", "bicrystal", "cut_sphere",
+           "surface_depth", "sphere_depth", "interface_distance", "check_surface", "check_slab", "AXES"]
