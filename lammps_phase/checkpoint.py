@@ -18,6 +18,7 @@ import torch
 
 from lammps_phase import __version__
 from lammps_phase.atomic_write import atomic_path
+from lammps_phase.config_schema import check_model_config
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model import ModelConfig, build_model
 
@@ -98,6 +99,9 @@ def load(path: str | os.PathLike, type_map: Optional[Sequence[str]] = None) -> C
         raise LammpsPhaseError(f"checkpoint {path} is a folder: give the path of a .pt file (e.g. checkpoints/sio2.pt)")
     if not path.is_file():
         raise LammpsPhaseError(f"checkpoint {path} does not exist: give the path of a .pt file (e.g. checkpoints/sio2.pt)")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not one of ours
+        raise LammpsPhaseError(f"checkpoint {path} is not a lammps-phase checkpoint (not a torch archive: empty, "
+                               "truncated or another kind of file)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
@@ -119,6 +123,7 @@ def load(path: str | os.PathLike, type_map: Optional[Sequence[str]] = None) -> C
             f"version {FORMAT_VERSION}: install the lammps-phase version that wrote it ({payload['package_version']})"
         )
     _check_payload_types(payload, path)
+    check_model_config(payload["config"], f"checkpoint {path} is damaged: model config")
     try:
         config = ModelConfig.from_dict(dict(payload["config"]))
     except (TypeError, ValueError, LammpsPhaseError) as err:

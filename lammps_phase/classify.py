@@ -54,7 +54,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev is None or dev.type not in ("cpu", "cuda"):  # meta, mps, ...: devices the model cannot label on
         raise LammpsPhaseError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise LammpsPhaseError(f"device {device!r} requested but torch has no CUDA here: use device='cpu' or 'auto'")
+        raise LammpsPhaseError(f"device {device!r} requested but torch has no CUDA here: use 'cpu' or 'auto'")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise LammpsPhaseError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                                f"numbered from 0: use 'cuda:0' .. 'cuda:{torch.cuda.device_count() - 1}' or 'auto'")

@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Union
 
 from lammps_phase.errors import LammpsPhaseError
 
-__all__ = ["DatasetConfig", "ReportConfig", "check_raw_config", "check_config", "schema_of"]
+__all__ = ["DatasetConfig", "ReportConfig", "check_raw_config", "check_config", "check_model_config", "schema_of"]
 
 
 @dataclass
@@ -63,6 +63,7 @@ _MINIMUM: dict[tuple[str, str], tuple[float, bool]] = {
     ("dataset", "points"): (2, False),
     ("dataset", "environments_per_frame"): (1, False),
     ("model", "k"): (2, False),
+    ("model", "num_classes"): (1, False),
     ("model", "channels"): (1, False),
     ("model", "head"): (1, False),
     ("model", "embed_dim"): (1, False),
@@ -244,6 +245,14 @@ def _check_table(table: Any, schema: dict[str, Any], section: str, where: str,
             raise LammpsPhaseError(f"{where} {key} is empty: give at least one value")
         minimum = _MINIMUM.get((section, key)) or (_INTEGER_MINIMUM.get(section) if schema[key] is int else None)
         _bounds(value, key, where, minimum, _MAXIMUM.get((section, key)))
+
+
+def check_model_config(values: Any, where: str) -> None:
+    """Types and ranges of every ModelConfig setting: a checkpoint's stored config goes through the same checks
+    as a config's [model] table."""
+    from lammps_phase.model import ModelConfig
+
+    _check_table(values, schema_of(ModelConfig), "model", where)
 
 
 def _sections() -> dict[str, tuple[dict[str, Any], Optional[dict[str, str]]]]:

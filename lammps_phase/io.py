@@ -17,6 +17,7 @@ import gzip
 import io
 import os
 import re
+import warnings
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ ATOMIC_MASSES: dict[str, float] = {
     "Pd": 106.42, "Ag": 107.87, "Sn": 118.71, "Hf": 178.49, "Ta": 180.95, "W": 183.84, "Pt": 195.08,
     "Au": 196.97, "Pb": 207.2,
 }
+
+# numpy's loadtxt warns about blank atom lines; the parsers report them as an error of their own
+warnings.filterwarnings("ignore", message=r"Input line \d+ contained no data", category=UserWarning)
 
 _ROW_CHUNK = 65536  # rows formatted per write: bounds memory for huge frames
 MAX_ATOMS = 10**12  # more atoms than any text file can hold: a larger count is a damaged header
@@ -122,7 +126,7 @@ class Frame:
             have = f"the type map {' '.join(names)!r} names types 1..{len(names)}" if names else "no type map was given"
             raise LammpsPhaseError(
                 f"atom types {' '.join(map(str, missing))} have no element name ({have}); "
-                f'give one element per LAMMPS type in type order, e.g. --types "Si O"'
+                f'give one element per LAMMPS type in type order (lammps-phase classify --types "Si O")'
             )
         return np.asarray(names, dtype=str)[types - 1]
 
@@ -347,6 +351,9 @@ def _parse_block_slowly(lines: list[str], names: list[str], kinds: list[str], wh
         table = np.loadtxt(lines, dtype=str, ndmin=2, comments=comments)
     except ValueError as exc:
         raise LammpsPhaseError(f"{where}: malformed atom line ({exc}); every line needs {len(names)} values") from exc
+    if table.shape[0] != len(lines):
+        raise LammpsPhaseError(f"{where}: {len(lines) - table.shape[0]} of {len(lines)} atom lines are blank; "
+                               "the file is corrupt or its atom count is wrong")
     if table.shape[1] != len(names):
         raise LammpsPhaseError(
             f"{where}: atom lines have {table.shape[1]} values but the header names {len(names)} "
@@ -487,12 +494,23 @@ def _dump_box(bounds_line: str, bounds: list[list[float]], where: str
         raise LammpsPhaseError(f"{where}: BOX BOUNDS lines need {need} numbers each, found {bounds}")
     lo = np.array([row[0] for row in bounds])
     hi = np.array([row[1] for row in bounds])
-    if not triclinic:
-        return lo, hi, np.zeros(3), boundary
-    xy, xz, yz = bounds[0][2], bounds[1][2], bounds[2][2]
-    lo = lo - np.array([min(0.0, xy, xz, xy + xz), min(0.0, yz), 0.0])
-    hi = hi - np.array([max(0.0, xy, xz, xy + xz), max(0.0, yz), 0.0])
-    return lo, hi, np.array([xy, xz, yz]), boundary
+    tilt = np.zeros(3)
+    if triclinic:
+        xy, xz, yz = bounds[0][2], bounds[1][2], bounds[2][2]
+        lo = lo - np.array([min(0.0, xy, xz, xy + xz), min(0.0, yz), 0.0])
+        hi = hi - np.array([max(0.0, xy, xz, xy + xz), max(0.0, yz), 0.0])
+        tilt = np.array([xy, xz, yz])
+    check_box(lo, hi, tilt, where)
+    return lo, hi, tilt, boundary
+
+
+def check_box(lo: np.ndarray, hi: np.ndarray, tilt: np.ndarray, where: str) -> None:
+    """A LAMMPS box has finite bounds and tilts and positive edge lengths (hi > lo on every axis)."""
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(np.isfinite(tilt))):
+        raise LammpsPhaseError(f"{where}: the box bounds or tilts are not finite numbers (the header is damaged)")
+    if np.any(np.asarray(hi) <= np.asarray(lo)):
+        raise LammpsPhaseError(f"{where}: the box has hi <= lo on axis {'xyz'[int(np.argmax(np.asarray(hi) <= np.asarray(lo)))]} "
+                               f"(lo {np.asarray(lo).tolist()}, hi {np.asarray(hi).tolist()}); the header is damaged")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -547,6 +565,7 @@ def read_data(path: PathLike) -> Frame:
         tilt = np.array([float(v) for v in header["tilt"]]) if "tilt" in header else np.zeros(3)
     except ValueError as exc:
         raise LammpsPhaseError(f"{path}: unreadable number in the data file header ({exc})") from exc
+    check_box(boxlo, boxhi, tilt, f"{path}: data file header")
     ntypes = int(header["atom types"][0]) if "atom types" in header else 0
 
     masses: dict[int, float] = {}
@@ -565,7 +584,11 @@ def read_data(path: PathLike) -> Frame:
             for line in lines[body_start : body_start + ntypes]:
                 values = line.split("#")[0].split()
                 if len(values) >= 2:
-                    masses[int(values[0])] = float(values[1])
+                    try:
+                        masses[int(values[0])] = float(values[1])
+                    except ValueError:
+                        raise LammpsPhaseError(f"{path}: unreadable Masses line {line.strip()[:60]!r}: "
+                                               "give 'type mass', e.g. '1 28.085'") from None
             index = body_start + ntypes
         else:
             index = body_start
@@ -680,7 +703,10 @@ def _extxyz_frame(comment: str, lines: list[str], frame_index: int, where: str) 
         raise LammpsPhaseError(f"{where}: Lattice must hold 9 numbers, found {info['lattice']!r}") from exc
     origin = np.zeros(3)
     if "origin" in info:
-        origin = np.array([float(v) for v in info["origin"].split()])
+        try:
+            origin = np.array([float(v) for v in info["origin"].replace(",", " ").split()]).reshape(3)
+        except ValueError:
+            raise LammpsPhaseError(f"{where}: Origin must hold 3 numbers, found {info['origin']!r}") from None
     pbc = (True, True, True)
     if "pbc" in info:
         flags = info["pbc"].split()
@@ -712,7 +738,11 @@ def _extxyz_layout(properties: str, where: str) -> tuple[list[str], list[str], d
     vectors: dict[str, tuple[str, ...]] = {}
     kind_of = {"S": "s", "R": "f", "I": "i", "L": "b"}
     for k in range(0, len(fields), 3):
-        name, code, count = fields[k], fields[k + 1].upper(), int(fields[k + 2])
+        name, code, count_text = fields[k], fields[k + 1].upper(), fields[k + 2]
+        if not re.fullmatch(r"\d{1,4}", count_text) or int(count_text) < 1:
+            raise LammpsPhaseError(f"{where}: property {name!r} has count {count_text!r}; give a whole number "
+                                   "from 1 (e.g. pos:R:3)")
+        count = int(count_text)
         if code not in kind_of:
             raise LammpsPhaseError(f"{where}: property {name!r} has unknown type {code!r} (use S, R, I or L)")
         if name == "species" and count == 1:
@@ -739,6 +769,8 @@ def lammps_cell(cell: np.ndarray, where: str = "cell") -> tuple[np.ndarray, np.n
     cell = np.asarray(cell, dtype=np.float64)
     if cell.shape != (3, 3):
         raise LammpsPhaseError(f"{where}: a cell must be 3x3 (rows a, b, c), got shape {cell.shape}")
+    if not np.all(np.isfinite(cell)):
+        raise LammpsPhaseError(f"{where}: the cell holds non-finite numbers (nan or inf)")
     if np.linalg.det(cell) <= 0:
         raise LammpsPhaseError(
             f"{where}: the cell vectors a, b, c are left-handed or degenerate (det <= 0); "

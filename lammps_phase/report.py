@@ -68,9 +68,29 @@ def load_sidecar(dump_path: str | os.PathLike) -> dict[str, Any]:
             data = {"classes": data}
         if not isinstance(data, dict):
             raise LammpsPhaseError(f"{path}: expected a list of class names or an object with 'classes'")
+        _check_sidecar(data, path)
         data["_path"] = str(path)
         return data
     return {}
+
+
+def _check_sidecar(data: dict, path: Path) -> None:
+    """Each known sidecar key holds what the report reads from it."""
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+    def names(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    wanted = {"classes": (names, "a list of class names"),
+              "timestep_fs": (number, "a positive number (fs)"), "timestep": (number, "a positive number (fs)"),
+              "units": (lambda v: isinstance(v, str), "a LAMMPS units name (metal or real)"),
+              "types": (lambda v: isinstance(v, str) or names(v), 'the element of each type, e.g. ["Si", "O"]'),
+              "min_si_o_distance": (number, "a positive number (Å)")}
+    for key, (valid, what) in wanted.items():
+        if key in data and not valid(data[key]):
+            raise LammpsPhaseError(f"{path}: {key} is {json.dumps(data[key])[:60]}; it must be {what}")
 
 
 def _find_column(frame: Frame, names: Sequence[str]) -> str | None:
@@ -596,7 +616,12 @@ def _min_si_o_distance(frame: Frame, sidecar: dict) -> float | None:
         return None
     from lammps_phase.neighbors import knn
 
-    species = frame.species(type_map)
+    try:
+        species = frame.species(type_map)
+    except LammpsPhaseError:
+        raise LammpsPhaseError(f"{sidecar.get('_path')}: types {type_map} names {len(type_map)} atom type(s) but the "
+                               f"dump has types up to {int(np.max(frame.columns['type']))}: give one element per type "
+                               "in the sidecar's \"types\"") from None
     silicon = np.nonzero(species == "Si")[0]
     if silicon.size == 0 or not np.any(species == "O"):
         return None

@@ -1,0 +1,102 @@
+"""The training-config schema (lammps_phase.config_schema): read from the dataclasses, checked before any MD."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from lammps_phase import config_schema, pipeline
+from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.model import ModelConfig
+from lammps_phase.pipeline import load_config
+from lammps_phase.train import TrainConfig
+
+from test_pipeline import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(tmp_path, text: str):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_the_allowed_keys_are_the_dataclass_fields():
+    sections = config_schema._sections()
+    assert set(sections["train"][0]) == {f.name for f in dataclasses.fields(TrainConfig)} - {"progress"}
+    assert set(sections["model"][0]) == {f.name for f in dataclasses.fields(ModelConfig)} - {"elements", "num_classes"}
+    assert set(config_schema.phase_schema()) == ({f.name for f in dataclasses.fields(pipeline.PhaseSpec)}
+                                                 - {"pressures"}) | {"pressure_gpa"}
+    assert {"seeds", "ranks", "supercell_min_length", "snapshot_every_ps"} <= set(sections["runs"][0])
+
+
+def test_a_field_added_later_is_accepted_and_type_checked(tmp_path, monkeypatch):
+    """A new PhaseSpec field needs no schema edit: its name is allowed and its type enforced at once."""
+    extended = dataclasses.make_dataclass("PhaseSpec", [("skin_depth", float, dataclasses.field(default=2.0))],
+                                          bases=(pipeline.PhaseSpec,))
+    monkeypatch.setattr(pipeline, "PhaseSpec", extended)
+    text = TINY.replace("ps = 0.4", "ps = 0.4\nskin_depth = 3.5", 1)
+    assert _load(tmp_path, text).phases[0].skin_depth == 3.5
+    with pytest.raises(LammpsPhaseError, match=r'skin_depth = "thick" must be a number'):
+        _load(tmp_path, text.replace("skin_depth = 3.5", 'skin_depth = "thick"'))
+    with pytest.raises(LammpsPhaseError, match="has no setting 'skin_dept'.*did you mean 'skin_depth'"):
+        _load(tmp_path, text.replace("skin_depth", "skin_dept"))
+
+
+def test_a_new_temperature_or_duration_field_gets_its_bounds_by_name(tmp_path, monkeypatch):
+    extended = dataclasses.make_dataclass("PhaseSpec", [("anneal_temperature", float, dataclasses.field(default=900.0)),
+                                                        ("anneal_ps", float, dataclasses.field(default=1.0))],
+                                          bases=(pipeline.PhaseSpec,))
+    monkeypatch.setattr(pipeline, "PhaseSpec", extended)
+    with pytest.raises(LammpsPhaseError, match=r"anneal_temperature = -5: must be greater than 0 \(kelvin\)"):
+        _load(tmp_path, TINY.replace("ps = 0.4", "ps = 0.4\nanneal_temperature = -5", 1))
+    with pytest.raises(LammpsPhaseError, match=r"anneal_ps = 0: must be greater than 0 \(ps\)"):
+        _load(tmp_path, TINY.replace("ps = 0.4", "ps = 0.4\nanneal_ps = 0", 1))
+
+
+@pytest.mark.parametrize("change, message", [
+    (('output = "tiny.pt"', 'ouput = "tiny.pt"'), r"config .*c\.toml has no top-level key or table 'ouput'"),
+    (("epochs = 8", "epoch = 8"), r"\[train\] has no setting 'epoch' \(did you mean 'epochs'"),
+    (("channels = [16, 16, 16]", "chanels = [16, 16, 16]"), r"\[model\] has no setting 'chanels'"),
+    (("batch_size = 2", "batch_size = 0"), r"\[train\] batch_size = 0: must be at least 1"),
+    (("lr = 0.005", "lr = -1"), r"\[train\] lr = -1: must be greater than 0"),
+    (("epochs = 8", "epochs = 0"), r"\[train\] epochs = 0: must be at least 1"),
+    (("t_start = 300", "t_start = -1"), r"\[\[phase\]\] #1 \(alpha_quartz\) t_start = -1"),
+    (('potential = "bks_dsf"', 'potential = "lj"'), r"potential = \"lj\" is unknown"),
+    (('name = "stishovite"', 'name = "stishovit"'), r"did you mean 'stishovite'"),
+    (("k = 12", "k = 12\nradial_max = 0"), r"\[model\] radial_max = 0: must be greater than 0"),
+    (("lr = 0.005", "lr = 0.005\nclass_balance = 3"), r"\[train\] class_balance must lie in \[0, 1\]"),
+    (("epochs = 8", "epochs = true"), r"epochs = true must be an integer, not true/false"),
+])
+def test_each_mistake_names_the_file_and_the_key(tmp_path, change, message):
+    with pytest.raises(LammpsPhaseError, match=message) as err:
+        _load(tmp_path, TINY.replace(*change, 1))
+    assert str(tmp_path / "c.toml") in str(err.value)
+
+
+def test_the_shipped_configs_load():
+    for name in ("train_sio2.toml", "train_cu.toml"):
+        cfg = load_config(ROOT / "inputs" / name)
+        assert cfg.classes and cfg.source.endswith(name)
+
+
+def test_config_schema_refuses_before_the_heating_stage(tmp_path, monkeypatch):
+    """The pipeline loads (and checks) the config before it runs anything."""
+    from lammps_phase.cli import train_main
+
+    def tripwire(*args, **kwargs):
+        raise AssertionError("heating started")
+
+    monkeypatch.setattr(pipeline, "stage_heating", tripwire)
+    (tmp_path / "bad.toml").write_text(TINY.replace("lr = 0.005", "lr = -1"))
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert train_main(["bad.toml", "-q"]) == 2
+    finally:
+        os.chdir(cwd)
+    assert not (tmp_path / "cache").exists()
