@@ -206,6 +206,7 @@ def build_workspace(root: Path) -> None:
         "nan_box.dump": good.replace("ITEM: BOX BOUNDS pp pp pp\n0.0 ", "ITEM: BOX BOUNDS pp pp pp\nnan ", 1),
         "bad_box.dump": good.replace("ITEM: BOX BOUNDS pp pp pp\n0.0 ", "ITEM: BOX BOUNDS pp pp pp\n", 1),
         "general_triclinic.dump": good.replace("ITEM: BOX BOUNDS pp pp pp", "ITEM: BOX BOUNDS abc origin pp pp pp"),
+        "float_type.dump": good.replace(lines[12], "1 1.5 0.5 0.5 0.5\n", 1),
         "types_out_of_map.dump": good.replace(lines[12], " ".join(lines[12].split()[:1] + ["3"] + lines[12].split()[2:]) + "\n", 1),
         "garbage.txt": "hello, this is not a trajectory\n",
         "no_atoms_section.data": "title\n\n3 atoms\n1 atom types\n0 1 xlo xhi\n0 1 ylo yhi\n0 1 zlo zhi\n\nMasses\n\n1 1.0\n",
@@ -265,6 +266,8 @@ def build_workspace(root: Path) -> None:
     row = text[9].split()
     row[-1] = "-7"
     (w / "below_minus_one.dump").write_text("".join(text[:9]) + " ".join(row) + "\n" + "".join(text[10:]))
+    row[-1] = "0.5"
+    (w / "fractional_labels.dump").write_text("".join(text[:9]) + " ".join(row) + "\n" + "".join(text[10:]))
     (w / "no_phase.dump").write_text(good)
     (w / "narrow.dump").write_text("".join(_labelled_text_narrow()))
 
@@ -345,7 +348,8 @@ def corpus() -> list[Case]:
             ("odd_style.data", "atom style"), ("bad_masses.data", "Masses"), ("bad_lattice.xyz", "Lattice"),
             ("nan_lattice.xyz", "non-finite"), ("bad_origin.xyz", "Origin"), ("huge_count.xyz", "atom count"),
             ("bad_property_count.xyz", "count"), ("left_handed.xyz", "left-handed"),
-            ("missing.dump", "no such file"), ("folder", "is a folder"),
+            ("missing.dump", "no such file"), ("folder", "is a folder"), ("float_type.dump", "must hold integers"),
+            ("/dev/zero", "not a regular file"),
         ]),
         Case("classify input", "types_missing", ["classify", "good.dump", *ck, "--types", "Si", *out, "-q"],
              expect="no element name"),
@@ -405,6 +409,7 @@ def corpus() -> list[Case]:
         Case("report", "-o under a file", ["report", "labelled.dump", "-o", "summary_file/rep"], expect="is a file"),
         Case("report", "dump without phase labels", ["report", "no_phase.dump", "-o", "rep"], expect="no phase column"),
         Case("report", "labels below -1", ["report", "below_minus_one.dump", "-o", "rep"], expect="below -1"),
+        Case("report", "fractional labels", ["report", "fractional_labels.dump", "-o", "rep"], expect="integers"),
         Case("report", "sidecar not JSON", ["report", "bad_sidecar.dump", "-o", "rep"], expect="not readable JSON"),
         Case("report", "sidecar wrong types", ["report", "typed_sidecar.dump", "-o", "rep"], expect="timestep_fs"),
         Case("report", "sidecar units", ["report", "units_sidecar.dump", "-o", "rep"], expect="units"),

@@ -145,6 +145,9 @@ def _check_readable(path: PathLike) -> None:
         raise LammpsPhaseError(f"{path}: no such file; check the path")
     if os.path.isdir(path):
         raise LammpsPhaseError(f"{path} is a folder: give the path of a dump, data or extxyz file")
+    if not os.path.isfile(path):  # a device or a pipe: /dev/zero would never end, a pipe cannot be read twice
+        raise LammpsPhaseError(f"{path} is not a regular file: give the path of a dump, data or extxyz file "
+                               "(decompress or copy a stream to a file first)")
 
 
 def _open_text(path: PathLike, errors: str = "strict") -> IO[str]:
@@ -326,7 +329,9 @@ def _parse_block(lines: list[str], names: list[str], kinds: list[str], where: st
             columns[name] = np.isin(values, ("T", "True", "true", "1")) if kind == "b" else values
             continue
         values = numbers[:, number_at[j]]
-        if kind == "i" or (kind == "auto" and _integer_column(lines, j, values, comments)):
+        if kind == "i":
+            columns[name] = _integers(values, name, where)
+        elif kind == "auto" and _integer_column(lines, j, values, comments):
             columns[name] = values.astype(np.int64)
         else:
             columns[name] = values
@@ -378,8 +383,17 @@ def _parse_block_slowly(lines: list[str], names: list[str], kinds: list[str], wh
         is_int = kind == "i" or (
             kind == "auto" and np.all(values == np.round(values)) and _NOT_INTEGER_TEXT.search("\n".join(text)) is None
         )
-        columns[name] = values.astype(np.int64) if is_int else values
+        columns[name] = (_integers(values, name, where) if kind == "i" else values.astype(np.int64)) if is_int else values
     return columns
+
+
+def _integers(values: np.ndarray, name: str, where: str) -> np.ndarray:
+    """An integer column (id, type, i_...) as int64; a fraction, nan or inf there is damage, not a rounding matter."""
+    bad = ~np.isfinite(values) | (values != np.round(values)) | (np.abs(values) > 2.0**62)
+    if bad.any():
+        raise LammpsPhaseError(f"{where}: column {name!r} must hold integers, found {float(values[bad][0]):g} "
+                               f"(in {int(bad.sum())} atom line(s)); the file is damaged")
+    return values.astype(np.int64)
 
 
 # ----------------------------------------------------------------------------------------------------------

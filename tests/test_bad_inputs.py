@@ -65,3 +65,41 @@ def test_the_checks_can_fail(workspace):
     outcome = bad_inputs.run_case(overwrite, workspace)
     assert outcome.changed == ["existing_out.dump"]  # a successful run replaces its output, as asked
     (workspace / "existing_out.dump").write_bytes(before)
+
+
+# options of other programs that our messages and comments may name (pip, mpirun, venv)
+OTHER_PROGRAMS = {"--system-site-packages", "--no-binary", "--index-url", "--bind-to", "--allow-run-as-root",
+                  "--oversubscribe"}
+
+
+def _our_options() -> set[str]:
+    import argparse
+
+    from lammps_phase.cli import build_parser, build_train_parser
+
+    options: set[str] = set()
+    parsers = [build_parser(), build_train_parser()]
+    while parsers:
+        parser = parsers.pop()
+        for action in parser._actions:
+            options.update(o for o in action.option_strings if o.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                parsers.extend(action.choices.values())
+    return options
+
+
+def test_every_option_a_message_advises_exists():
+    """Messages may only advise options that exist (the issue found --bin-width and weighting='exact')."""
+    import ast
+    import re
+
+    package = Path(__file__).resolve().parents[1] / "lammps_phase"
+    advised: dict[str, str] = {}
+    for source in package.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                for option in re.findall(r"(?<![\w-])--[a-z][a-z-]*[a-z]", node.value):
+                    advised.setdefault(option, source.name)
+    assert "--types" in advised and "--bin-width" in advised  # the scan sees the messages
+    missing = {o: f for o, f in advised.items() if o not in _our_options() | OTHER_PROGRAMS}
+    assert not missing, f"messages advise options that do not exist: {missing}"
