@@ -22,6 +22,7 @@ import numpy as np
 
 from lammps_phase import heating, structures, variants
 from lammps_phase.classify import Classifier
+from lammps_phase.errors import LammpsPhaseError
 
 SEED = 11
 DEPTH_BINS = [0, 2, 4, 6, 8, 10, 1e9]
@@ -99,7 +100,7 @@ def make_cases(min_length: float) -> dict[str, Callable[[], dict[str, Any]]]:
     return {
         "quartz slab ⊥y": slab(q, "y", "alpha_quartz", 300.0),
         "quartz slab ⊥z": slab(q, "z", "alpha_quartz", 300.0),
-        "stishovite slab ⊥y": slab(st, "y", "stishovite", 300.0),
+        "stishovite slab ⊥z": slab(st, "z", "stishovite", 300.0),
         "quartz sphere r=14": sphere,
         "quartz | glass": interface(q, "amorphous", 0.0),
         "quartz | melt": interface(q, "melt", 0.0),
@@ -116,11 +117,15 @@ def case(name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     if path.exists():
         return pickle.loads(path.read_bytes())
     t0 = time.perf_counter()
-    data = make()
+    try:
+        data = make()
+    except (SystemExit, LammpsPhaseError) as err:  # the structure did not hold: that is a result, not a crash
+        data = {"failed": str(err).splitlines()[0] + " — " + " / ".join(str(err).splitlines()[1:4])}
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(pickle.dumps(data))
     tmp.replace(path)
-    print(f"[made] {name}: {len(data['positions'])} atoms in {time.perf_counter() - t0:.0f} s — {data['note']}", flush=True)
+    what = data.get("failed") or f"{len(data['positions'])} atoms — {data['note']}"
+    print(f"[made] {name} in {time.perf_counter() - t0:.0f} s: {what}", flush=True)
     return data
 
 
@@ -153,6 +158,8 @@ def main() -> None:
     if args.only:
         cases = {k: v for k, v in cases.items() if k in args.only.split(",")}
     data = {name: case(name, make) for name, make in cases.items()}
+    failed = {name: d["failed"] for name, d in data.items() if "failed" in d}
+    data = {name: d for name, d in data.items() if "failed" not in d}
     results: dict[str, Any] = {}
     for ck in checkpoints:
         clf = Classifier.load(ck, device="cpu")
@@ -167,6 +174,8 @@ def main() -> None:
               + f" | {bins if any(k != '>10' for k in last['bins']) else '-'} |")
     for name in data:
         print(f"  {name}: {data[name]['note']}; wrong as {results[checkpoints[-1]][name]['wrong_as']}")
+    for name, why in failed.items():
+        print(f"  {name}: not scored, the structure did not hold its phase: {why}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
 
