@@ -81,7 +81,8 @@ def test_config_variants_are_checked(tmp_path):
         ('variant = "strained"\nkind = "melt"', "variant strained takes kind crystal"),
         ('variant = "strained"\nstrain = 0.6', "strain must be a compression"),
         ('variant = "slab"\nvacuum = 5.0', "vacuum 5.0"),
-        ('variant = "interface"\npartner = "coesite"', "partner must be"),
+        ('variant = "interface"\npartner = "magic"', "partner must be"),
+        ('variant = "interface"\npartner = "coesite"', "partner 'coesite' is not a class of this config"),
     ]:
         with pytest.raises(LammpsPhaseError, match=message):
             load_config(_config(tmp_path, f'[[phase]]\nname = "alpha_quartz"\n{block}\n'))
@@ -141,3 +142,38 @@ def test_slab_strain_and_interface_runs_in_lammps(tmp_path):
     assert (snap.atom_labels[upper] == 1).all()  # the melted half: proven liquid
     lower = snap.atom_labels[~upper]
     assert (lower == 0).mean() > 0.7 and set(np.unique(lower)) <= {0, -1}  # crystal, or unlabelled if it moved
+
+
+def test_cut_sphere_makes_a_cluster_in_vacuum_and_a_void_in_the_crystal():
+    from lammps_phase.structures import supercell
+
+    q = supercell(structures.build("alpha_quartz"), 26.0, orthogonal=True)
+    cluster = variants.cut_sphere(q, 10.0, "cluster", vacuum=20.0)
+    assert np.allclose(cluster.cell, np.eye(3) * 60.0)
+    depth = variants.sphere_depth(cluster.positions, cluster.cell, np.zeros(3), "cluster")
+    assert 7.0 < depth.max() <= 10.0 and depth.min() == pytest.approx(0.0)  # from the outermost to the central atom
+    void = variants.cut_sphere(q, 5.0, "void")
+    assert len(void.symbols) + len(variants.cut_sphere(q, 5.0, "cluster").symbols) == len(q.symbols)
+    assert variants.sphere_depth(void.positions, void.cell, np.zeros(3), "void").min() == pytest.approx(0.0)
+    with pytest.raises(LammpsPhaseError, match="too small"):
+        variants.cut_sphere(q, 20.0, "cluster")
+
+
+def test_quartz_stishovite_bicrystal_matches_laterally_and_keeps_both_structures():
+    q, st = structures.build("alpha_quartz"), structures.build("stishovite")
+    both, mask = variants.bicrystal(q, st, "x", length=16.0, lateral=14.0)
+    n_si = np.array([s == "Si" for s in both.symbols])
+    assert n_si.sum() * 3 == len(both.symbols)  # SiO2 on both sides
+    assert mask.sum() and (~mask).sum()
+    x = both.positions[:, 0]
+    assert x[~mask].max() < x[mask].min()  # stacked along x, quartz first
+    assert both.cell[1, 1] >= 14.0 and both.cell[2, 2] >= 14.0
+    planes = variants.bicrystal_planes(both, mask, "x")
+    d = variants.interface_distance(both.positions, both.cell, np.zeros(3), "x", planes)
+    assert d.min() > 0.5 and d.max() > 5.0  # no atom sits in a gap; the slabs have interiors
+    # stishovite strained onto quartz's lateral cell by less than the 5 % limit: Si–O bonds stay 1.7–1.9 Å
+    from lammps_phase.heating import coordination
+
+    counts = coordination(both.positions, both.cell, both.symbols, "Si", "O", 2.1)
+    inner = (d > 3.0)[n_si]
+    assert (counts[inner & mask[n_si]] == 6).all() and (counts[inner & ~mask[n_si]] == 4).all()
