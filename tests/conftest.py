@@ -17,10 +17,10 @@ os.environ.setdefault("LAMMPS_PHASE_COMPILE", "0")
 
 
 def make_random_checkpoint(path: Path, elements=("Si", "O"), classes=SIO2_CLASSES, k: int = 12, seed: int = 0,
-                           **model) -> Path:
+                           channels=(16, 16, 16), **model) -> Path:
     """A segmentation checkpoint with random weights and batch-norm statistics: deterministic labels, no training."""
     torch.manual_seed(seed)
-    cfg = ModelConfig(elements=list(elements), num_classes=len(classes), k=k, channels=[16, 16, 16], head=[32], embed_dim=8,
+    cfg = ModelConfig(elements=list(elements), num_classes=len(classes), k=k, channels=list(channels), head=[32], embed_dim=8,
                       bond_order_l=6, bond_order_neighbors=[k // 2, k], **model)
     model = PhaseNet(cfg)
     g = torch.Generator().manual_seed(seed)

@@ -307,6 +307,39 @@ def test_every_atom_deleted_both_modes_carry_on(workdir, quartz, common_vars):
         assert sum(fractions(rows[0]).values()) > 0.99, rows[0]  # all atoms labelled before the deletion
 
 
+def test_compact_model_labels_locally_within_the_pair_styles_own_ghost_shell(workdir, quartz, common_vars, tmp_path):
+    """A 2-hop model (1 EdgeConv + bond-order inputs, k = 12) reaches ≈ 2 × 3.6 Å: the ghost atoms a 10 Å pair
+    style keeps anyway (cutoff + 2 Å skin) suffice, so mode='local' runs without `comm_modify cutoff` and labels
+    exactly as gather mode. (A zero-strength lj/cut 10.0 overlaid on Tersoff stands in for BKS's 10 Å cutoff.)"""
+    from conftest import make_random_checkpoint
+
+    compact = make_random_checkpoint(tmp_path / "compact.pt", channels=(32,))
+    deck = error_deck('"${checkpoint}", types="Si O"').replace(
+        "pair_style tersoff\npair_coeff * * ${potfile} Si O",
+        "pair_style hybrid/overlay tersoff lj/cut 10.0\npair_coeff * * tersoff ${potfile} Si O\n"
+        "pair_coeff * * lj/cut 0.0 1.0",
+    ).replace(
+        "def phase_step(ptr): labeler(ptr)",
+        "local = PhaseLabeler('${checkpoint}', types='Si O', mode='local', labels='i_phase_local', "
+        "confidence='d_phase_local_conf')\ndef phase_step(ptr):\n    labeler(ptr)\n    local(ptr)",
+    ).replace("fix phase all property/atom i_phase d_phase_conf",
+              "fix phase all property/atom i_phase d_phase_conf\nfix phase_local all property/atom i_phase_local "
+              "d_phase_local_conf").replace("i_phase d_phase_conf\ndump_modify", "i_phase d_phase_conf i_phase_local "
+                                            "d_phase_local_conf\ndump_modify")
+    assert "comm_modify" not in deck and "lj/cut 10.0" in deck
+    rc, screen, log, cwd = run_deck(workdir, "compact_local", deck, quartz, {**common_vars, "checkpoint": compact})
+    assert rc == 0, screen[-3000:]
+    frames = list(io.read_dump(cwd / "dump.phase"))
+    assert [f.timestep for f in frames] == [0, 5, 10]
+    for frame in frames:
+        labels = frame.columns["i_phase"]
+        assert np.array_equal(frame.columns["i_phase_local"], labels)
+        assert len(np.unique(labels)) > 1  # non-trivial labels
+    # the same deck with the 4-hop random model needs more ghosts than the pair style keeps: one clear error
+    rc, screen, _, _ = run_deck(workdir, "wide_local", deck, quartz, common_vars)
+    assert rc != 0 and "add `comm_modify cutoff" in screen
+
+
 @pytest.mark.parametrize("mode, failing_rank, call", [("gather", 0, 2), ("local", 1, 1)])
 def test_on_error_skip_blanks_one_step_on_all_ranks(mode, failing_rank, call, workdir, quartz, common_vars,
                                                       classifier):
