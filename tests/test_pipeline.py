@@ -31,6 +31,15 @@ t_end = 600
 ps = 0.4
 
 [[phase]]
+name = "alpha_quartz"
+variant = "strained"
+axis = "x"
+strain = 0.1
+t_start = 300
+t_end = 300
+ps = 0.2
+
+[[phase]]
 name = "stishovite"
 pressure_gpa = [0.0]
 t_start = 300
@@ -81,6 +90,8 @@ def test_tiny_end_to_end_training(tiny_run):
     assert ck.metrics["test_accuracy"] >= 0.95
     assert set(ck.metrics["test_per_class"]) == {"alpha_quartz", "stishovite"}
     assert ck.metrics["rotation_agreement"] >= 0.95
+    assert set(ck.metrics["test_by_place"]) == {"bulk", "strained"}  # accuracy where it was measured
+    assert 4.0 < ck.metrics["receptive_radius_angstrom"] < 25.0  # 4 hops × the 12th-neighbour distance
     assert ck.data_fingerprint
     report = work / "tiny_report"
     for name in ("report.json", "report.md", "confusion.png", "accuracy_vs_temperature.png", "loss_curves.png"):
@@ -92,7 +103,7 @@ def test_tiny_end_to_end_training(tiny_run):
 def test_rerun_is_cached_and_single_stage_runs(tiny_run):
     work, first = tiny_run
     runs = sorted((work / "cache" / "tiny" / "runs").glob("*.npz"))
-    assert len(runs) == 6  # 2 phases × 3 seeds
+    assert len(runs) == 9  # 3 [[phase]] blocks × 3 seeds
     stamp = {p: p.stat().st_mtime for p in runs}
     cwd = os.getcwd()
     os.chdir(work)
@@ -164,7 +175,7 @@ def test_two_blocks_may_feed_one_class_but_not_at_the_same_pressure(tmp_path):
     cfg_path.write_text(TINY + extra.format(p=8.0))
     cfg = load_config(cfg_path)
     assert cfg.classes == ["alpha_quartz", "stishovite"]  # the third block adds runs, not a class
-    assert len(cfg.phases) == 3
+    assert len(cfg.phases) == 4  # TINY has three blocks
     cfg_path.write_text(TINY + extra.format(p=0.0))
     with pytest.raises(LammpsPhaseError, match="alpha_quartz at 0 GPa appears in two"):
         load_config(cfg_path)
