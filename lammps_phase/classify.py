@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     import ase
 
 OTHER = -1
+#: Å. Two atoms closer than this overlap: no phase the model was trained on has them, so they are labelled
+#: OTHER with confidence 0 rather than given a confident label for an impossible structure.
+MIN_SEPARATION = 0.5
 SpeciesLike = Union[Sequence[str], np.ndarray]
 
 
@@ -236,7 +239,10 @@ class Classifier:
         self.last_timings.update(convert=t1 - t0, network=time.perf_counter() - t1)
         return out
 
-    def result_from_logits(self, logits: torch.Tensor, threshold: Optional[float] = None) -> PhaseResult:
+    def result_from_logits(self, logits: torch.Tensor, threshold: Optional[float] = None,
+                           nearest: Optional[np.ndarray] = None) -> PhaseResult:
+        """Labels and confidences; ``nearest`` (distance of each atom to its nearest neighbour) marks overlapping
+        atoms (< MIN_SEPARATION) as OTHER with confidence 0."""
         prob = torch.softmax(logits.float(), dim=-1)
         conf, lab = prob.max(dim=-1)
         labels = lab.to(torch.int32).cpu().numpy()
@@ -244,6 +250,10 @@ class Classifier:
         thr = self.threshold if threshold is None else check_threshold(threshold)
         if thr > 0:
             labels[confidence < thr] = OTHER
+        if nearest is not None:
+            overlap = np.asarray(nearest)[: len(labels)] < MIN_SEPARATION
+            labels[overlap] = OTHER
+            confidence[overlap] = 0.0
         return PhaseResult(labels=labels, confidence=confidence, classes=self.classes)
 
     def classify(
@@ -262,6 +272,10 @@ class Classifier:
             raise LammpsPhaseError(f"positions must be an (N, 3) array, got shape {positions.shape}")
         if len(species) != len(positions):
             raise LammpsPhaseError(f"{len(species)} species for {len(positions)} atoms: give one species per atom")
+        if not np.isfinite(positions).all():
+            bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
+            raise LammpsPhaseError(f"atom {bad} (0-based) has a non-finite position {positions[bad].tolist()}: "
+                                   "the configuration is broken (a blown-up run?); nothing to label")
         sp = self.species_indices(species, type_map)
         t0 = time.perf_counter()
         periodic = pbc_flags(pbc)
@@ -272,7 +286,7 @@ class Classifier:
         self.last_timings = {"neighbors": time.perf_counter() - t0}
         logits = self.logits(sp, nl)
         t1 = time.perf_counter()
-        result = self.result_from_logits(logits, threshold)
+        result = self.result_from_logits(logits, threshold, nearest=nl.distances[:, 0])
         self.last_timings["result"] = time.perf_counter() - t1
         return result
 

@@ -529,7 +529,7 @@ class PhaseLabeler:
         try:
             species = clf.species_indices(types[atoms], state.type_map)
             logits = clf.logits(species, NeighborList(index=index, vectors=vectors, distances=distances))
-            result = clf.result_from_logits(logits[:nlocal])
+            result = clf.result_from_logits(logits[:nlocal], nearest=distances[:nlocal, 0])
         except Exception as err:  # noqa: BLE001
             raise _ClassifierFailure(_describe(err)) from None
         return result.labels, result.confidence.astype(np.float64)

@@ -177,3 +177,21 @@ def test_quartz_stishovite_bicrystal_matches_laterally_and_keeps_both_structures
     counts = coordination(both.positions, both.cell, both.symbols, "Si", "O", 2.1)
     inner = (d > 3.0)[n_si]
     assert (counts[inner & mask[n_si]] == 6).all() and (counts[inner & ~mask[n_si]] == 4).all()
+
+
+def test_overlapping_atoms_are_other_not_a_confident_phase(tmp_path):
+    """Nonsense geometry gets −1, not a confident label: atoms on top of each other exist in no phase."""
+    from conftest import make_random_checkpoint
+
+    from lammps_phase.classify import OTHER, Classifier
+
+    clf = Classifier.load(make_random_checkpoint(tmp_path / "r.pt"), device="cpu")
+    crystal = structures.supercell(structures.build("alpha_quartz"), 12.0)
+    pos = np.array(crystal.positions)
+    pos[5] = pos[4] + 0.1  # atom 5 sits 0.17 Å from atom 4
+    res = clf.classify(pos, crystal.cell, crystal.symbols)
+    assert res.labels[4] == res.labels[5] == OTHER and res.confidence[4] == res.confidence[5] == 0.0
+    assert (res.labels[6:] != OTHER).all()
+    pos[7] = np.nan
+    with pytest.raises(LammpsPhaseError, match="atom 7 .* non-finite position"):
+        clf.classify(pos, crystal.cell, crystal.symbols)
