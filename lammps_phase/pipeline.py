@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field
