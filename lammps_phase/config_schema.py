@@ -331,6 +331,8 @@ def check_raw_config(raw: dict[str, Any], path: Union[str, Path]) -> None:
         if block.get("kind", "crystal") not in PHASE_KINDS:
             raise LammpsPhaseError(f"{label}: kind = {_toml(block['kind'])} is unknown; use one of "
                                    f"{', '.join(PHASE_KINDS)}")
+        if block.get("potential"):
+            _check_potential(block["potential"], raw["elements"], f"{label}:")
         if isinstance(block.get("pressure_gpa"), list) and not block["pressure_gpa"]:
             raise LammpsPhaseError(f"{label}: pressure_gpa is empty: give at least one pressure (GPa)")
     seeds = raw.get("runs", {}).get("seeds")

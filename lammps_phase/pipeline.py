@@ -54,6 +54,7 @@ class PhaseSpec:
     partner: str = "amorphous"  # interface: class of the disordered side ("amorphous" glass or "melt")
     min_length: float = 0.0  # supercell edge at least this (Å; 0: the config's runs.supercell_min_length)
     geometry: str = "cluster"  # sphere: a "cluster" cut from the crystal, or a "void" in it
+    potential: str = ""  # this block's interatomic potential ("": the config's); one class may come from several
     radius: float = 12.0  # sphere: Å
 
 
@@ -191,6 +192,8 @@ def _crystal(spec: PhaseSpec):
 def run_key(spec: PhaseSpec, pressure: float, seed: int) -> str:
     """Cache name of one run; bulk runs keep their historical names."""
     tag = "" if spec.variant == "bulk" else f"{spec.variant}-{spec.axis}_"
+    if spec.potential:
+        tag = f"{spec.potential}_{tag}"
     if spec.variant == "interface":
         tag = f"interface-{spec.partner}-{spec.axis}_"
     elif spec.variant == "sphere":
@@ -205,19 +208,25 @@ def _heating_job(cfg: PipelineConfig, spec: PhaseSpec, pressure: float, seed: in
                   supercell_min_length=spec.min_length or cfg.supercell_min_length,
                   log_path=log_path, ranks=cfg.ranks)
     crystal = _crystal(spec)
+    potential = potential_of(cfg, spec)
     if spec.variant != "bulk":
-        run = _variant_job(spec, crystal, cfg.potential, pressure, common)
+        run = _variant_job(spec, crystal, potential, pressure, common)
     elif spec.kind == "crystal":
-        run = heating.heating_run(crystal, cfg.potential, pressure, spec.t_start, spec.t_end, spec.ps, **common)
+        run = heating.heating_run(crystal, potential, pressure, spec.t_start, spec.t_end, spec.ps, **common)
     elif spec.kind == "melt":
-        run = heating.melt_run(crystal, cfg.potential, pressure, spec.temperature, spec.ps, **common)
+        run = heating.melt_run(crystal, potential, pressure, spec.temperature, spec.ps, **common)
     else:
         run = heating.melt_quench(
-            crystal, cfg.potential, pressure, spec.temperature, spec.ps, spec.quench_rate, spec.hold_temperatures,
+            crystal, potential, pressure, spec.temperature, spec.ps, spec.quench_rate, spec.hold_temperatures,
             spec.hold_ps, max_glass_msd=spec.max_glass_msd, **common,
         )
     run.label = spec.name
     return run
+
+
+def potential_of(cfg: PipelineConfig, spec: PhaseSpec) -> str:
+    """The potential a block's runs use: its own, else the config's."""
+    return spec.potential or cfg.potential
 
 
 def _variant_job(spec: PhaseSpec, crystal, potential: str, pressure: float, common: dict[str, Any]):
@@ -257,7 +266,7 @@ def run_params(cfg: PipelineConfig, spec: PhaseSpec, pressure: float, seed: int)
     # non-default fields only (a new option does not invalidate old runs); the run's own pressure stands alone
     spec_fields = {k: v for k, v in asdict(spec).items()
                    if k != "pressures" and (v != getattr(defaults, k) or k in ("name", "structure"))}
-    return {"spec": spec_fields, "pressure_gpa": pressure, "seed": seed, "potential": cfg.potential,
+    return {"spec": spec_fields, "pressure_gpa": pressure, "seed": seed, "potential": potential_of(cfg, spec),
             "supercell_min_length": cfg.supercell_min_length, "snapshot_every_ps": cfg.snapshot_every_ps}
 
 
@@ -541,6 +550,8 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         press.append(np.full(known.sum(), pres))
         ok = res.labels == labels
         tally(spec.variant, ok[known])
+        if any(p.potential for p in cfg.phases):  # a mixed-potential config: accuracy per potential too
+            tally(f"potential {potential_of(cfg, spec)}", ok[known])
         if spec.variant == "slab":
             depth = surface_depth(pos, cell, origin, spec.axis)
             for lo, hi in ((0, 2), (2, 4), (4, 6), (6, 10), (10, 1e9)):
@@ -575,7 +586,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "accuracy by place (held-out runs)": by_place,
         "receptive radius": f"{clf.receptive_hops} hops × {kth_max:.2f} Å (largest k-th neighbour distance of a bulk "
                             f"test frame) = {clf.receptive_hops * kth_max:.1f} Å",
-        "potential": cfg.potential,
+        "potential": ", ".join(dict.fromkeys(potential_of(cfg, spec) for spec in cfg.phases)),
         "heating_report": f"heating_report.txt (copied from {work / 'heating_report.txt'})",
     }
     # what the config says about classes it left out or labels it restricted ([report] dropped / notes tables)

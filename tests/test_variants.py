@@ -194,3 +194,19 @@ def test_overlapping_atoms_are_other_not_a_confident_phase(tmp_path):
     pos[7] = np.nan
     with pytest.raises(LammpsPhaseError, match="atom 7 .* non-finite position"):
         clf.classify(pos, crystal.cell, crystal.symbols)
+
+
+def test_a_block_may_name_its_own_potential(tmp_path):
+    """One class fed by two potentials (issue 12): the block's potential reaches its runs and their cache names."""
+    from lammps_phase.pipeline import potential_of, run_params
+
+    blocks = ('[[phase]]\nname = "alpha_quartz"\n'
+              '[[phase]]\nname = "alpha_quartz"\npotential = "tersoff_munetoh"\n')
+    cfg = load_config(_config(tmp_path, blocks))
+    bks, tersoff = cfg.phases
+    assert [potential_of(cfg, p) for p in cfg.phases] == ["bks_dsf", "tersoff_munetoh"]
+    assert run_key(bks, 0.0, 1) == "alpha_quartz_0GPa_seed1"
+    assert run_key(tersoff, 0.0, 1) == "alpha_quartz_tersoff_munetoh_0GPa_seed1"  # no clash at one pressure
+    assert run_params(cfg, tersoff, 0.0, 1)["potential"] == "tersoff_munetoh"
+    with pytest.raises(LammpsPhaseError, match="potential = .*is unknown"):
+        load_config(_config(tmp_path, '[[phase]]\nname = "alpha_quartz"\npotential = "bks_typo"\n'))
