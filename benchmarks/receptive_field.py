@@ -23,7 +23,7 @@ import numpy as np
 
 from lammps_phase import checkpoint as ckpt_io
 from lammps_phase.environments import SampleSet
-from lammps_phase.model import ModelConfig
+from lammps_phase.model import ModelConfig, build_model
 from lammps_phase.pipeline import load_config
 from lammps_phase.train import TrainConfig, evaluate, train_model
 
@@ -59,8 +59,6 @@ def main() -> None:
         t0 = time.perf_counter()
         ckpt, hist = train_model(train, val, mcfg, tcfg, log=lambda m: None)
         seconds = time.perf_counter() - t0
-        from lammps_phase.model import build_model
-
         model = build_model(mcfg)
         model.load_state_dict(ckpt.state_dict)
         result = evaluate(model, test)

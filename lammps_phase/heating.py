@@ -618,6 +618,22 @@ def _supercell(crystal: Any, min_length: float | None) -> Any:
         return supercell(crystal, min_length, orthogonal=False)
 
 
+def checked_recorder(run: PhaseRun, check: Callable[[Snapshot], PhaseCheck],
+                     stop_after_failures: int | None) -> Callable[[Snapshot], bool]:
+    """The ``on_snapshot`` callback of a checked run: judge each snapshot, record it in ``run``, and end the run
+    after ``stop_after_failures`` failing snapshots in a row (a lost phase does not come back)."""
+    failures = 0
+
+    def record(snap: Snapshot) -> bool:
+        nonlocal failures
+        snap.check = check(snap)
+        failures = 0 if snap.check.holds else failures + 1
+        run.snapshots.append(snap)
+        return not (stop_after_failures and failures >= stop_after_failures)
+
+    return record
+
+
 def _relax_impl(crystal, potential, pressure_gpa, log_path, extra_commands, timestep_fs=None) -> Reference:
     session = _Session(crystal, _resolve(potential), log_path, extra_commands, timestep_fs)
     try:
@@ -633,15 +649,7 @@ def _heating_impl(crystal, potential, pressure_gpa, t_start, t_end, ps, seed, sn
         reference = session.relax(pressure_gpa)
         run = PhaseRun(session.phase, session.potential.name, pressure_gpa, session.phase, reference)
         session.start_md(t_start, seed)
-        failures = 0
-
-        def record(snap: Snapshot) -> bool:
-            nonlocal failures
-            snap.check = check_phase(snap, reference)
-            failures = 0 if snap.check.holds else failures + 1
-            run.snapshots.append(snap)
-            return not (stop_after_failures and failures >= stop_after_failures)
-
+        record = checked_recorder(run, lambda snap: check_phase(snap, reference), stop_after_failures)
         session.npt(t_start, t_end, pressure_gpa, ps, snapshot_every_ps, "heat", on_snapshot=record)
         return run
     finally:

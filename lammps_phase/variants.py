@@ -38,6 +38,7 @@ from lammps_phase.heating import (
     check_amorphous,
     check_liquid,
     check_phase,
+    checked_recorder,
     glass_stages,
 )
 
@@ -154,17 +155,12 @@ def _slab_impl(crystal, potential, pressure_gpa, kind, axis, vacuum, t_start, t_
             session.commands(["min_style cg", "minimize 0.0 1.0e-8 1000 10000"])
             session.sites_fractional = session.positions()[1]
             session.start_md(t_start, seed)
-        failures = 0
-
-        def record(snap: Snapshot) -> bool:
-            nonlocal failures
-            if kind == "glass":
-                snap.check = check_amorphous(snap, reference, max_msd=(glass or {}).get("max_glass_msd", math.inf))
-            else:
-                snap.check = check_slab(snap, reference, axis)
-            failures = 0 if snap.check.holds else failures + 1
-            run.snapshots.append(snap)
-            return not (stop_after_failures and failures >= stop_after_failures)
+        if kind == "glass":
+            max_msd = (glass or {}).get("max_glass_msd", math.inf)
+            record = checked_recorder(run, lambda snap: check_amorphous(snap, reference, max_msd=max_msd),
+                                      stop_after_failures)
+        else:
+            record = checked_recorder(run, lambda snap: check_slab(snap, reference, axis), stop_after_failures)
 
         session.npt(t_start, t_end, 0.0, ps, snapshot_every_ps, "heat" if kind != "glass" else "hold",
                     on_snapshot=record, ensemble="nvt")
@@ -203,15 +199,10 @@ def _strained_impl(crystal, potential, pressure_gpa, axis, strain, t_start, t_en
         reference = session.relax(pressure_gpa)
         run = PhaseRun(session.phase, session.potential.name, pressure_gpa, session.phase, reference)
         session.start_md(t_start, seed)
-        failures = 0
-
-        def record(snap: Snapshot) -> bool:
-            nonlocal failures
-            # the imposed strain changes density and cell shape; sites are compared in fractional coordinates
-            snap.check = check_phase(snap, reference, density_tolerance=math.inf, max_shape_strain=math.inf)
-            failures = 0 if snap.check.holds else failures + 1
-            run.snapshots.append(snap)
-            return not (stop_after_failures and failures >= stop_after_failures)
+        # the imposed strain changes density and cell shape; sites are compared in fractional coordinates
+        record = checked_recorder(
+            run, lambda snap: check_phase(snap, reference, density_tolerance=math.inf, max_shape_strain=math.inf),
+            stop_after_failures)
 
         deform = f"strain all deform 1 {axis} scale {_num(1.0 - strain)} remap x"
         session.npt(t_start, t_end, pressure_gpa, ps, snapshot_every_ps, "heat", on_snapshot=record, ensemble="nvt",
@@ -299,11 +290,10 @@ def _interface_impl(crystal, potential, pressure_gpa, axis, partner, t_crystal, 
             session.npt(melt_temperature, t_crystal, pressure_gpa, ramp, ramp, "quench", ensemble="none")
             session.command("unfix hot")
         session.commands(["unfix hold", f"velocity lower create {_num(t_crystal)} {seed + 1} mom yes dist gaussian"])
-        moved = session.positions()[1] - start
-        liquid_msd = np.sum((moved @ cell) ** 2, axis=1)  # per atom during the melt stage
         if partner == "melt":  # the upper half stays hot (fix hot), the crystal side is held at t_crystal
+            moved = session.positions()[1] - start
+            msd_ref = np.sum((moved @ cell) ** 2, axis=1)  # per atom during the melt stage
             session.command(f"fix cold lower nvt temp {_num(t_crystal)} {_num(t_crystal)} {_num(100 * dt)}")
-            msd_ref = liquid_msd
         else:
             session.command(f"fix cold all nvt temp {_num(t_crystal)} {_num(t_crystal)} {_num(100 * dt)}")
             session.msd_origin = session.positions()[1]
@@ -397,14 +387,9 @@ def _sphere_impl(crystal, potential, pressure_gpa, geometry, t_start, t_end, ps,
         reference.relaxation_check = None
         run = PhaseRun(session.phase, session.potential.name, pressure_gpa, session.phase, reference)
         session.start_md(t_start, seed)
-        failures = 0
-
-        def record(snap: Snapshot) -> bool:
-            nonlocal failures
-            snap.check = check_surface(snap, reference, sphere_depth(snap.positions, snap.cell, snap.origin, geometry))
-            failures = 0 if snap.check.holds else failures + 1
-            run.snapshots.append(snap)
-            return not (stop_after_failures and failures >= stop_after_failures)
+        record = checked_recorder(
+            run, lambda snap: check_surface(snap, reference, sphere_depth(snap.positions, snap.cell, snap.origin, geometry)),
+            stop_after_failures)
 
         session.npt(t_start, t_end, pressure_gpa, ps, snapshot_every_ps, "heat", on_snapshot=record,
                     ensemble="nvt" if geometry == "cluster" else "npt")
