@@ -34,12 +34,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from lammps_phase import checkpoint as ckpt_io
-from lammps_phase import pipeline
+from lammps_phase.model import checkpoint as ckpt_io
+from lammps_phase.training import pipeline
 from lammps_phase.cli import main, train_main
-from lammps_phase.io import DumpWriter, Frame
-from lammps_phase.model import ModelConfig, PhaseNet
-from lammps_phase.structures import build, supercell
+from lammps_phase.inference.formats import DumpWriter, Frame
+from lammps_phase.model.network import ModelConfig, PhaseNet
+from lammps_phase.data.structures import build, supercell
 
 PREFIX = "lammps-phase: error:"
 CLASSES = ["alpha_quartz", "coesite", "stishovite", "amorphous"]

@@ -2,7 +2,7 @@
 
 Prints a table (µs per atom split into neighbour search / tensor conversion / network / result, peak RSS
 above the idle process) for α-quartz supercells with thermal noise, for the reference PhaseNet forward
-and the fast path (lammps_phase.fastpath), plus the Erhard-style centre-atom baseline (one P-point
+and the fast path (lammps_phase.model.fastpath), plus the Erhard-style centre-atom baseline (one P-point
 environment per atom) on a subset of atoms. Every size runs in its own subprocess so peak RSS
 (getrusage ru_maxrss) belongs to that size alone.
 
@@ -42,7 +42,7 @@ via torch.compile on CUDA, eager fallback), but GPU numbers are still to be meas
 
 
 def model_config(k: int = 16):
-    from lammps_phase.model import ModelConfig
+    from lammps_phase.model.network import ModelConfig
 
     return ModelConfig(
         elements=["Si", "O"], num_classes=4, k=k, channels=[64, 64, 64], head=[128], embed_dim=16,
@@ -52,7 +52,7 @@ def model_config(k: int = 16):
 
 def load_checkpoint(path: str, kind: str = "segmentation"):
     """The shipped checkpoint (segmentation), or random weights of its widths (baseline) / of model_config()."""
-    from lammps_phase import checkpoint as ckpt_io
+    from lammps_phase.model import checkpoint as ckpt_io
 
     if path == "random":
         return random_checkpoint(kind)
@@ -64,8 +64,8 @@ def random_checkpoint(kind: str = "segmentation", cfg=None):
     """Random weights with non-trivial batch-norm statistics (as tests/conftest.py does)."""
     import torch
 
-    from lammps_phase import checkpoint as ckpt_io
-    from lammps_phase.model import build_model
+    from lammps_phase.model import checkpoint as ckpt_io
+    from lammps_phase.model.network import build_model
 
     torch.manual_seed(0)
     cfg = cfg or model_config()
@@ -80,7 +80,7 @@ def random_checkpoint(kind: str = "segmentation", cfg=None):
 
 
 def quartz_sample(n_atoms: float, seed: int = 0):
-    from lammps_phase.structures import build, supercell
+    from lammps_phase.data.structures import build, supercell
 
     length = (float(n_atoms) / QUARTZ_DENSITY) ** (1.0 / 3.0)
     crystal = supercell(build("alpha_quartz"), length)
@@ -105,7 +105,7 @@ def worker_classify(n_atoms: float, path: str, threads: str, device: str, repeat
     """One size, one path, fresh process: timings per stage and peak RSS above the idle process."""
     import torch
 
-    from lammps_phase.classify import Classifier
+    from lammps_phase.inference.classify import Classifier
 
     thr = "auto" if threads == "auto" else int(threads)
     ckpt = load_checkpoint(checkpoint)
@@ -139,9 +139,9 @@ def worker_erhard(points: list[int], centres: int, threads: str, device: str, ch
     """Per-atom baseline: one P-point environment per atom (extraction + network), µs per labelled atom."""
     import torch
 
-    from lammps_phase.classify import resolve_device
-    from lammps_phase.environments import extract_environments
-    from lammps_phase.fastpath import set_threads
+    from lammps_phase.inference.classify import resolve_device
+    from lammps_phase.data.datasets import extract_environments
+    from lammps_phase.model.fastpath import set_threads
 
     set_threads("auto" if threads == "auto" else int(threads))
     dev = resolve_device(device)

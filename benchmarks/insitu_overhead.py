@@ -1,6 +1,6 @@
 """What in-situ labelling costs an MD run: LAMMPS loop time with and without PhaseLabeler.
 
-α-quartz (≥ 5k atoms, BKS from lammps_phase.potentials), 300 K NVT, the same run four times on the same
+α-quartz (≥ 5k atoms, BKS from lammps_phase.data.potentials), 300 K NVT, the same run four times on the same
 ranks: no labels; labels every N steps in gather mode; in local mode (with the comm cutoff local mode
 needs); and no labels with that wider comm cutoff (what local mode's ghost shell alone costs). The model
 is loaded and the initial configuration labelled by ``python … invoke`` before the run, so the loop
@@ -23,10 +23,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lammps_phase import io, potentials, structures
-from lammps_phase.classify import Classifier
+from lammps_phase.inference import formats
+from lammps_phase.data import potentials, structures
+from lammps_phase.inference.classify import Classifier
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.insitu import local_ghost_cutoff
+from lammps_phase.insitu.labeler import local_ghost_cutoff
 
 TYPE_MAP = ["Si", "O"]
 
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="insitu_overhead_") as tmp:
         workdir = Path(tmp)
         data = workdir / "quartz.data"
-        io.write_lammps_data(data, crystal.positions, crystal.cell, crystal.symbols, TYPE_MAP,
+        formats.write_lammps_data(data, crystal.positions, crystal.cell, crystal.symbols, TYPE_MAP,
                              charges=potentials.BKS_CHARGES, atom_style="charge")
         runs = [("no labels", None, None), ("gather", "gather", None), ("local", "local", cutoff),
                 (f"no labels, comm cutoff {cutoff:g} Å", None, cutoff)]

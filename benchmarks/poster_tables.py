@@ -40,12 +40,12 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from lammps_phase.environments import EnvironmentSet, sample_environments
+from lammps_phase.data.datasets import EnvironmentSet, sample_environments
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.model import ModelConfig, count_parameters
-from lammps_phase.pipeline import SPLITS, PipelineConfig, iter_snapshots, load_config, run_key, species_indices
-from lammps_phase.synthetic import RANDOM, synthetic_environments
-from lammps_phase.train import TrainConfig, evaluate, train_model
+from lammps_phase.model.network import ModelConfig, count_parameters
+from lammps_phase.training.pipeline import SPLITS, PipelineConfig, iter_snapshots, load_config, run_key, species_indices
+from lammps_phase.data.synthetic import RANDOM, synthetic_environments
+from lammps_phase.training.loop import TrainConfig, evaluate, train_model
 
 REPO = Path(__file__).resolve().parents[1]
 SYNTHETIC_CLASSES = ["fcc", "bcc", "hcp", RANDOM]

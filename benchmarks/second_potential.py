@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lammps_phase import heating, structures
-from lammps_phase.classify import Classifier
+from lammps_phase.data import heating, structures
+from lammps_phase.inference.classify import Classifier
 
 # (class name, structure, kind, pressure GPa, t_start, t_end) that hold in Tersoff (docs/potentials.md)
 # α-quartz stops at 650 K, as in the training config (the checks cannot see the α→β transition).

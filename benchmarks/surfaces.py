@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lammps_phase import heating, structures, variants
-from lammps_phase.classify import Classifier
+from lammps_phase.data import heating, structures, variants
+from lammps_phase.inference.classify import Classifier
 from lammps_phase.errors import LammpsPhaseError
 
 SEED = 11

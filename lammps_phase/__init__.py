@@ -8,7 +8,7 @@ from lammps_phase.errors import LammpsPhaseError  # noqa: F401
 def __getattr__(name: str):
     # Lazy: importing the package must not import torch (the LAMMPS-embedded interpreter imports us early).
     if name == "Classifier":
-        from lammps_phase.classify import Classifier
+        from lammps_phase.inference.classify import Classifier
 
         return Classifier
     raise AttributeError(name)

@@ -53,8 +53,8 @@ class _Parser(argparse.ArgumentParser):
 def cmd_classify(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from lammps_phase.classify import Classifier
-    from lammps_phase.io import DumpWriter, count_frames, read_frames
+    from lammps_phase.inference.classify import Classifier
+    from lammps_phase.inference.formats import DumpWriter, count_frames, read_frames
 
     from lammps_phase.atomic_write import check_output
 
@@ -95,7 +95,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from lammps_phase import checkpoint as ckpt_io
+    from lammps_phase.model import checkpoint as ckpt_io
 
     ck = ckpt_io.load(args.checkpoint)
     cfg = ck.config
@@ -138,7 +138,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lammps_phase.report import run_report
+    from lammps_phase.analysis.shock import run_report
 
     return run_report(args)
 
@@ -233,7 +233,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_train_parser().parse_args(argv)
 
     def run(a):
-        from lammps_phase.pipeline import run_pipeline
+        from lammps_phase.training.pipeline import run_pipeline
 
         return run_pipeline(a.config, stage=a.stage, workdir=a.workdir, output=a.output, force=a.force, quiet=a.quiet,
                             overwrite=a.overwrite)

@@ -250,15 +250,15 @@ def _check_table(table: Any, schema: dict[str, Any], section: str, where: str,
 def check_model_config(values: Any, where: str) -> None:
     """Types and ranges of every ModelConfig setting: a checkpoint's stored config goes through the same checks
     as a config's [model] table."""
-    from lammps_phase.model import ModelConfig
+    from lammps_phase.model.network import ModelConfig
 
     _check_table(values, schema_of(ModelConfig), "model", where)
 
 
 def _sections() -> dict[str, tuple[dict[str, Any], Optional[dict[str, str]]]]:
-    from lammps_phase.model import ModelConfig
-    from lammps_phase.pipeline import PipelineConfig
-    from lammps_phase.train import TrainConfig
+    from lammps_phase.model.network import ModelConfig
+    from lammps_phase.training.pipeline import PipelineConfig
+    from lammps_phase.training.loop import TrainConfig
 
     return {
         "runs": (schema_of(PipelineConfig, exclude=_NOT_RUNS), None),
@@ -271,7 +271,7 @@ def _sections() -> dict[str, tuple[dict[str, Any], Optional[dict[str, str]]]]:
 
 def phase_schema() -> dict[str, Any]:
     """Keys of a [[phase]] block: PhaseSpec's fields, with pressures spelt pressure_gpa (a number or a list)."""
-    from lammps_phase.pipeline import PhaseSpec
+    from lammps_phase.training.pipeline import PhaseSpec
 
     schema = schema_of(PhaseSpec, exclude=("pressures",))
     schema["pressure_gpa"] = Union[float, list[float]]
@@ -283,9 +283,9 @@ _NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 def check_raw_config(raw: dict[str, Any], path: Union[str, Path]) -> None:
     """Keys, types and value ranges of a parsed TOML config; the first problem is raised, naming file and key."""
-    from lammps_phase.pipeline import PHASE_KINDS
+    from lammps_phase.training.pipeline import PHASE_KINDS
 
-    from lammps_phase.pipeline import PipelineConfig
+    from lammps_phase.training.pipeline import PipelineConfig
 
     top = f"config {path}:"
     sections = _sections()
@@ -357,7 +357,7 @@ def _check_elements(elements: list[str], top: str) -> None:
 
 
 def _check_potential(name: str, elements: list[str], top: str) -> None:
-    from lammps_phase import potentials
+    from lammps_phase.data import potentials
 
     if name not in potentials.names():
         close = difflib.get_close_matches(name, potentials.names(), n=1)
@@ -397,8 +397,8 @@ def _dataclass_checks(top: str, section: str, build: Callable[[], Any]) -> Any:
 def check_config(cfg: Any) -> None:
     """What the tables cannot say alone: every phase builds and holds only the config's elements, the model
     settings make a network, the training and dataset settings pass their own checks. Cheap (no MD)."""
-    from lammps_phase.model import ModelConfig, build_model
-    from lammps_phase.train import TrainConfig
+    from lammps_phase.model.network import ModelConfig, build_model
+    from lammps_phase.training.loop import TrainConfig
 
     top = f"config {cfg.source}:"
     _dataclass_checks(top, "dataset", lambda: DatasetConfig(**cfg.dataset))
@@ -412,8 +412,8 @@ def check_config(cfg: Any) -> None:
 
 
 def _check_structure(cfg: Any, spec: Any, label: str) -> None:
-    from lammps_phase import structures
-    from lammps_phase.pipeline import _crystal
+    from lammps_phase.data import structures
+    from lammps_phase.training.pipeline import _crystal
 
     library = structures.names()
     if spec.structure not in library:
@@ -424,7 +424,7 @@ def _check_structure(cfg: Any, spec: Any, label: str) -> None:
             raise LammpsPhaseError(
                 f"{label}: {given} {_toml(spec.structure)} is neither a library structure ({hint}library: "
                 f"{', '.join(library)}) nor an existing file; set structure = one of those or a file path")
-        from lammps_phase.io import read_frames
+        from lammps_phase.inference.formats import read_frames
 
         first = next(iter(read_frames(spec.structure)), None)
         if first is None or "element" not in first.columns:

@@ -20,7 +20,7 @@ Output per frame:
 - global attributes ``LammpsPhase.fraction.<class>`` and ``LammpsPhase.fraction.Other`` (fraction of atoms);
 - a data table ``lammps-phase`` (bar chart of atom counts per phase).
 
-The labels come from the same :class:`~lammps_phase.classify.Classifier` as the CLI, so they equal
+The labels come from the same :class:`~lammps_phase.inference.classify.Classifier` as the CLI, so they equal
 ``lammps-phase classify`` on the same frame. The model is loaded once and kept across frames; it is reloaded
 only when the checkpoint or the device changes. This module needs the ``ovito`` package; the rest of
 lammps_phase does not import it.
@@ -82,7 +82,7 @@ class LammpsPhaseModifier(ModifierInterface):
         stat = os.stat(path)
         key = (path, stat.st_mtime_ns, stat.st_size, self.device)
         if self._classifier is None or key != self._classifier_key:
-            from lammps_phase.classify import Classifier
+            from lammps_phase.inference.classify import Classifier
 
             self._classifier = Classifier.load(path, device=self.device)
             self._classifier_key = key
@@ -165,7 +165,7 @@ class LammpsPhaseModifier(ModifierInterface):
 
     @staticmethod
     def _add_types(prop, container, classes: list[str]) -> None:
-        from lammps_phase.report import _phase_colours  # the colours of `lammps-phase report` figures
+        from lammps_phase.analysis.shock import _phase_colours  # the colours of `lammps-phase report` figures
 
         colours = _phase_colours(len(classes))  # [Other, class 0, class 1, …]
         other = prop.add_type_id(-1, container, name=OTHER_NAME)

@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lammps_phase.io import DumpWriter, Frame  # noqa: E402
-from lammps_phase.structures import build, supercell  # noqa: E402
+from lammps_phase.inference.formats import DumpWriter, Frame  # noqa: E402
+from lammps_phase.data.structures import build, supercell  # noqa: E402
 
 MAX_BYTES = 300_000
 

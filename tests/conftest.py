@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lammps_phase import checkpoint as ckpt_io
-from lammps_phase.model import ModelConfig, PhaseNet
+from lammps_phase.model import checkpoint as ckpt_io
+from lammps_phase.model.network import ModelConfig, PhaseNet
 
 SIO2_CLASSES = ["alpha_quartz", "coesite", "stishovite", "amorphous"]
 
 # In-situ runs started by the tests (LAMMPS under mpirun) label with the eager kernels: compiling them in
-# every short test run would cost more than the runs. tests/test_insitu.py runs one deck compiled.
+# every short test run would cost more than the runs. tests/insitu/test_labeler.py runs one deck compiled.
 os.environ.setdefault("LAMMPS_PHASE_COMPILE", "0")
 
 
@@ -37,3 +37,60 @@ def make_random_checkpoint(path: Path, elements=("Si", "O"), classes=SIO2_CLASSE
 @pytest.fixture(scope="session")
 def random_sio2_checkpoint(tmp_path_factory) -> Path:
     return make_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "random_sio2.pt")
+
+
+# The smallest real training config: two checked bulk phases and a strained block (tests of the pipeline and its
+# config checks write it out and edit it).
+TINY = """
+name = "tiny"
+elements = ["Si", "O"]
+potential = "bks_dsf"
+output = "tiny.pt"
+
+[runs]
+seeds = { train = [1], val = [2], test = [3] }
+supercell_min_length = 9.0
+snapshot_every_ps = 0.1
+
+[[phase]]
+name = "alpha_quartz"
+pressure_gpa = [0.0]
+t_start = 300
+t_end = 600
+ps = 0.4
+
+[[phase]]
+name = "alpha_quartz"
+variant = "strained"
+axis = "x"
+strain = 0.1
+t_start = 300
+t_end = 300
+ps = 0.2
+
+[[phase]]
+name = "stishovite"
+pressure_gpa = [0.0]
+t_start = 300
+t_end = 600
+ps = 0.4
+
+[dataset]
+mode = "samples"
+
+[model]
+k = 12
+channels = [16, 16, 16]
+head = [32]
+embed_dim = 8
+bond_order_l = 6
+bond_order_neighbors = [6, 12]
+
+[train]
+epochs = 8
+batch_size = 2
+lr = 0.005
+
+[report]
+rotations = 4
+"""

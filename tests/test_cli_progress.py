@@ -13,8 +13,8 @@ import sys
 import numpy as np
 
 from lammps_phase import cli
-from lammps_phase.io import DumpWriter, Frame
-from lammps_phase.structures import build, supercell
+from lammps_phase.inference.formats import DumpWriter, Frame
+from lammps_phase.data.structures import build, supercell
 
 TABLE_ROW = re.compile(r"^\s*(\d+)(\s+\d\.\d{4})+\s*$")
 

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from lammps_phase import config_schema, pipeline
+from lammps_phase import config_schema
+from lammps_phase.training import pipeline
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.model import ModelConfig
-from lammps_phase.pipeline import load_config
-from lammps_phase.train import TrainConfig
+from lammps_phase.model.network import ModelConfig
+from lammps_phase.training.pipeline import load_config
+from lammps_phase.training.loop import TrainConfig
 
-from test_pipeline import TINY
+from conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 

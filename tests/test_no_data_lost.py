@@ -9,13 +9,13 @@ import stat
 import numpy as np
 import pytest
 
-from lammps_phase import checkpoint as ckpt_io
-from lammps_phase import pipeline
+from lammps_phase.model import checkpoint as ckpt_io
+from lammps_phase.training import pipeline
 from lammps_phase.atomic_write import atomic_path, atomic_paths, check_output, write_text
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.io import DumpWriter, Frame, read_dump, write_lammps_data
+from lammps_phase.inference.formats import DumpWriter, Frame, read_dump, write_lammps_data
 
-from test_pipeline import TINY
+from conftest import TINY
 
 
 def _frame(n: int = 3) -> Frame:

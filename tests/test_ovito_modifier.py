@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from lammps_phase.cli import main
-from lammps_phase.io import DumpWriter, Frame, read_dump
-from lammps_phase.structures import build, supercell
+from lammps_phase.inference.formats import DumpWriter, Frame, read_dump
+from lammps_phase.data.structures import build, supercell
 
 try:
     import ovito  # noqa: F401
@@ -168,6 +168,6 @@ def test_registered_as_ovito_modifier():
 
 
 def test_lammps_phase_does_not_import_ovito():
-    code = ("import sys, lammps_phase, lammps_phase.classify, lammps_phase.cli, lammps_phase.io; "
+    code = ("import sys, lammps_phase, lammps_phase.inference.classify, lammps_phase.cli, lammps_phase.inference.formats; "
             "assert 'ovito' not in sys.modules, 'ovito imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lammps_phase.model import ModelConfig
-from lammps_phase.pipeline import load_config, run_key
+from lammps_phase.model.network import ModelConfig
+from lammps_phase.training.pipeline import load_config, run_key
 
 REPO = Path(__file__).resolve().parents[1]
 

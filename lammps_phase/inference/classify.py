@@ -1,0 +1,317 @@
+"""Classifier: positions + box + species → per-atom phase labels and confidence.
+
+The whole configuration is one graph (DESIGN.md §3): periodic k-NN once, then one forward pass,
+chunked over atoms so memory stays bounded for millions of atoms.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from lammps_phase.model import checkpoint as ckpt_io
+from lammps_phase.model import fastpath
+from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.inference.neighbors import NeighborList, knn, lammps_box_to_cell
+
+if TYPE_CHECKING:
+    import ase
+
+OTHER = -1
+#: Å. Two atoms closer than this overlap: no phase the model was trained on has them, so they are labelled
+#: OTHER with confidence 0 rather than given a confident label for an impossible structure.
+MIN_SEPARATION = 0.5
+SpeciesLike = Union[Sequence[str], np.ndarray]
+
+
+@dataclass
+class PhaseResult:
+    """Labels (int32, −1 = other), confidence (max softmax probability) and the class names."""
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    classes: list[str]
+
+    def fractions(self) -> dict[str, float]:
+        """Fraction of atoms per class name (and "other"), in class order."""
+        n = max(len(self.labels), 1)
+        counts = np.bincount(self.labels + 1, minlength=len(self.classes) + 1)
+        out = {name: counts[i + 1] / n for i, name in enumerate(self.classes)}
+        out["other"] = counts[0] / n
+        return out
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" → CUDA when available, else CPU; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):  # meta, mps, ...: devices the model cannot label on
+        raise LammpsPhaseError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LammpsPhaseError(f"device {device!r} requested but torch has no CUDA here: use 'cpu' or 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise LammpsPhaseError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                               f"numbered from 0: use 'cuda:0' .. 'cuda:{torch.cuda.device_count() - 1}' or 'auto'")
+    return dev
+
+
+def check_threshold(threshold: float) -> float:
+    """A confidence threshold is a probability: a finite number in [0, 1]."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise LammpsPhaseError(f"threshold {threshold!r} must be a number in [0, 1]: atoms whose confidence (the "
+                               "largest class probability) is below it are labelled -1 (other)")
+    return value
+
+
+def pbc_flags(pbc: Union[bool, Sequence[bool]]) -> tuple[bool, bool, bool]:
+    """Periodicity per axis from one flag (all axes) or three."""
+    flags = np.asarray(pbc, dtype=object).reshape(-1)
+    if flags.size == 1:
+        flags = np.repeat(flags, 3)
+    if flags.size != 3 or not all(isinstance(f, (bool, np.bool_)) or f in (0, 1) for f in flags):
+        raise LammpsPhaseError(f"pbc must be one bool or three (x, y, z), e.g. pbc=(True, True, False); got {pbc!r}")
+    return tuple(bool(f) for f in flags)  # type: ignore[return-value]
+
+
+def species_to_elements(species: SpeciesLike, type_map: Optional[Sequence[str]] = None) -> np.ndarray:
+    """Element names per atom, from element names or from LAMMPS types (1-based) through a type map."""
+    arr = np.asarray(species)
+    if arr.dtype.kind in "iu" or (arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr))):
+        if type_map is None:
+            raise LammpsPhaseError("species are LAMMPS atom types: give a type map, e.g. types \"Si O\" (type 1 = Si)")
+        types = arr.astype(np.int64)
+        table = np.asarray(list(type_map), dtype=object)
+        bad = np.unique(types[(types < 1) | (types > len(table))])
+        if bad.size:
+            raise LammpsPhaseError(
+                f"atom type(s) {' '.join(map(str, bad))} are not in the type map \"{' '.join(type_map)}\" "
+                f"(it covers types 1..{len(table)}): give one element per LAMMPS type"
+            )
+        return table[types - 1].astype(str)
+    return arr.astype(str)
+
+
+class Classifier:
+    """A loaded phase model ready to label configurations.
+
+    >>> clf = Classifier.load("checkpoints/sio2.pt")
+    >>> res = clf.classify(positions, cell, ["Si", "O", "O", ...])
+    >>> res.labels, res.confidence, clf.classes
+    """
+
+    def __init__(
+        self,
+        checkpoint: ckpt_io.Checkpoint,
+        device: str = "auto",
+        threshold: float = 0.0,
+        chunk: int = 32768,
+        fast: Union[bool, str] = "auto",
+        threads: Union[int, str, None] = "auto",
+        reuse_neighbors: bool = False,
+        compile_after_atoms: Optional[int] = None,
+    ) -> None:
+        """``fast``: the fused inference path of :mod:`lammps_phase.model.fastpath` (same labels, logits within
+        float32 noise): "auto"/True (compiled once enough atoms were seen, else eager kernels), "compile",
+        "eager", or False for the reference PhaseNet forward. ``threads``: torch threads and neighbour-search
+        workers, "auto" = this rank's cores. ``reuse_neighbors``: keep a Verlet-style candidate list between
+        :meth:`classify` calls (in-situ: successive snapshots of the same atoms) and rebuild it only when an
+        atom may have changed its k nearest. ``compile_after_atoms`` (fast="auto"): compile once this many
+        atoms were labelled (default 200 000; 0 = at the first call, for repeated in-situ calls).
+        """
+        if checkpoint.kind != "segmentation":
+            raise LammpsPhaseError(
+                f"a {checkpoint.kind!r} checkpoint labels one environment centre at a time; "
+                "the Classifier needs a segmentation checkpoint"
+            )
+        if checkpoint.config.input_abs or checkpoint.config.graph != "input":
+            raise LammpsPhaseError(
+                "this checkpoint is an ablation model (absolute positions or embedding-space graph) that cannot "
+                "label whole samples; use a model trained with graph='input' and input_abs=false"
+            )
+        self.checkpoint = checkpoint
+        self.device = resolve_device(device)
+        self.model = checkpoint.build().to(self.device)
+        self.threshold = check_threshold(threshold)
+        self.chunk = int(chunk)
+        self._element_index = {e: i for i, e in enumerate(checkpoint.elements)}
+        self.threads = fastpath.set_threads(threads)
+        self.fast: Optional[fastpath.FastPhaseNet] = None
+        if fast not in (True, False, "auto", "compile", "eager"):
+            raise LammpsPhaseError(f"fast must be True, False, 'auto', 'compile' or 'eager', not {fast!r}")
+        if fast is not False:
+            mode = {"compile": True, "eager": False}.get(fast, "auto")  # type: ignore[arg-type]
+            extra = {} if compile_after_atoms is None else {"compile_after_atoms": int(compile_after_atoms)}
+            try:
+                self.fast = fastpath.FastPhaseNet(self.model, compile=mode, **extra)
+            except LammpsPhaseError as err:
+                if "tabulate" not in str(err):
+                    raise
+                # a weighting too steep for the interpolation table: evaluate it exactly (same labels, slower)
+                self.fast = fastpath.FastPhaseNet(self.model, compile=mode, weighting="exact", **extra)
+        self.neighbor_cache = fastpath.NeighborCache(self.k, workers=self.threads) if reuse_neighbors else None
+        self.last_timings: dict[str, float] = {}
+
+    @classmethod
+    def load(
+        cls,
+        path: Union[str, os.PathLike],
+        device: str = "auto",
+        threshold: float = 0.0,
+        type_map: Optional[Sequence[str]] = None,
+        fast: Union[bool, str] = "auto",
+        threads: Union[int, str, None] = "auto",
+        reuse_neighbors: bool = False,
+        compile_after_atoms: Optional[int] = None,
+    ) -> "Classifier":
+        return cls(
+            ckpt_io.load(path, type_map=type_map),
+            device=device,
+            threshold=threshold,
+            fast=fast,
+            threads=threads,
+            reuse_neighbors=reuse_neighbors,
+            compile_after_atoms=compile_after_atoms,
+        )
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.checkpoint.classes)
+
+    @property
+    def elements(self) -> list[str]:
+        return self.checkpoint.elements
+
+    @property
+    def k(self) -> int:
+        return self.checkpoint.k
+
+    @property
+    def receptive_hops(self) -> int:
+        return self.checkpoint.config.receptive_hops
+
+    def receptive_radius(self, neighbors: NeighborList) -> float:
+        """Distance (Å) beyond which atoms cannot influence labels in this structure: hops × max k-th NN distance."""
+        return self.receptive_hops * float(neighbors.distances[:, self.k - 1].max())
+
+    def species_indices(self, species: SpeciesLike, type_map: Optional[Sequence[str]] = None) -> np.ndarray:
+        elements = species_to_elements(species, type_map)
+        uniq = np.unique(elements)
+        unknown = [e for e in uniq if e not in self._element_index]
+        if unknown:
+            raise LammpsPhaseError(
+                f"element(s) {' '.join(unknown)} are unknown to this model (it knows {' '.join(self.elements)}): "
+                "fix the type map or use a checkpoint trained for these elements"
+            )
+        lut = {e: self._element_index[e] for e in uniq}
+        out = np.empty(len(elements), dtype=np.int64)
+        for e, i in lut.items():
+            out[elements == e] = i
+        return out
+
+    @torch.no_grad()
+    def logits(self, species_idx: np.ndarray, neighbors: NeighborList) -> torch.Tensor:
+        """Raw logits (M, C) for the atoms that own rows of ``neighbors`` (all atoms unless a query was used)."""
+        dev = self.device
+        t0 = time.perf_counter()
+        sp = torch.as_tensor(species_idx, device=dev)
+        index = torch.as_tensor(neighbors.index[:, : self.k], device=dev)
+        vec = torch.as_tensor(np.ascontiguousarray(neighbors.vectors[:, : self.k]), dtype=torch.float32, device=dev)
+        t1 = time.perf_counter()
+        if self.fast is not None and index.shape[0] == sp.shape[0]:
+            out = self.fast(sp, index, vec)
+        else:  # reference path, also for neighbour lists of a query subset
+            out = self.model(sp, index, vec, chunk=self.chunk)
+        if out.device.type == "cuda":
+            torch.cuda.synchronize(out.device)
+        self.last_timings.update(convert=t1 - t0, network=time.perf_counter() - t1)
+        return out
+
+    def result_from_logits(self, logits: torch.Tensor, threshold: Optional[float] = None,
+                           nearest: Optional[np.ndarray] = None) -> PhaseResult:
+        """Labels and confidences; ``nearest`` (distance of each atom to its nearest neighbour) marks overlapping
+        atoms (< MIN_SEPARATION) as OTHER with confidence 0."""
+        prob = torch.softmax(logits.float(), dim=-1)
+        conf, lab = prob.max(dim=-1)
+        labels = lab.to(torch.int32).cpu().numpy()
+        confidence = conf.cpu().numpy().astype(np.float32)
+        thr = self.threshold if threshold is None else check_threshold(threshold)
+        if thr > 0:
+            labels[confidence < thr] = OTHER
+        if nearest is not None:
+            overlap = np.asarray(nearest)[: len(labels)] < MIN_SEPARATION
+            labels[overlap] = OTHER
+            confidence[overlap] = 0.0
+        return PhaseResult(labels=labels, confidence=confidence, classes=self.classes)
+
+    def classify(
+        self,
+        positions: np.ndarray,
+        cell: Optional[np.ndarray],
+        species: SpeciesLike,
+        pbc: Sequence[bool] = (True, True, True),
+        origin: Sequence[float] = (0.0, 0.0, 0.0),
+        type_map: Optional[Sequence[str]] = None,
+        threshold: Optional[float] = None,
+    ) -> PhaseResult:
+        """Label every atom. ``cell`` rows are the box vectors; ``species`` element names, or LAMMPS types + type_map."""
+        positions = np.asarray(positions, dtype=np.float64)
+        if positions.ndim != 2 or positions.shape[1] != 3:
+            raise LammpsPhaseError(f"positions must be an (N, 3) array, got shape {positions.shape}")
+        if len(species) != len(positions):
+            raise LammpsPhaseError(f"{len(species)} species for {len(positions)} atoms: give one species per atom")
+        if not np.isfinite(positions).all():
+            bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
+            raise LammpsPhaseError(f"atom {bad} (0-based) has a non-finite position {positions[bad].tolist()}: "
+                                   "the configuration is broken (a blown-up run?); nothing to label")
+        sp = self.species_indices(species, type_map)
+        t0 = time.perf_counter()
+        periodic = pbc_flags(pbc)
+        if self.neighbor_cache is not None:
+            nl = self.neighbor_cache.get(positions, cell, pbc=periodic, origin=origin, species=sp)
+        else:
+            nl = knn(positions, self.k, cell=cell, pbc=periodic, origin=origin, workers=self.threads)
+        self.last_timings = {"neighbors": time.perf_counter() - t0}
+        logits = self.logits(sp, nl)
+        t1 = time.perf_counter()
+        result = self.result_from_logits(logits, threshold, nearest=nl.distances[:, 0])
+        self.last_timings["result"] = time.perf_counter() - t1
+        return result
+
+    def classify_lammps_box(
+        self,
+        positions: np.ndarray,
+        boxlo: Sequence[float],
+        boxhi: Sequence[float],
+        species: SpeciesLike,
+        xy: float = 0.0,
+        xz: float = 0.0,
+        yz: float = 0.0,
+        pbc: Sequence[bool] = (True, True, True),
+        type_map: Optional[Sequence[str]] = None,
+        threshold: Optional[float] = None,
+    ) -> PhaseResult:
+        """Same as :meth:`classify` with the box given as LAMMPS does (lo/hi bounds and tilt factors)."""
+        cell, origin = lammps_box_to_cell(boxlo, boxhi, xy, xz, yz)
+        return self.classify(positions, cell, species, pbc=pbc, origin=origin, type_map=type_map, threshold=threshold)
+
+    def classify_atoms(self, atoms: "ase.Atoms", threshold: Optional[float] = None) -> PhaseResult:
+        """Same as :meth:`classify` for an :class:`ase.Atoms`: its chemical symbols, cell (rows), ``pbc`` and
+        cell displacement (origin). Atoms periodic in no direction are labelled without the cell."""
+        pbc = tuple(bool(p) for p in np.broadcast_to(atoms.pbc, 3))
+        cell = np.asarray(atoms.cell[:], dtype=np.float64) if any(pbc) else None
+        origin = np.asarray(atoms.get_celldisp(), dtype=np.float64).reshape(3)
+        return self.classify(atoms.get_positions(), cell, atoms.get_chemical_symbols(), pbc=pbc, origin=origin,
+                             threshold=threshold)

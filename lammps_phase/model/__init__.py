@@ -1,0 +1,1 @@
+"""The network: the spatially weighted DGCNN, its folded fast inference path, and checkpoints."""

@@ -1,0 +1,1 @@
+"""`lammps-phase-train`: the staged pipeline (heating → datasets → train → report) and the training loop."""

@@ -1,0 +1,331 @@
+"""Training: the poster's combined loss, the loop with best-on-validation selection, and evaluation.
+
+L = φ·CE + (1 − φ)·α·(standard deviation of the predicted class probabilities over R random
+rotations of the same environment). Each batch is evaluated under R rotations at once, so the
+rotations are also the data augmentation; with φ = 1 the second term vanishes and R = 1 suffices.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from lammps_phase.model.checkpoint import Checkpoint
+from lammps_phase.data.datasets import EnvironmentSet, SampleSet
+from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.model.network import ModelConfig, build_model, environment_graph, random_rotations
+
+#: label of atoms that carry no class (cross entropy and accuracy skip them)
+IGNORE = -1
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    phi: float = 0.9  # weight of cross entropy; 1 − φ weighs the rotation term
+    alpha: float = 1.0
+    rotations: int = 2  # R random rotations per batch (≥ 2 when φ < 1)
+    seed: int = 0
+    max_batches: Optional[int] = None  # stop after this many batches in total (ablation: "after 100 batches")
+    threads: Optional[int] = None
+    progress: bool = True
+    # cross-entropy weight of class c ∝ (atoms of c)^−class_balance: 0 = plain, 1 = fully balanced; rare
+    # classes (melt, glass: small cells, few snapshots) otherwise count little against coesite's thousands
+    class_balance: float = 0.0
+    select: str = "accuracy"  # validation score for the best epoch: "accuracy" | "balanced_accuracy" (mean per class)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.class_balance <= 1.0:
+            raise LammpsPhaseError(f"class_balance must lie in [0, 1], got {self.class_balance}")
+        if self.select not in ("accuracy", "balanced_accuracy"):
+            raise LammpsPhaseError(f"select must be 'accuracy' or 'balanced_accuracy', not {self.select!r}")
+        if not 0.0 <= self.phi <= 1.0:
+            raise LammpsPhaseError(f"phi must lie in [0, 1], got {self.phi}")
+        if self.phi < 1.0 and self.rotations < 2:
+            raise LammpsPhaseError("the rotation term needs at least 2 rotations (rotations >= 2) when phi < 1")
+
+
+@dataclass
+class History:
+    train_loss: list[float] = field(default_factory=list)
+    train_ce: list[float] = field(default_factory=list)
+    train_rot: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    batch_ce: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def combined_loss(
+    logits: torch.Tensor, labels: torch.Tensor, phi: float, alpha: float, weight: Optional[torch.Tensor] = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """logits (R, ..., C) for R rotations of the same inputs, labels (...) → (loss, ce, rotation term).
+
+    ``weight``: optional per-class cross-entropy weights (C,). Atoms labelled −1 (no label: e.g. crystal atoms
+    that left their sites at an interface) take no part in the cross entropy."""
+    r, c = logits.shape[0], logits.shape[-1]
+    ce = F.cross_entropy(logits.reshape(-1, c), labels.unsqueeze(0).expand(r, *labels.shape).reshape(-1), weight=weight,
+                         ignore_index=IGNORE)
+    if phi >= 1.0 or r < 2:
+        return ce, ce, torch.zeros((), device=logits.device)
+    prob = torch.softmax(logits, dim=-1)
+    spread = torch.sqrt(prob.var(dim=0, unbiased=False).mean(dim=-1) + 1e-12).mean()
+    return phi * ce + (1.0 - phi) * alpha * spread, ce, spread
+
+
+Dataset = Union[EnvironmentSet, SampleSet]
+
+
+@dataclass
+class GraphBatch:
+    """Atoms of several items (environments or snapshots) as one graph, ready for the network."""
+
+    species: torch.Tensor  # (N,)
+    index: torch.Tensor  # (N, k) global
+    vectors: torch.Tensor  # (N, k, 3)
+    labels: torch.Tensor  # (N,)
+    item: torch.Tensor  # (N,) which item each atom belongs to
+    centre: Optional[torch.Tensor]  # (N, 3) offsets from the environment centre (environments only)
+    env_size: Optional[int]
+    n_items: int
+
+
+def graph_batch(data: Dataset, items: np.ndarray) -> GraphBatch:
+    """Environments get their k-NN graph inside the environment (the poster); snapshots bring theirs."""
+    if isinstance(data, EnvironmentSet):
+        pos = torch.from_numpy(data.positions[items].astype(np.float32))
+        b, p, _ = pos.shape
+        # k comes from the model; build lazily in _forward_graph via environment_graph
+        return GraphBatch(
+            torch.from_numpy(data.species[items].astype(np.int64)).reshape(-1),
+            torch.empty(0, dtype=torch.int64),
+            pos.reshape(b * p, 3),  # positions until the graph is built
+            torch.from_numpy(data.labels[items].astype(np.int64)).reshape(-1),
+            torch.arange(b).repeat_interleave(p),
+            (pos - pos[:, :1]).reshape(b * p, 3),
+            p,
+            b,
+        )
+    parts = [data.atoms(i) for i in items]
+    sizes = np.array([sl.stop - sl.start for sl in parts])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    index = np.concatenate([data.index[sl].astype(np.int64) + st for sl, st in zip(parts, starts)])
+    return GraphBatch(
+        torch.from_numpy(np.concatenate([data.species[sl] for sl in parts]).astype(np.int64)),
+        torch.from_numpy(index),
+        torch.from_numpy(np.concatenate([data.vectors[sl] for sl in parts]).astype(np.float32)),
+        torch.from_numpy(np.concatenate([data.labels[sl] for sl in parts]).astype(np.int64)),
+        torch.from_numpy(np.repeat(np.arange(len(items)), sizes)),
+        None,
+        None,
+        len(items),
+    )
+
+
+def _rotated_forward(model: torch.nn.Module, batch: GraphBatch, rot: torch.Tensor) -> torch.Tensor:
+    """Logits (R, N, C) of the batch under R rotations; rot (R, n_items, 3, 3)."""
+    r = rot.shape[0]
+    n = batch.species.shape[0]
+    k = model.cfg.k
+    if batch.env_size is not None:
+        pos = batch.vectors.reshape(batch.n_items, batch.env_size, 3)
+        index, vectors = environment_graph(pos, k)
+    else:
+        index, vectors = batch.index, batch.vectors
+    per_atom = rot[:, batch.item]  # (R, N, 3, 3)
+    vec = torch.einsum("rnij,nkj->rnki", per_atom, vectors).reshape(r * n, -1, 3)
+    centre = None
+    if batch.centre is not None:
+        centre = torch.einsum("rnij,nj->rni", per_atom, batch.centre).reshape(r * n, 3)
+    offs = (torch.arange(r) * n).view(r, 1, 1)
+    idx = (index.unsqueeze(0) + offs).reshape(r * n, -1)
+    logits = model(batch.species.repeat(r), idx, vec, centre_offset=centre, env_size=batch.env_size)
+    return logits.reshape(r, n, -1)
+
+
+def _forward(model: torch.nn.Module, kind: str, data: Dataset, items: np.ndarray, rot: torch.Tensor):
+    """(logits (R, M, C), targets (M,)) for R rotations of the given items."""
+    if kind == "erhard":
+        if not isinstance(data, EnvironmentSet):
+            raise LammpsPhaseError("the Erhard-style baseline trains on P-point environments, not whole samples")
+        pos = torch.from_numpy(data.positions[items].astype(np.float32))
+        sp = torch.from_numpy(data.species[items].astype(np.int64))
+        r, b = rot.shape[:2]
+        posr = torch.einsum("rbij,bpj->rbpi", rot, pos).reshape(r * b, *pos.shape[1:])
+        logits = model(sp.repeat(r, 1), posr).reshape(r, b, -1)
+        return logits, torch.from_numpy(data.labels[items, 0].astype(np.int64))
+    batch = graph_batch(data, items)
+    return _rotated_forward(model, batch, rot), batch.labels
+
+
+def train_model(
+    train_set: EnvironmentSet,
+    val_set: EnvironmentSet,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    kind: str = "segmentation",
+    log: Optional[Callable[[str], None]] = None,
+) -> tuple[Checkpoint, History]:
+    """Train and return the checkpoint of the best validation epoch, with its loss history."""
+    if train_set.classes != val_set.classes:
+        raise LammpsPhaseError("training and validation sets have different classes")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_model(model_cfg, kind)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    if cfg.max_batches:
+        total = min(total, cfg.max_batches)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=0.15)
+    weight = class_weights(train_set, cfg.class_balance)
+    hist = History()
+    best_state, best_acc = None, -1.0
+    t0 = time.perf_counter()
+    bar = _progress(total, cfg.progress)
+    step = 0
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = torch.from_numpy(rng.permutation(len(train_set)))
+        sums = np.zeros(3)
+        nb = 0
+        for s in range(0, len(order), cfg.batch_size):
+            if step >= total:
+                break
+            idx = order[s : s + cfg.batch_size].numpy()
+            if len(idx) < 2 and kind == "erhard":
+                continue  # batch-norm over pooled features needs more than one sample
+            rot = random_rotations(cfg.rotations * len(idx), gen).reshape(cfg.rotations, len(idx), 3, 3)
+            logits, targets = _forward(model, kind, train_set, idx, rot)
+            loss, ce, spread = combined_loss(logits, targets, cfg.phi, cfg.alpha, weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            sums += (loss.item(), ce.item(), spread.item())
+            hist.batch_ce.append(ce.item())
+            nb += 1
+            bar.update(1)
+        if nb == 0:
+            break
+        hist.train_loss.append(sums[0] / nb)
+        hist.train_ce.append(sums[1] / nb)
+        hist.train_rot.append(sums[2] / nb)
+        metrics = evaluate(model, val_set, kind=kind, batch_size=max(cfg.batch_size, 64))
+        hist.val_loss.append(metrics["loss"])
+        hist.val_accuracy.append(metrics["accuracy"])
+        if metrics[cfg.select] > best_acc:
+            best_acc, hist.best_epoch = metrics[cfg.select], epoch
+            best_state = copy.deepcopy(model.state_dict())
+        msg = (
+            f"epoch {epoch + 1}/{cfg.epochs}: loss {hist.train_loss[-1]:.4f} (CE {hist.train_ce[-1]:.4f}, "
+            f"rot {hist.train_rot[-1]:.4f})  val loss {metrics['loss']:.4f}  val acc {metrics['accuracy']:.4f}"
+        )
+        if log:
+            log(msg)
+        bar.set_postfix_str(f"val acc {metrics['accuracy']:.3f}")
+        if step >= total:
+            break
+    bar.close()
+    hist.seconds = time.perf_counter() - t0
+    if best_state is None:
+        raise LammpsPhaseError("no training step ran: the training set is empty or smaller than 2 environments")
+    model.load_state_dict(best_state)
+    ckpt = Checkpoint(
+        kind=kind,
+        config=model_cfg,
+        state_dict=model.state_dict(),
+        classes=list(train_set.classes),
+        metrics={"val_accuracy": hist.val_accuracy[hist.best_epoch], "val_" + cfg.select: best_acc, "best_epoch": hist.best_epoch, "train_seconds": hist.seconds},
+    )
+    return ckpt, hist
+
+
+def class_weights(data: Dataset, balance: float) -> Optional[torch.Tensor]:
+    """Cross-entropy weights ∝ (atoms per class)^−balance, mean 1 over the classes present; None for balance 0."""
+    if balance <= 0.0:
+        return None
+    labels = np.asarray(data.labels).reshape(-1)
+    counts = np.bincount(labels[labels >= 0], minlength=len(data.classes)).astype(np.float64)
+    w = np.where(counts > 0, np.maximum(counts, 1.0) ** -balance, 0.0)
+    w *= (counts > 0).sum() / w.sum()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    data: Dataset,
+    kind: str = "segmentation",
+    batch_size: int = 64,
+    rotate_seed: Optional[int] = 1234,
+) -> dict[str, Any]:
+    """Per-atom (segmentation) or per-centre (erhard) accuracy, loss, confusion matrix, per-class accuracy.
+
+    Items are randomly rotated (fixed seed) so the score reflects orientation-free use.
+    """
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(rotate_seed if rotate_seed is not None else 0)
+    c = len(data.classes)
+    conf = np.zeros((c, c), dtype=np.int64)
+    loss_sum, n_sum = 0.0, 0
+    preds = []
+    for s in range(0, len(data), batch_size):
+        items = np.arange(s, min(s + batch_size, len(data)))
+        rot = random_rotations(len(items), gen).unsqueeze(0)
+        if rotate_seed is None:
+            rot = torch.eye(3).expand(1, len(items), 3, 3)
+        logits, lab = _forward(model, kind, data, items, rot)
+        logits = logits[0]
+        loss_sum += F.cross_entropy(logits.reshape(-1, c), lab.reshape(-1), reduction="sum", ignore_index=IGNORE).item()
+        known = lab.reshape(-1) != IGNORE
+        n_sum += int(known.sum())
+        pred = logits.argmax(dim=-1)
+        preds.append(pred.numpy())
+        np.add.at(conf, (lab.reshape(-1)[known].numpy(), pred.reshape(-1)[known].numpy()), 1)
+    model.train(was_training)
+    per_class = {
+        name: float(conf[i, i] / conf[i].sum()) if conf[i].sum() else float("nan") for i, name in enumerate(data.classes)
+    }
+    seen = [v for v in per_class.values() if v == v]
+    return {
+        "accuracy": float(np.trace(conf) / max(conf.sum(), 1)),
+        "balanced_accuracy": float(np.mean(seen)) if seen else 0.0,
+        "loss": loss_sum / max(n_sum, 1),
+        "per_class": per_class,
+        "confusion": conf.tolist(),
+        "predictions": np.concatenate(preds) if preds else np.zeros(0, np.int64),
+    }
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+    def set_postfix_str(self, s: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="batch", dynamic_ncols=True)

@@ -1,0 +1,236 @@
+"""Fast inference path: same labels and logits as the reference PhaseNet; exact neighbour-list reuse."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_random_checkpoint
+from lammps_phase.model import checkpoint as ckpt_io
+from lammps_phase.inference.classify import Classifier
+from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.model.fastpath import FastPhaseNet, NeighborCache, compile_available, default_threads, set_threads
+from lammps_phase.inference.neighbors import knn
+from lammps_phase.data.structures import build, supercell
+
+K = 12
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return ckpt_io.load(make_random_checkpoint(tmp_path_factory.mktemp("fast") / "m.pt", k=K))
+
+
+@pytest.fixture(scope="module")
+def angles_checkpoint(tmp_path_factory):
+    """A model with the rotation-invariant edge geometry (edge_geometry = "angles")."""
+    path = make_random_checkpoint(tmp_path_factory.mktemp("fast") / "angles.pt", k=K, seed=1, edge_geometry="angles",
+                                  edge_angle_l=4, edge_angle_neighbors=6)
+    return ckpt_io.load(path)
+
+
+@pytest.fixture(scope="module")
+def triclinic_quartz():
+    """A jittered α-quartz supercell in its own hexagonal (triclinic) cell: 486 atoms."""
+    crystal = supercell(build("alpha_quartz"), 12.0, orthogonal=False)
+    rng = np.random.default_rng(3)
+    pos = crystal.positions + rng.normal(scale=0.08, size=crystal.positions.shape)
+    assert abs(crystal.cell[1, 0]) > 1.0  # really triclinic
+    return pos, crystal.cell, list(crystal.symbols)
+
+
+def reference_and_fast_logits(clf_ref, clf_fast, pos, cell, symbols):
+    sp = clf_ref.species_indices(symbols)
+    nl = knn(pos, K, cell=cell)
+    return clf_ref.logits(sp, nl), clf_fast.logits(sp, nl)
+
+
+@pytest.mark.parametrize("weighting", ["table", "exact"])
+def test_fast_path_matches_reference_on_triclinic_sample(checkpoint, triclinic_quartz, weighting):
+    pos, cell, symbols = triclinic_quartz
+    ref = Classifier(checkpoint, device="cpu", fast=False)
+    fast = Classifier(checkpoint, device="cpu", fast="eager")
+    fast.fast = FastPhaseNet(fast.model, compile=False, weighting=weighting, chunk=100)  # several chunks
+    a, b = reference_and_fast_logits(ref, fast, pos, cell, symbols)
+    assert a.shape == b.shape == (len(pos), len(checkpoint.classes))
+    assert float((a - b).abs().max()) < 1e-4
+    assert np.array_equal(ref.result_from_logits(a).labels, fast.result_from_logits(b).labels)
+    assert len(np.unique(ref.result_from_logits(a).labels)) > 1  # the comparison is not vacuous
+
+
+@pytest.mark.parametrize("weighting, cache_angles", [("table", True), ("exact", True), ("table", False)])
+def test_fast_path_matches_reference_with_invariant_edge_geometry(angles_checkpoint, triclinic_quartz, weighting,
+                                                                  cache_angles, monkeypatch):
+    from lammps_phase.model import fastpath
+
+    if not cache_angles:  # large samples recompute the edge angles per layer and chunk
+        monkeypatch.setattr(fastpath, "_ANGLE_CACHE_BYTES", 0)
+    pos, cell, symbols = triclinic_quartz
+    ref = Classifier(angles_checkpoint, device="cpu", fast=False)
+    fast = Classifier(angles_checkpoint, device="cpu", fast="eager")
+    fast.fast = FastPhaseNet(fast.model, compile=False, weighting=weighting, chunk=100)  # several chunks
+    a, b = reference_and_fast_logits(ref, fast, pos, cell, symbols)
+    assert float((a - b).abs().max()) < 1e-4
+    assert np.array_equal(a.argmax(1).numpy(), b.argmax(1).numpy())
+    assert float(a.std(dim=0).max()) > 0.1  # logits differ between atoms: the comparison has teeth
+
+
+def test_classify_default_is_fast_and_agrees(checkpoint, triclinic_quartz):
+    pos, cell, symbols = triclinic_quartz
+    fast = Classifier(checkpoint, device="cpu")
+    assert fast.fast is not None
+    res_fast = fast.classify(pos, cell, symbols)
+    res_ref = Classifier(checkpoint, device="cpu", fast=False).classify(pos, cell, symbols)
+    assert np.array_equal(res_fast.labels, res_ref.labels)
+    np.testing.assert_allclose(res_fast.confidence, res_ref.confidence, atol=1e-5)
+    assert {"neighbors", "convert", "network", "result"} <= set(fast.last_timings)
+
+
+def test_chunk_boundaries_do_not_change_logits(checkpoint, triclinic_quartz):
+    pos, cell, symbols = triclinic_quartz
+    model = checkpoint.build()
+    nl = knn(pos, K, cell=cell)
+    sp = torch.as_tensor(Classifier(checkpoint, device="cpu", fast=False).species_indices(symbols))
+    args = (sp, torch.as_tensor(nl.index), torch.as_tensor(nl.vectors))
+    whole = FastPhaseNet(model, compile=False, chunk=100_000)(*args)
+    n = len(pos)
+    chunk = max(c for c in range(2, n // 3) if n % c == 1)  # leaves a single-atom tail ...
+    pieces = FastPhaseNet(model, compile=False, chunk=chunk)
+    sizes = [c.stop - c.start for c in pieces._chunks(n)]
+    assert sum(sizes) == n and len(sizes) >= 3 and sizes[-1] == chunk + 1  # ... merged into the previous chunk
+    assert float((pieces(*args) - whole).abs().max()) < 1e-5
+
+
+@pytest.mark.skipif(not compile_available("cpu"), reason="torch.compile needs a C++ compiler")
+@pytest.mark.skipif(
+    os.environ.get("LAMMPS_PHASE_SLOW_TESTS") != "1", reason="compiles kernels (~20-60 s); set LAMMPS_PHASE_SLOW_TESTS=1"
+)
+def test_compiled_kernels_match_reference(checkpoint, angles_checkpoint, triclinic_quartz):
+    pos, cell, symbols = triclinic_quartz
+    ref = Classifier(checkpoint, device="cpu", fast=False)
+    comp = Classifier(checkpoint, device="cpu", fast="compile")
+    assert comp.fast.compiled
+    a, b = reference_and_fast_logits(ref, comp, pos, cell, symbols)
+    assert float((a - b).abs().max()) < 1e-4
+    angles_ref = Classifier(angles_checkpoint, device="cpu", fast=False)
+    angles_comp = Classifier(angles_checkpoint, device="cpu", fast="compile")
+    a, b = reference_and_fast_logits(angles_ref, angles_comp, pos, cell, symbols)
+    assert float((a - b).abs().max()) < 1e-4
+    # a second, different size reuses the compiled code (dynamic shapes): fast, no recompilation
+    half = len(pos) // 2 + 7
+    sp = torch.as_tensor(ref.species_indices(symbols))
+    nl = knn(pos, K, cell=cell)
+    t0 = time.perf_counter()
+    comp.fast(sp[:half], torch.as_tensor(nl.index[:half] % half), torch.as_tensor(nl.vectors[:half]))
+    assert time.perf_counter() - t0 < 5.0
+
+
+def test_fast_path_refuses_models_it_cannot_reproduce(checkpoint):
+    model = checkpoint.build()
+    with torch.no_grad():
+        model.convs[0].lin_self.weight.mul_(2.0)
+    fast = FastPhaseNet(model, compile=False, verify=False)
+    # corrupt the fast copy: verification must notice the disagreement
+    fast.layers[1].w_i.mul_(3.0)
+    with pytest.raises(LammpsPhaseError, match="disagrees"):
+        fast._verify(model)
+
+
+# ------------------------------------------------------------------------------------------- neighbours
+
+
+def same_neighbors(a, b) -> bool:
+    """Same neighbour images per row (order-insensitive among equal distances), vectors to float32 precision."""
+    if not np.allclose(a.distances, b.distances, atol=1e-5):
+        return False
+    va = np.sort(np.round(a.vectors.reshape(len(a.index), -1), 4), axis=1)
+    vb = np.sort(np.round(b.vectors.reshape(len(b.index), -1), 4), axis=1)
+    return np.array_equal(np.sort(a.index, axis=1), np.sort(b.index, axis=1)) and np.allclose(va, vb, atol=2e-4)
+
+
+def test_neighbor_reuse_is_exact_after_small_moves_and_rebuilds_after_large(triclinic_quartz):
+    pos, cell, symbols = triclinic_quartz
+    cache = NeighborCache(K, extra=8)
+    species = np.array([s == "O" for s in symbols], dtype=np.int64)
+    first = cache.get(pos, cell, species=species)
+    assert same_neighbors(first, knn(pos, K, cell=cell)) and cache.builds == 1
+
+    rng = np.random.default_rng(0)
+    moved = pos + rng.normal(scale=0.02, size=pos.shape)
+    # LAMMPS re-wraps atoms that leave the box: emulate by shifting some atoms by whole box vectors
+    wrapped = moved.copy()
+    wrapped[::7] += cell[0]
+    wrapped[3::11] -= cell[2] + cell[1]
+    second = cache.get(wrapped, cell, species=species)
+    assert cache.builds == 1 and cache.reuses == 1 and not cache.last_rebuilt
+    assert same_neighbors(second, knn(wrapped, K, cell=cell))
+
+    far = moved.copy()
+    far[0] += np.array([0.9, -0.7, 0.5])  # one atom jumps ~1.3 Å: candidate lists can no longer be trusted
+    third = cache.get(far, cell, species=species)
+    assert cache.last_rebuilt and cache.builds == 2
+    assert same_neighbors(third, knn(far, K, cell=cell))
+
+
+def test_neighbor_cache_backs_off_when_reuse_keeps_failing(triclinic_quartz):
+    pos, cell, _ = triclinic_quartz
+    cache = NeighborCache(K, extra=8, backoff=3)
+    rng = np.random.default_rng(1)
+    frames = [pos + rng.normal(scale=0.4, size=pos.shape) for _ in range(9)]  # every call moves atoms too far
+    for i, frame in enumerate(frames):
+        nl = cache.get(frame, cell)
+        assert same_neighbors(nl, knn(frame, K, cell=cell)), f"call {i}"
+        assert nl.index.shape == (len(pos), K)
+    # call 0 builds with candidates; calls 1, 2 try reuse and fail; calls 3-5 build plainly without trying;
+    # call 6 builds with candidates again, calls 7, 8 try and fail
+    assert cache.failed_reuses == 4 and cache.reuses == 0 and cache.builds == 9
+
+
+def test_neighbor_cache_rebuilds_when_the_system_changes(triclinic_quartz):
+    pos, cell, symbols = triclinic_quartz
+    species = np.array([s == "O" for s in symbols], dtype=np.int64)
+    cache = NeighborCache(K)
+    cache.get(pos, cell, species=species)
+    cache.get(pos, cell * 1.01, species=species)  # box deformed (NPT)
+    assert cache.last_rebuilt
+    swapped = species.copy()
+    swapped[:2] = swapped[:2][::-1] if swapped[0] != swapped[1] else 1 - swapped[:2]
+    cache.get(pos, cell * 1.01, species=swapped)  # different atoms
+    assert cache.last_rebuilt and cache.builds == 3
+    cache.get(pos[:-1], cell * 1.01, species=swapped[:-1])  # an atom was lost
+    assert cache.builds == 4
+
+
+def test_classifier_with_reuse_labels_like_fresh_search(checkpoint, triclinic_quartz):
+    pos, cell, symbols = triclinic_quartz
+    insitu = Classifier(checkpoint, device="cpu", reuse_neighbors=True)
+    fresh = Classifier(checkpoint, device="cpu")
+    rng = np.random.default_rng(1)
+    for step in range(3):
+        x = pos + rng.normal(scale=0.01 * (step + 1), size=pos.shape)
+        assert np.array_equal(insitu.classify(x, cell, symbols).labels, fresh.classify(x, cell, symbols).labels)
+    assert insitu.neighbor_cache.reuses >= 2
+
+
+def test_threads_follow_the_cores_of_this_process(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        assert 1 <= default_threads() <= (os.cpu_count() or 1)
+        assert set_threads(1) == 1 and torch.get_num_threads() == 1
+        with pytest.raises(LammpsPhaseError, match="threads"):
+            set_threads(0)
+        monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", str(64 * (os.cpu_count() or 1)))
+        assert default_threads() == 1  # many ranks sharing the node: never below one thread, never above the share
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_fast_path_on_cuda_matches_cpu_reference(checkpoint, triclinic_quartz):
+    pos, cell, symbols = triclinic_quartz
+    ref = Classifier(checkpoint, device="cpu", fast=False)
+    gpu = Classifier(checkpoint, device="cuda", fast="auto")
+    a, b = reference_and_fast_logits(ref, gpu, pos, cell, symbols)
+    assert float((a - b.cpu()).abs().max()) < 1e-4

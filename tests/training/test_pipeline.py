@@ -1,0 +1,137 @@
+"""`lammps-phase-train`: a tiny end-to-end training (two phases, small cells, few steps), caching, errors."""
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from lammps_phase.model import checkpoint as ckpt_io
+from lammps_phase.cli import train_main
+from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.training.pipeline import load_config
+
+from conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("tiny")
+    (work / "tiny.toml").write_text(TINY)
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        t0 = time.perf_counter()
+        assert train_main(["tiny.toml", "-q"]) == 0
+        first = time.perf_counter() - t0
+    finally:
+        os.chdir(cwd)
+    return work, first
+
+
+def test_tiny_end_to_end_training(tiny_run):
+    work, seconds = tiny_run
+    ck = ckpt_io.load(work / "tiny.pt")
+    assert ck.classes == ["alpha_quartz", "stishovite"]
+    # held-out test run (seed 3) through the Classifier: quartz and stishovite are easy to tell apart
+    assert ck.metrics["test_accuracy"] >= 0.95
+    assert set(ck.metrics["test_per_class"]) == {"alpha_quartz", "stishovite"}
+    assert ck.metrics["rotation_agreement"] >= 0.95
+    assert set(ck.metrics["test_by_place"]) == {"bulk", "strained"}  # accuracy where it was measured
+    assert 4.0 < ck.metrics["receptive_radius_angstrom"] < 25.0  # 4 hops × the 12th-neighbour distance
+    assert ck.data_fingerprint
+    report = work / "tiny_report"
+    for name in ("report.json", "report.md", "confusion.png", "accuracy_vs_temperature.png", "loss_curves.png"):
+        assert (report / name).stat().st_size > 0, name
+    heating = (work / "cache" / "tiny" / "heating_report.txt").read_text()
+    assert "alpha_quartz" in heating and "kept" in heating
+
+
+def test_rerun_is_cached_and_single_stage_runs(tiny_run):
+    work, first = tiny_run
+    runs = sorted((work / "cache" / "tiny" / "runs").glob("*.npz"))
+    assert len(runs) == 9  # 3 [[phase]] blocks × 3 seeds
+    stamp = {p: p.stat().st_mtime for p in runs}
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        assert train_main(["tiny.toml", "-q", "--stage", "heating"]) == 0
+        assert train_main(["tiny.toml", "-q", "--stage", "datasets"]) == 0
+    finally:
+        os.chdir(cwd)
+    assert {p: p.stat().st_mtime for p in runs} == stamp  # nothing was rerun
+    kept = np.load(runs[0])["positions"]
+    assert kept.ndim == 3 and kept.shape[0] > 0
+
+
+def test_resume_after_interrupt_redoes_only_the_missing_run(tiny_run):
+    work, _ = tiny_run
+    runs_dir = work / "cache" / "tiny" / "runs"
+    victim = runs_dir / "stishovite_0GPa_seed2.npz"
+    others = {p: p.stat().st_mtime for p in runs_dir.glob("*.npz") if p != victim}
+    victim.unlink()
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        assert train_main(["tiny.toml", "-q", "--stage", "heating"]) == 0
+    finally:
+        os.chdir(cwd)
+    assert victim.exists()
+    assert {p: p.stat().st_mtime for p in others} == others
+
+
+def test_changed_phase_parameters_remake_only_that_phase_and_its_datasets(tiny_run):
+    work, _ = tiny_run
+    cache = work / "cache" / "tiny"
+    runs_dir = cache / "runs"
+    before = {p.name: p.stat().st_mtime for p in runs_dir.glob("*.npz")}
+    datasets = {p.name: p.stat().st_mtime for p in cache.glob("*_samples.h5")}
+    changed = TINY.replace("t_end = 600\nps = 0.4\n\n[dataset]", "t_end = 500\nps = 0.4\n\n[dataset]")
+    assert changed != TINY  # the stishovite ramp (last phase) now ends at 500 K
+    (work / "tiny_changed.toml").write_text(changed)
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        assert train_main(["tiny_changed.toml", "-q", "--stage", "heating"]) == 0
+        assert train_main(["tiny_changed.toml", "-q", "--stage", "datasets"]) == 0
+    finally:
+        os.chdir(cwd)
+    after = {p.name: p.stat().st_mtime for p in runs_dir.glob("*.npz")}
+    remade = {name for name in after if after[name] != before[name]}
+    assert remade == {f"stishovite_0GPa_seed{s}.npz" for s in (1, 2, 3)}
+    assert all(p.stat().st_mtime > datasets[p.name] for p in cache.glob("*_samples.h5"))  # rebuilt from the new runs
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.replace('seeds = { train = [1], val = [2], test = [3] }', 'seeds = { train = [1], val = [1], test = [3] }'))
+    with pytest.raises(LammpsPhaseError, match="disjoint"):
+        load_config(bad)
+    bad.write_text(TINY.replace('name = "stishovite"', 'name = "stishovite"\nkind = "plasma"'))
+    with pytest.raises(LammpsPhaseError, match="plasma"):
+        load_config(bad)
+    bad.write_text("name = 'x'\n")
+    with pytest.raises(LammpsPhaseError, match="lacks the key 'elements'"):
+        load_config(bad)
+    assert train_main([str(tmp_path / "missing.toml")]) == 2
+
+
+def test_two_blocks_may_feed_one_class_but_not_at_the_same_pressure(tmp_path):
+    extra = '\n[[phase]]\nname = "alpha_quartz"\npressure_gpa = [{p}]\nt_start = 300\nt_end = 900\nps = 0.4\n'
+    cfg_path = tmp_path / "two.toml"
+    cfg_path.write_text(TINY + extra.format(p=8.0))
+    cfg = load_config(cfg_path)
+    assert cfg.classes == ["alpha_quartz", "stishovite"]  # the third block adds runs, not a class
+    assert len(cfg.phases) == 4  # TINY has three blocks
+    cfg_path.write_text(TINY + extra.format(p=0.0))
+    with pytest.raises(LammpsPhaseError, match="alpha_quartz at 0 GPa appears in two"):
+        load_config(cfg_path)
+
+
+def test_shipped_configs_parse():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for name in ("train_sio2.toml", "train_cu.toml"):
+        cfg = load_config(os.path.join(root, "inputs", name))
+        assert len(cfg.classes) == len(set(cfg.classes))
+        json.dumps(cfg.model)
