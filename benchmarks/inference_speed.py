@@ -141,7 +141,7 @@ def worker_erhard(points: list[int], centres: int, threads: str, device: str, ch
 
     from lammps_phase.inference.classify import resolve_device
     from lammps_phase.data.datasets import extract_environments
-    from lammps_phase.model.fastpath import set_threads
+    from lammps_phase.runtime import set_threads
 
     set_threads("auto" if threads == "auto" else int(threads))
     dev = resolve_device(device)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import IO, Any
+
+from lammps_phase import runtime
 
 DOCTOR_DESCRIPTION = (
     "Check the environment: the LAMMPS Python module and library (version, exceptions, MPI, packages and styles "
@@ -67,7 +68,6 @@ FIX_CUDA = (
 )
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-LOCAL_RANK_VARIABLES = ("OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID")
 
 
 @dataclass
@@ -260,11 +260,7 @@ def probe_mpi() -> dict[str, Any]:
 
 def node_local_rank() -> int:
     """This process's rank on its node, as the launchers publish it (0 outside MPI)."""
-    for name in LOCAL_RANK_VARIABLES:
-        value = os.environ.get(name, "")
-        if value.isdigit():
-            return int(value)
-    return 0
+    return runtime.local_rank()
 
 
 def probe_torch() -> dict[str, Any]:

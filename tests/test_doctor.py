@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lammps_phase import doctor
+from lammps_phase import doctor, runtime
 
 
 # The report of the real environment, probed once (each probe starts LAMMPS and runs `lmp -h`).
@@ -154,7 +154,7 @@ def test_version_string_matches_lammps_spelling():
 
 
 def test_gpu_device_follows_node_local_rank(monkeypatch):
-    for name in doctor.LOCAL_RANK_VARIABLES:
+    for name in runtime.LOCAL_RANK:
         monkeypatch.delenv(name, raising=False)
     assert doctor.node_local_rank() == 0
     monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_RANK", "5")

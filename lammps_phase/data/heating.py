@@ -17,7 +17,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
-import os
 import pickle
 import shutil
 import subprocess
@@ -29,12 +28,13 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from lammps_phase import runtime
+from lammps_phase.elements import density, mass
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.inference.formats import lammps_cell
-from lammps_phase.data.potentials import MASSES, Potential, get as get_potential, type_map_for
+from lammps_phase.cell import lammps_frame
+from lammps_phase.data.potentials import Potential, get as get_potential, type_map_for
 
 BAR_PER_GPA = 1.0e4
-AMU_PER_A3_IN_G_PER_CM3 = 1.66053907
 #: Si–O bond cutoff (Å): between the longest octahedral bond (≈1.9 Å under pressure) and the next O shell.
 SIO2_BOND_CUTOFF = 2.1
 
@@ -195,12 +195,6 @@ def coordination_rule(positions: np.ndarray, cell: np.ndarray, species: Sequence
     return element, element, 0.5 * (first + second)
 
 
-def density(cell: np.ndarray, species: Sequence[str]) -> float:
-    """Mass density (g/cm³)."""
-    mass = sum(MASSES[s] for s in species)
-    return mass / abs(np.linalg.det(cell)) * AMU_PER_A3_IN_G_PER_CM3
-
-
 def _site_displacement(fractional: np.ndarray, sites_fractional: np.ndarray, cell: np.ndarray,
                        unwrapped: bool) -> np.ndarray:
     """Per-atom displacement (Å) from the lattice sites, measured in the current cell after removing drift."""
@@ -325,17 +319,6 @@ def check_amorphous(snapshot: Snapshot, reference: Reference, *, min_displaced_f
 # LAMMPS plumbing
 
 
-def lammps_frame(cell: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate a cell (rows a, b, c) and its atoms into LAMMPS's frame: a ∥ x, b in the xy plane.
-
-    Positions are wrapped into the cell. Returns (cell, positions) in the new frame.
-    """
-    cell = np.asarray(cell, dtype=float)
-    lmp_cell, _ = lammps_cell(cell)
-    frac = np.asarray(positions, dtype=float) @ np.linalg.inv(cell)
-    frac = np.mod(frac, 1.0)
-    frac[frac >= 1.0 - 1e-12] = 0.0
-    return lmp_cell, frac @ lmp_cell
 
 
 _HAS_EXCEPTIONS: bool | None = None
@@ -351,14 +334,6 @@ def lammps_has_exceptions() -> bool:
         lib = ctypes.CDLL(lib_name, mode=ctypes.RTLD_GLOBAL)
         _HAS_EXCEPTIONS = bool(lib.lammps_config_has_exceptions())
     return _HAS_EXCEPTIONS
-
-
-def mpi_world_size() -> int:
-    """Ranks of the MPI job this process belongs to (1 when not started by mpirun)."""
-    for var in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE"):
-        if os.environ.get(var):
-            return int(os.environ[var])
-    return 1
 
 
 def error_line(log_path: str | Path) -> str | None:
@@ -394,7 +369,7 @@ class _Session:
         cell, positions = lammps_frame(np.asarray(crystal.cell), np.asarray(crystal.positions))
         self.input_cell, self.input_positions = cell, positions
         self.type_map = type_map_for(potential, self.species)
-        self.masses = np.array([MASSES[s] for s in self.species])
+        self.masses = np.array([mass(s) for s in self.species])
         self.step = 0
         self.timestep_ps = (timestep_fs or potential.timestep_fs) / 1000.0
 
@@ -768,7 +743,7 @@ def implementation(kind: str) -> Callable[..., Any]:
 def _dispatch(kind: str, kwargs: dict[str, Any], *, log_path: str | Path | None, isolate: bool | None,
               ranks: int) -> Any:
     if isolate is None:
-        isolate = not lammps_has_exceptions() and mpi_world_size() == 1
+        isolate = not lammps_has_exceptions() and runtime.world_size() == 1
     kwargs = dict(kwargs)
     kwargs["crystal"] = CrystalData.of(_supercell(kwargs["crystal"], kwargs.pop("supercell_min_length", None)))
     potential = kwargs.get("potential")
@@ -924,8 +899,7 @@ def _worker(job_path: str) -> None:
         payload = {"result": implementation(job["kind"])(**job["kwargs"])}
     except LammpsPhaseError as exc:  # our own verdicts (e.g. "not liquid") travel back as such
         payload = {"error": str(exc)}
-    rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "0")))
-    if rank == 0:
+    if runtime.world_rank() == 0:
         with open(job["result"], "wb") as fh:
             pickle.dump(payload, fh)
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
+from lammps_phase.elements import mass
 from lammps_phase.errors import LammpsPhaseError
 
 #: Atomic masses (amu), IUPAC standard values.
-MASSES: dict[str, float] = {"Si": 28.0855, "O": 15.9994, "Cu": 63.546}
 
 _POTENTIAL_DIRS = ("/usr/share/lammps/potentials",)
 
@@ -95,7 +95,7 @@ class Potential:
         ``type_map`` maps element symbol → LAMMPS atom type (1-based, contiguous), e.g. {"Si": 1, "O": 2}.
         """
         elements_by_type = self._check_type_map(type_map)
-        lines = [f"mass {t} {MASSES[el]}" for t, el in enumerate(elements_by_type, start=1)]
+        lines = [f"mass {t} {mass(el)}" for t, el in enumerate(elements_by_type, start=1)]
         lines += self._interaction(elements_by_type)
         for t, el in enumerate(elements_by_type, start=1):
             if self.charges:

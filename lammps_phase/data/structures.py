@@ -16,12 +16,12 @@ from functools import lru_cache
 from importlib import resources
 
 import numpy as np
-from ase.data import atomic_masses, atomic_numbers
+from ase.data import atomic_numbers
 from ase.spacegroup import crystal as ase_crystal
 
+from lammps_phase import elements
 from lammps_phase.errors import LammpsPhaseError
 
-AMU_PER_A3_TO_G_PER_CM3 = 1.66053906660
 OVERLAP_DISTANCE = 1.2
 # Closest approaches that still make sense in any SiO2 polymorph up to ~300 GPa
 # (pyrite type: O-O 2.10 A, Si-Si 2.78 A; stishovite: shared-edge O-O 2.29 A, Si-Si 2.67 A).
@@ -195,9 +195,7 @@ def _min_image_distance(crystal: Crystal) -> float:
 
 def density(crystal: Crystal) -> float:
     """Mass density in g/cm^3."""
-    mass = sum(atomic_masses[atomic_numbers[s]] for s in crystal.symbols)
-    volume = abs(np.linalg.det(crystal.cell))
-    return float(mass / volume * AMU_PER_A3_TO_G_PER_CM3)
+    return elements.density(crystal.cell, crystal.symbols)
 
 
 def nearest_neighbours(crystal: Crystal, tolerance: float = 0.05) -> tuple[np.ndarray, float]:

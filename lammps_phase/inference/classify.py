@@ -16,8 +16,11 @@ import torch
 
 from lammps_phase.model import checkpoint as ckpt_io
 from lammps_phase.model import fastpath
+from lammps_phase import runtime
+from lammps_phase.elements import element_indices
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.inference.neighbors import NeighborList, knn, lammps_box_to_cell
+from lammps_phase.cell import lammps_box_to_cell
+from lammps_phase.inference.neighbors import NeighborList, knn
 
 if TYPE_CHECKING:
     import ase
@@ -146,8 +149,7 @@ class Classifier:
         self.model = checkpoint.build().to(self.device)
         self.threshold = check_threshold(threshold)
         self.chunk = int(chunk)
-        self._element_index = {e: i for i, e in enumerate(checkpoint.elements)}
-        self.threads = fastpath.set_threads(threads)
+        self.threads = runtime.set_threads(threads)
         self.fast: Optional[fastpath.FastPhaseNet] = None
         if fast not in (True, False, "auto", "compile", "eager"):
             raise LammpsPhaseError(f"fast must be True, False, 'auto', 'compile' or 'eager', not {fast!r}")
@@ -207,19 +209,8 @@ class Classifier:
         return self.receptive_hops * float(neighbors.distances[:, self.k - 1].max())
 
     def species_indices(self, species: SpeciesLike, type_map: Optional[Sequence[str]] = None) -> np.ndarray:
-        elements = species_to_elements(species, type_map)
-        uniq = np.unique(elements)
-        unknown = [e for e in uniq if e not in self._element_index]
-        if unknown:
-            raise LammpsPhaseError(
-                f"element(s) {' '.join(unknown)} are unknown to this model (it knows {' '.join(self.elements)}): "
-                "fix the type map or use a checkpoint trained for these elements"
-            )
-        lut = {e: self._element_index[e] for e in uniq}
-        out = np.empty(len(elements), dtype=np.int64)
-        for e, i in lut.items():
-            out[elements == e] = i
-        return out
+        return element_indices(species_to_elements(species, type_map), self.elements,
+                               "fix the type map or use a checkpoint trained for these elements")
 
     @torch.no_grad()
     def logits(self, species_idx: np.ndarray, neighbors: NeighborList) -> torch.Tensor:

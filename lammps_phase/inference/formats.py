@@ -27,6 +27,8 @@ from typing import IO, Iterator, Mapping, Sequence
 import numpy as np
 
 from lammps_phase.atomic_write import PendingFile, atomic_path
+from lammps_phase.cell import lammps_cell
+from lammps_phase.elements import ATOMIC_MASSES
 from lammps_phase.errors import LammpsPhaseError
 
 PathLike = str | os.PathLike
@@ -48,16 +50,6 @@ _FLOAT_PREFIXES = ("c_", "f_", "v_", "d_", "d2_")
 _COORDINATE_SETS = (("x", "y", "z"), ("xu", "yu", "zu"), ("xs", "ys", "zs"), ("xsu", "ysu", "zsu"))
 _SCALED_SETS = (("xs", "ys", "zs"), ("xsu", "ysu", "zsu"))
 
-# Standard atomic weights (IUPAC 2021 abridged values), for the Masses section of data files we write.
-ATOMIC_MASSES: dict[str, float] = {
-    "H": 1.008, "He": 4.0026, "Li": 6.94, "Be": 9.0122, "B": 10.81, "C": 12.011, "N": 14.007,
-    "O": 15.999, "F": 18.998, "Ne": 20.180, "Na": 22.990, "Mg": 24.305, "Al": 26.982, "Si": 28.085,
-    "P": 30.974, "S": 32.06, "Cl": 35.45, "Ar": 39.948, "K": 39.098, "Ca": 40.078, "Ti": 47.867,
-    "V": 50.942, "Cr": 51.996, "Mn": 54.938, "Fe": 55.845, "Co": 58.933, "Ni": 58.693, "Cu": 63.546,
-    "Zn": 65.38, "Ga": 69.723, "Ge": 72.630, "As": 74.922, "Zr": 91.224, "Nb": 92.906, "Mo": 95.95,
-    "Pd": 106.42, "Ag": 107.87, "Sn": 118.71, "Hf": 178.49, "Ta": 180.95, "W": 183.84, "Pt": 195.08,
-    "Au": 196.97, "Pb": 207.2,
-}
 
 # numpy's loadtxt warns about blank atom lines; the parsers report them as an error of their own
 warnings.filterwarnings("ignore", message=r"Input line \d+ contained no data", category=UserWarning)
@@ -775,33 +767,6 @@ def _extxyz_layout(properties: str, where: str) -> tuple[list[str], list[str], d
     return names, kinds, vectors
 
 
-def lammps_cell(cell: np.ndarray, where: str = "cell") -> tuple[np.ndarray, np.ndarray]:
-    """The LAMMPS lower-triangular form of a right-handed cell and the rotation R with cell @ R == that form.
-
-    Positions (row vectors) rotate the same way: r_lammps = r @ R. R is a proper rotation, so distances keep.
-    """
-    cell = np.asarray(cell, dtype=np.float64)
-    if cell.shape != (3, 3):
-        raise LammpsPhaseError(f"{where}: a cell must be 3x3 (rows a, b, c), got shape {cell.shape}")
-    if not np.all(np.isfinite(cell)):
-        raise LammpsPhaseError(f"{where}: the cell holds non-finite numbers (nan or inf)")
-    if np.linalg.det(cell) <= 0:
-        raise LammpsPhaseError(
-            f"{where}: the cell vectors a, b, c are left-handed or degenerate (det <= 0); "
-            "LAMMPS needs a right-handed cell: swap two vectors or flip one"
-        )
-    if cell[0, 1] == 0 and cell[0, 2] == 0 and cell[1, 2] == 0:
-        return cell.copy(), np.eye(3)
-    a, b, c = cell
-    lx = np.linalg.norm(a)
-    a_hat = a / lx
-    xy = b @ a_hat
-    ly = np.linalg.norm(np.cross(a_hat, b))
-    xz = c @ a_hat
-    yz = (b @ c - xy * xz) / ly
-    lz = np.sqrt(max(c @ c - xz**2 - yz**2, 0.0))
-    target = np.array([[lx, 0.0, 0.0], [xy, ly, 0.0], [xz, yz, lz]])
-    return target, np.linalg.solve(cell, target)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -20,9 +20,10 @@ from typing import Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
+from lammps_phase.cell import finite_vector, validated_cell
 from lammps_phase.errors import LammpsPhaseError
 
-__all__ = ["NeighborList", "cell_to_lammps_box", "knn", "lammps_box_to_cell", "wrap_positions"]
+__all__ = ["NeighborList", "knn", "wrap_positions"]
 
 _QUERY_CHUNK = 1 << 16  # rows per tree query: bounds the float64 temporaries to tens of MB
 _SHELL_SAFETY = 1.5  # initial shell = 1.5 x radius of a sphere holding k atoms at mean density
@@ -42,44 +43,6 @@ class NeighborList:
         return int(self.index.shape[1])
 
 
-def lammps_box_to_cell(
-    boxlo: Sequence[float], boxhi: Sequence[float], xy: float = 0.0, xz: float = 0.0, yz: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """LAMMPS box (boxlo, boxhi, tilts) -> (cell with rows a, b, c; origin = boxlo)."""
-    lo = _finite_vector(boxlo, "boxlo")
-    hi = _finite_vector(boxhi, "boxhi")
-    lengths = hi - lo
-    if np.any(lengths <= 0.0):
-        raise LammpsPhaseError(
-            f"box lengths boxhi - boxlo = {lengths.tolist()} must all be positive; pass boxhi above boxlo"
-        )
-    tilts = np.array([xy, xz, yz], dtype=np.float64)
-    if not np.all(np.isfinite(tilts)):
-        raise LammpsPhaseError(f"tilt factors xy, xz, yz = {tilts.tolist()} must be finite numbers")
-    cell = np.array(
-        [[lengths[0], 0.0, 0.0], [tilts[0], lengths[1], 0.0], [tilts[1], tilts[2], lengths[2]]], dtype=np.float64
-    )
-    return cell, lo
-
-
-def cell_to_lammps_box(
-    cell: np.ndarray, origin: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray, float, float, float]:
-    """(cell, origin) -> (boxlo, boxhi, xy, xz, yz); the cell must already be in LAMMPS' lower-triangular form."""
-    cell = _validated_cell(cell)
-    lo = _finite_vector(origin, "origin")
-    scale = float(np.abs(cell).max())
-    upper = np.array([cell[0, 1], cell[0, 2], cell[1, 2]])
-    if np.any(np.abs(upper) > 1e-10 * scale) or np.any(np.diag(cell) <= 0.0):
-        raise LammpsPhaseError(
-            "cell is not in LAMMPS form (a along +x, b in the xy-plane with b_y > 0, c_z > 0): "
-            f"rows {cell.tolist()}; rotate the structure so the cell is lower-triangular "
-            "(e.g. ase.geometry.cell_to_cellpar then cellpar_to_cell) before converting"
-        )
-    hi = lo + np.diag(cell)
-    return lo, hi, float(cell[1, 0]), float(cell[2, 0]), float(cell[2, 1])
-
-
 def wrap_positions(
     positions: np.ndarray,
     cell: np.ndarray,
@@ -91,9 +54,9 @@ def wrap_positions(
     Atoms move only by whole cell vectors, so atoms already inside keep their coordinates bit for bit.
     """
     pos = _validated_positions(positions)
-    cell = _validated_cell(cell)
+    cell = validated_cell(cell)
     periodic = _validated_pbc(pbc)
-    return _wrap(pos, cell, _finite_vector(origin, "origin"), periodic)
+    return _wrap(pos, cell, finite_vector(origin, "origin"), periodic)
 
 
 def knn(
@@ -113,7 +76,7 @@ def knn(
     pos = _validated_positions(positions)
     k = _validated_k(k)
     periodic = _validated_pbc(pbc)
-    origin_vec = _finite_vector(origin, "origin")
+    origin_vec = finite_vector(origin, "origin")
     if cell is None:
         if periodic.any():
             raise LammpsPhaseError(
@@ -122,7 +85,7 @@ def knn(
             )
         cell_arr = None
     else:
-        cell_arr = _validated_cell(cell)
+        cell_arr = validated_cell(cell)
     n_atoms = len(pos)
     query_ids = _validated_query(query, n_atoms)
     if not periodic.any() and n_atoms - 1 < k:
@@ -316,20 +279,6 @@ def _validated_pbc(pbc: Sequence[bool] | bool) -> np.ndarray:
     return flags.astype(bool)
 
 
-def _validated_cell(cell: np.ndarray) -> np.ndarray:
-    arr = np.asarray(cell, dtype=np.float64)
-    if arr.shape != (3, 3) or not np.all(np.isfinite(arr)):
-        raise LammpsPhaseError(f"cell must be a finite 3x3 array with rows = box vectors, got {arr.tolist()}")
-    norms = np.linalg.norm(arr, axis=1)
-    volume = abs(float(np.linalg.det(arr)))
-    if np.any(norms == 0.0) or volume <= 1e-10 * float(np.prod(norms)):
-        raise LammpsPhaseError(
-            f"cell {arr.tolist()} is singular (box vectors are zero or coplanar, volume {volume:.3g}); "
-            "pass the three box vectors as rows, e.g. from lammps_box_to_cell(boxlo, boxhi, xy, xz, yz)"
-        )
-    return arr
-
-
 def _validated_query(query: np.ndarray | Sequence[int] | None, n_atoms: int) -> np.ndarray:
     if query is None:
         return np.arange(n_atoms, dtype=np.int64)
@@ -346,9 +295,3 @@ def _validated_query(query: np.ndarray | Sequence[int] | None, n_atoms: int) -> 
         )
     return ids.astype(np.int64)
 
-
-def _finite_vector(values: Sequence[float], name: str) -> np.ndarray:
-    vec = np.asarray(values, dtype=np.float64)
-    if vec.shape != (3,) or not np.all(np.isfinite(vec)):
-        raise LammpsPhaseError(f"{name} must be three finite numbers, got {values!r}")
-    return vec

@@ -57,6 +57,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from lammps_phase import runtime
 from lammps_phase.errors import LammpsPhaseError
 
 __all__ = ["PhaseLabeler", "local_ghost_cutoff"]
@@ -120,18 +121,11 @@ def _write_log_line(line: str) -> bool:
     return False
 
 
-def _world_rank() -> int:
-    for name in ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return 0
-
-
 def _report_deck_error(message: str) -> None:
     """An error while LAMMPS reads the deck (the PhaseLabeler constructor): one ``ERROR: lammps-phase: ...`` line
     on the screen and in the log (rank 0), before LAMMPS' own "Could not process Python string". Outside LAMMPS
     (plain Python) nothing is printed: the exception says it."""
-    if _world_rank() != 0:
+    if runtime.world_rank() != 0:
         return
     line = f"ERROR: lammps-phase: {' '.join(message.split())}"
     logged = _write_log_line(line)
@@ -658,7 +652,7 @@ class _GhostShell:
     """
 
     def __init__(self, lmp: Any, x: np.ndarray, nlocal: int) -> None:
-        from lammps_phase.inference.neighbors import lammps_box_to_cell
+        from lammps_phase.cell import lammps_box_to_cell
 
         boxlo, boxhi, xy, yz, xz, periodicity, _ = lmp.extract_box()
         cell, origin = lammps_box_to_cell(boxlo, boxhi, xy, xz, yz)

@@ -38,8 +38,6 @@ __all__ = [
     "NeighborCache",
     "TABLE_TOLERANCE",
     "compile_available",
-    "default_threads",
-    "set_threads",
 ]
 
 TABLE_TOLERANCE = 1e-6  # max |w_interpolated - w| of the tabulated spatial weight (w is in (0, 1))
@@ -49,42 +47,6 @@ _ANGLE_CACHE_BYTES = 64 * 2**20  # keep the (N, k, D) edge angles for all layers
 _MIN_COMPILED_ATOMS = 64  # below this the eager kernels are as fast and avoid size-0/1 specialisations
 
 # --------------------------------------------------------------------------------------------- threads
-
-
-def default_threads() -> int:
-    """Cores this process may use: its CPU affinity, shared among MPI ranks on the node if they share it.
-
-    With ``mpirun --bind-to core`` each rank's affinity is already its own cores; without binding every
-    rank sees all cores, so they are divided by the node-local rank count to avoid oversubscription.
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    local = 1
-    for var in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE", "MV2_COMM_WORLD_LOCAL_SIZE"):
-        value = os.environ.get(var, "")
-        if value.isdigit() and int(value) > 0:
-            local = int(value)
-            break
-    if local > 1 and cores >= (os.cpu_count() or cores):
-        cores = cores // local
-    return max(1, cores)
-
-
-def set_threads(threads: Union[int, str, None]) -> int:
-    """Set torch's intra-op threads: an int, "auto" (:func:`default_threads`), or None (leave as is)."""
-    if threads is None:
-        return torch.get_num_threads()
-    if threads == "auto":
-        n = default_threads()
-    elif isinstance(threads, (int, np.integer)) and not isinstance(threads, bool) and threads >= 1:
-        n = int(threads)
-    else:
-        raise LammpsPhaseError(f"threads must be a positive integer, 'auto' or None, not {threads!r}")
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
-    return n
 
 
 # --------------------------------------------------------------------------------------------- kernels

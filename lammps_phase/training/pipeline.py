@@ -19,6 +19,7 @@ import numpy as np
 
 from lammps_phase.atomic_write import PendingFile, atomic_path, check_output, copy_file, same_file, write_text
 from lammps_phase.config_schema import check_config, check_raw_config
+from lammps_phase.elements import element_indices
 from lammps_phase.errors import LammpsPhaseError
 
 STAGES = ("heating", "datasets", "train", "report")
@@ -398,11 +399,7 @@ def _fresh(target: Path, sources: list[Path], params: dict[str, Any]) -> bool:
 
 def species_indices(cfg: PipelineConfig, species) -> np.ndarray:
     """Element names of a snapshot → indices into ``cfg.elements``; unknown elements are a config error."""
-    lut = {e: i for i, e in enumerate(cfg.elements)}
-    unknown = set(species) - set(lut)
-    if unknown:
-        raise LammpsPhaseError(f"snapshot species {sorted(unknown)} are not in elements {cfg.elements}: fix the config")
-    return np.array([lut[s] for s in species])
+    return element_indices(species, cfg.elements, "add them to `elements` in the config", owner="the config")
 
 
 def iter_snapshots(cfg: PipelineConfig, work: Path, split: str):

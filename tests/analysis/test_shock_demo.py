@@ -25,7 +25,7 @@ import pytest
 from lammps_phase.inference import formats
 from lammps_phase.inference.classify import Classifier
 from lammps_phase.inference.neighbors import knn
-from lammps_phase.data.potentials import MASSES
+from lammps_phase.elements import ATOMIC_MASSES
 from lammps_phase.analysis.shock import shock_report
 
 pytestmark = [
@@ -122,7 +122,7 @@ def test_pressure_obeys_the_momentum_jump_condition(shock):
     """Pressure from per-atom stress behind the front ≈ ρ0·Us·up (Rankine–Hugoniot), Us = mirror-frame speed + up."""
     summary, first = shock["summary"], shock["frames"][0]
     species = first.species(TYPE_MAP)
-    mass_g = sum(MASSES[s] for s in species) / 6.02214076e23
+    mass_g = sum(ATOMIC_MASSES[s] for s in species) / 6.02214076e23
     x = first.positions()[:, 0]
     lengths = np.asarray(first.boxhi) - np.asarray(first.boxlo)
     volume_cm3 = float(np.ptp(x) * lengths[1] * lengths[2]) * 1e-24

@@ -15,7 +15,7 @@ from lammps_phase.model import checkpoint as ckpt_io
 from lammps_phase.cli import main
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.formats import DumpWriter, Frame, read_dump
-from lammps_phase.inference.neighbors import lammps_box_to_cell
+from lammps_phase.cell import lammps_box_to_cell
 from lammps_phase.data.structures import build, supercell
 
 from conftest import SIO2_CLASSES

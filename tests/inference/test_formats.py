@@ -8,13 +8,13 @@ import itertools
 import numpy as np
 import pytest
 
+from lammps_phase.cell import lammps_cell
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.formats import (
     DumpWriter,
     Frame,
     count_frames,
     detect_format,
-    lammps_cell,
     read_data,
     read_dump,
     read_extxyz,
@@ -297,7 +297,7 @@ def test_write_lammps_data_rotates_a_general_cell_and_keeps_distances(tmp_path):
     frame = read_data(path)
     assert frame.columns["type"].tolist() == [1, 2, 2] * 4
     np.testing.assert_allclose(pairwise(frame.positions()), pairwise(positions), atol=1e-10)
-    assert frame.masses == {1: 28.085, 2: 15.999}
+    assert frame.masses == {1: 28.0855, 2: 15.9994}  # the masses our MD runs use (lammps_phase.elements)
     new_cell = frame.cell()
     np.testing.assert_allclose(new_cell @ new_cell.T, cell @ cell.T, atol=1e-10)  # same lengths and angles
     assert "Atoms # atomic" in path.read_text()

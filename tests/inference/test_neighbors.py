@@ -8,11 +8,10 @@ import pytest
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.neighbors import (
     NeighborList,
-    cell_to_lammps_box,
     knn,
-    lammps_box_to_cell,
     wrap_positions,
 )
+from lammps_phase.cell import cell_to_lammps_box, lammps_box_to_cell
 
 
 def brute_force_distances(positions, k, cell, pbc, query=None, radius=None):

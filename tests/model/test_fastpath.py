@@ -11,7 +11,7 @@ from conftest import make_random_checkpoint
 from lammps_phase.model import checkpoint as ckpt_io
 from lammps_phase.inference.classify import Classifier
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.model.fastpath import FastPhaseNet, NeighborCache, compile_available, default_threads, set_threads
+from lammps_phase.model.fastpath import FastPhaseNet, NeighborCache, compile_available
 from lammps_phase.inference.neighbors import knn
 from lammps_phase.data.structures import build, supercell
 
@@ -212,19 +212,6 @@ def test_classifier_with_reuse_labels_like_fresh_search(checkpoint, triclinic_qu
         x = pos + rng.normal(scale=0.01 * (step + 1), size=pos.shape)
         assert np.array_equal(insitu.classify(x, cell, symbols).labels, fresh.classify(x, cell, symbols).labels)
     assert insitu.neighbor_cache.reuses >= 2
-
-
-def test_threads_follow_the_cores_of_this_process(monkeypatch):
-    before = torch.get_num_threads()
-    try:
-        assert 1 <= default_threads() <= (os.cpu_count() or 1)
-        assert set_threads(1) == 1 and torch.get_num_threads() == 1
-        with pytest.raises(LammpsPhaseError, match="threads"):
-            set_threads(0)
-        monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", str(64 * (os.cpu_count() or 1)))
-        assert default_threads() == 1  # many ranks sharing the node: never below one thread, never above the share
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
