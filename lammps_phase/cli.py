@@ -138,9 +138,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lammps_phase.analysis.shock import run_report
+    from lammps_phase.analysis.shock import report_command
 
-    return run_report(args)
+    return report_command(args)
 
 
 def _bar(total: Optional[int], quiet: bool):

@@ -165,9 +165,9 @@ class LammpsPhaseModifier(ModifierInterface):
 
     @staticmethod
     def _add_types(prop, container, classes: list[str]) -> None:
-        from lammps_phase.analysis.shock import _phase_colours  # the colours of `lammps-phase report` figures
+        from lammps_phase.analysis.shock_plots import phase_colours  # the colours of `lammps-phase report` figures
 
-        colours = _phase_colours(len(classes))  # [Other, class 0, class 1, …]
+        colours = phase_colours(len(classes))  # [Other, class 0, class 1, …]
         other = prop.add_type_id(-1, container, name=OTHER_NAME)
         other.color = _rgb(colours[0])
         for i, name in enumerate(classes):
