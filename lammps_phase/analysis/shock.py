@@ -39,6 +39,7 @@ from lammps_phase.analysis.shock_profiles import (
     piston_direction,
     reduce_frame,
 )
+from lammps_phase.analysis.thermal_state import NotMeasurable, consistency, thermal_state
 from lammps_phase.atomic_write import atomic_paths, check_output
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.formats import Frame, read_frames
@@ -189,6 +190,8 @@ def shock_report(
         **fit,
     }
     summary.update(behind_and_ahead(profiles, signals, fronts, names, direction, bin_width, smoothing, units))
+    summary.update(_thermal_summary(dump_path, sidecar, a, origin, bin_width, direction, fronts, times, units,
+                                    smoothing, time_unit, summary))
     if "min_si_o_distance" in sidecar:
         summary["min_si_o_distance_angstrom"] = float(sidecar["min_si_o_distance"])
     elif min_si_o:
@@ -219,6 +222,29 @@ def shock_report(
         summary_txt.write_text(_summary_text(summary), encoding="utf-8")
         summary_json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def _thermal_summary(dump_path: Path, sidecar: dict, axis: int, origin: float, width: float, direction: int,
+                     fronts: list[float | None], times: np.ndarray, units: str, margin: float, time_unit: str,
+                     summary: dict[str, Any]) -> dict[str, Any]:
+    """Temperature, MSD since the front and diffusion behind it (`thermal_state`), and whether the labels agree."""
+    found = [f for f, front in enumerate(fronts) if front is not None]
+    if not found:
+        return {}
+    try:
+        state = thermal_state(dump_path, sidecar, axis, origin, width, direction, fronts, times, found[-1], units,
+                              margin, time_unit)
+    except NotMeasurable as why:
+        return {"thermal_state": f"not measured: {why}"}
+    out = dict(state.summary)
+    out["labels_vs_diffusion"] = consistency({**summary, **out})
+    out["thermal_profile"] = {
+        "bin_centres_angstrom": state.bin_centres,
+        "temperature_K": state.temperature,
+        "msd_since_front_angstrom2": state.msd_since_front,
+        f"time_since_front_{time_unit}": state.time_since_front,
+    }
+    return out
 
 
 def report_outputs(outdir: Path) -> dict[str, Path]:
@@ -376,6 +402,21 @@ def _summary_text(summary: dict[str, Any]) -> str:
     if summary.get("mean_confidence_behind") is not None:
         lines.append(f"mean confidence        behind {summary['mean_confidence_behind']:.3f}, "
                      f"ahead {num(summary['mean_confidence_ahead'], '.3f')}")
+    if "temperature_behind_K" in summary:
+        rate = summary.get(f"diffusion_behind_angstrom2_per_{unit}")
+        waited = summary.get(f"time_since_front_behind_{unit}")
+        lines += [
+            f"temperature            behind {num(summary['temperature_behind_K'], '.0f', ' K')}, ahead "
+            f"{num(summary['temperature_ahead_K'], '.0f', ' K')} (velocity fluctuations per bin, flow removed)",
+            f"MSD since the front    {num(summary['msd_since_front_behind_angstrom2'], '.2f', ' Å²')} behind "
+            f"(passed {num(waited, '.3g', f' {unit}')} ago on average; flow removed)",
+            f"diffusion behind       {num(rate, '.3g', f' Å²/{unit}')}"
+            + ("" if summary.get("flow_behind") is None else f" ({summary['flow_behind']})"),
+        ]
+        if summary.get("labels_vs_diffusion"):
+            lines.append(f"labels vs diffusion    {summary['labels_vs_diffusion']}")
+    elif summary.get("thermal_state"):
+        lines.append(f"temperature, MSD       {summary['thermal_state']}")
     if "min_si_o_distance_angstrom" in summary:
         at = summary.get("min_si_o_distance_timestep")
         lines.append(f"min Si–O distance      {summary['min_si_o_distance_angstrom']:.3f} Å"

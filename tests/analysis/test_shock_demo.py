@@ -174,3 +174,19 @@ def test_alpha_quartz_ahead_of_the_front(shock):
     assert ahead.sum() > 100
     fraction = np.mean(frame.columns["i_phase"][ahead].astype(int) == classes.index("alpha_quartz"))
     assert fraction >= 0.95, f"only {100 * fraction:.1f} % of the unshocked quartz is labelled alpha_quartz"
+
+
+def test_report_measures_temperature_and_msd_behind_the_front(shock):
+    """Melt means liquid: the report gives the local temperature (flow removed) and the MSD since the front passed.
+
+    The deck equilibrates the quartz at 300 K; a 3 km/s piston heats the shocked quartz by well over 1000 K.
+    """
+    summary = shock["summary"]
+    assert 150.0 < summary["temperature_ahead_K"] < 700.0
+    assert summary["temperature_behind_K"] > summary["temperature_ahead_K"] + 500.0
+    assert 0.0 < summary["msd_since_front_behind_angstrom2"] < 10.0
+    profile = summary["thermal_profile"]
+    assert len(profile["temperature_K"]) == len(profile["bin_centres_angstrom"]) == len(
+        profile["msd_since_front_angstrom2"])
+    text = Path(summary["outputs"]["summary_txt"]).read_text(encoding="utf-8")
+    assert "temperature            behind" in text and "MSD since the front" in text
