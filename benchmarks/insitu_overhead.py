@@ -27,7 +27,7 @@ from lammps_phase.inference import formats
 from lammps_phase.data import potentials, structures
 from lammps_phase.inference.classify import Classifier
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.insitu.labeler import local_ghost_cutoff
+from lammps_phase.insitu.local_mode import local_ghost_cutoff
 
 TYPE_MAP = ["Si", "O"]
 

@@ -204,6 +204,13 @@ class Classifier:
     def receptive_hops(self) -> int:
         return self.checkpoint.config.receptive_hops
 
+    @property
+    def kernels(self) -> str:
+        """Which kernels label: "compiled" or "eager" (the fused fast path) or "no fused" (the reference forward)."""
+        if self.fast is None:
+            return "no fused"
+        return "compiled" if self.fast.compiled else "eager"
+
     def receptive_radius(self, neighbors: NeighborList) -> float:
         """Distance (Å) beyond which atoms cannot influence labels in this structure: hops × max k-th NN distance."""
         return self.receptive_hops * float(neighbors.distances[:, self.k - 1].max())
@@ -275,9 +282,25 @@ class Classifier:
         else:
             nl = knn(positions, self.k, cell=cell, pbc=periodic, origin=origin, workers=self.threads)
         self.last_timings = {"neighbors": time.perf_counter() - t0}
-        logits = self.logits(sp, nl)
+        return self.classify_neighbors(sp, nl, threshold=threshold)
+
+    def classify_neighbors(
+        self,
+        species_idx: np.ndarray,
+        neighbors: NeighborList,
+        labelled: Optional[int] = None,
+        threshold: Optional[float] = None,
+    ) -> PhaseResult:
+        """Label from a neighbour list already built: the one road from a graph to labels.
+
+        :meth:`classify` builds the periodic graph of a whole sample; the in-situ local mode builds the graph
+        of its owned + ghost atoms and labels only the owned ones, the first ``labelled`` rows (default: all).
+        ``species_idx`` comes from :meth:`species_indices`, one per row of ``neighbors``.
+        """
+        logits = self.logits(species_idx, neighbors)
         t1 = time.perf_counter()
-        result = self.result_from_logits(logits, threshold, nearest=nl.distances[:, 0])
+        n = len(logits) if labelled is None else int(labelled)
+        result = self.result_from_logits(logits[:n], threshold, nearest=neighbors.distances[:n, 0])
         self.last_timings["result"] = time.perf_counter() - t1
         return result
 

@@ -45,116 +45,26 @@ that step's labels to −1 and confidence to 0 on every rank and prints a WARNIN
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import re
-import sys
 import time
-from ctypes import c_char_p, c_void_p
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from lammps_phase import runtime
 from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.insitu.collectives import (Stop, agree, announce, describe, node_cpus, on_cpus, quiet_barrier,
+                                             stop)
+from lammps_phase.insitu.lammps_glue import (VARIABLE_REFERENCE, as_lammps, atom_array, check_properties,
+                                             check_type_map, communicator, deck_errors_to_log, substitute,
+                                             write_property)
+from lammps_phase.insitu.local_mode import ClassifierFailure, GhostShell, label_owned
 
-__all__ = ["PhaseLabeler", "local_ghost_cutoff"]
+__all__ = ["PhaseLabeler"]
 
 MODES = ("gather", "local")
 ON_ERROR = ("stop", "skip")
-#: How far beyond the observed ghost shell atoms may have moved in or out since the last reneighboring:
-#: the default neighbour skin of metal/real units (2 Å). Ghosts are exchanged within cutghost of the
-#: subdomain at reneighboring; afterwards each atom moves at most skin/2, so everything within
-#: (observed extent − skin) is certainly present.
-GHOST_GUARD = 2.0
-#: Set-up margin on the receptive field in local mode, so a run does not stop later when the structure
-#: expands (melting, tension): the shell must exceed hops × (largest k-th neighbour distance) × this.
-RECEPTIVE_SAFETY = 1.1
-_LMP_INT, _LMP_DOUBLE = 0, 2  # lammps.constants LAMMPS_INT, LAMMPS_DOUBLE (extract_atom_datatype)
-_VARIABLE_REFERENCE = re.compile(r"\$\{(\w+)\}")
-
-
-def _lammps_log_fd() -> Optional[int]:
-    """The descriptor of the log file LAMMPS writes in this process (``-log``/``-l``, else log.lammps), or None.
-
-    Found through /proc (Linux): the open, writable descriptor of that file. Writing through LAMMPS' own
-    descriptor (after flushing its buffers) keeps the line where it belongs among LAMMPS' own lines.
-    """
-    try:
-        with open("/proc/self/cmdline", "rb") as handle:
-            args = [a.decode(errors="replace") for a in handle.read().split(b"\0")]
-        name = "log.lammps"
-        for flag, value in zip(args, args[1:]):
-            if flag in ("-log", "-l"):
-                name = value
-        if name == "none":
-            return None
-        want = os.stat(name)
-        for entry in os.listdir("/proc/self/fd"):
-            fd = int(entry)
-            try:
-                st = os.fstat(fd)
-                if (st.st_dev, st.st_ino) != (want.st_dev, want.st_ino):
-                    continue
-                with open(f"/proc/self/fdinfo/{fd}") as info:
-                    flags = int(re.search(r"flags:\s*([0-7]+)", info.read()).group(1), 8)
-            except (OSError, AttributeError, ValueError):
-                continue
-            if flags & 3:  # O_WRONLY or O_RDWR
-                return fd
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def _write_log_line(line: str) -> bool:
-    """Append one line to LAMMPS' log file through its descriptor; False where there is none (other ranks)."""
-    fd = _lammps_log_fd()
-    if fd is None:
-        return False
-    with contextlib.suppress(OSError):
-        ctypes.CDLL(None).fflush(None)  # LAMMPS' buffered log lines first
-        os.write(fd, (line + "\n").encode())
-        return True
-    return False
-
-
-def _report_deck_error(message: str) -> None:
-    """An error while LAMMPS reads the deck (the PhaseLabeler constructor): one ``ERROR: lammps-phase: ...`` line
-    on the screen and in the log (rank 0), before LAMMPS' own "Could not process Python string". Outside LAMMPS
-    (plain Python) nothing is printed: the exception says it."""
-    if runtime.world_rank() != 0:
-        return
-    line = f"ERROR: lammps-phase: {' '.join(message.split())}"
-    logged = _write_log_line(line)
-    try:
-        inside_lammps = os.path.basename(os.readlink("/proc/self/exe")).startswith("lmp")
-    except OSError:
-        inside_lammps = False
-    if logged or inside_lammps:
-        print(line, flush=True)
-
-
-def _deck_errors_to_log(init: Any) -> Any:
-    """Constructor errors reach the LAMMPS log as one line (LAMMPS itself would only say "Could not process
-    Python string"), then propagate as a LammpsPhaseError."""
-    import functools
-
-    @functools.wraps(init)
-    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            init(self, *args, **kwargs)
-        except LammpsPhaseError as err:
-            _report_deck_error(str(err))
-            raise
-        except (TypeError, ValueError) as err:  # e.g. a misspelt keyword argument
-            message = f"PhaseLabeler: {err}; see help(lammps_phase.insitu.labeler.PhaseLabeler)"
-            _report_deck_error(message)
-            raise LammpsPhaseError(message) from None
-
-    return checked
 
 
 def _checkpoint_argument(checkpoint: Any) -> str:
@@ -162,7 +72,7 @@ def _checkpoint_argument(checkpoint: Any) -> str:
     if not isinstance(checkpoint, (str, os.PathLike)) or not str(checkpoint).strip():
         raise LammpsPhaseError(f"checkpoint {checkpoint!r} must be the path of a .pt file, e.g. \"checkpoints/sio2.pt\"")
     text = str(checkpoint)
-    if not _VARIABLE_REFERENCE.search(text):
+    if not VARIABLE_REFERENCE.search(text):
         if os.path.isdir(text):
             raise LammpsPhaseError(f"checkpoint {text} is a folder: give the path of a .pt file (e.g. checkpoints/sio2.pt)")
         if not os.path.isfile(text):
@@ -179,7 +89,7 @@ def _types_argument(types: Any) -> str:
         text = " ".join(types)
     else:
         raise LammpsPhaseError(f'types {types!r} must name one element per LAMMPS atom type: types="Si O" or ["Si", "O"]')
-    if not _VARIABLE_REFERENCE.search(text):
+    if not VARIABLE_REFERENCE.search(text):
         if not text.split():
             raise LammpsPhaseError('types is empty: give one element per LAMMPS atom type, e.g. types="Si O"')
         bad = [t for t in text.split() if not re.fullmatch(r"[A-Z][a-z]?", t)]
@@ -187,14 +97,6 @@ def _types_argument(types: Any) -> str:
             raise LammpsPhaseError(f"types {text!r}: {' '.join(bad)} is not an element symbol; give one symbol per "
                                    'LAMMPS atom type, separated by spaces, e.g. types="Si O"')
     return text
-
-
-class _Stop(Exception):
-    """Raised on every rank after the error was reported once; becomes a LammpsPhaseError in __call__."""
-
-
-class _ClassifierFailure(Exception):
-    """The model or neighbour search failed on a well-formed deck: skippable with on_error="skip"."""
 
 
 @dataclass
@@ -236,7 +138,7 @@ class PhaseLabeler:
     Call with the pointer LAMMPS passes (``SELF`` with ``format p``) or with a ``lammps`` object.
     """
 
-    @_deck_errors_to_log
+    @deck_errors_to_log
     def __init__(
         self,
         checkpoint: str,
@@ -286,7 +188,7 @@ class PhaseLabeler:
     # ------------------------------------------------------------------------------------------ entry point
 
     def __call__(self, ptr: Any) -> None:
-        lmp = _as_lammps(ptr)
+        lmp = as_lammps(ptr)
         try:
             first = self._state is None
             state = self._state or self._set_up(lmp)
@@ -295,39 +197,38 @@ class PhaseLabeler:
                 labels, confidence, counts = self._label_local(lmp, state)
             else:  # before the first run LAMMPS has no ghost atoms: the initial labelling is gathered
                 labels, confidence, counts = self._label_gathered(lmp, state)
-        except _Stop as stop:  # already reported; re-raised here so LAMMPS prints a two-line traceback
-            raise LammpsPhaseError(str(stop)) from None
-        _write_property(lmp, self.labels, labels)
-        _write_property(lmp, self.confidence, confidence)
+        except Stop as stopped:  # already reported; re-raised here so LAMMPS prints a two-line traceback
+            raise LammpsPhaseError(str(stopped)) from None
+        write_property(lmp, self.labels, labels)
+        write_property(lmp, self.confidence, confidence)
         self._publish_fractions(lmp, state, counts)
         if first:  # the one-off cost (kernel compilation) is said once, so nobody mistakes it for the per-call cost
-            fast = getattr(state.classifier, "fast", None)
-            kernels = "no fused" if fast is None else ("compiled" if fast.compiled else "eager")
-            _announce(lmp, state.rank, f"lammps-phase: first labelling {time.perf_counter() - started:.1f} s "
+            kernels = state.classifier.kernels if state.classifier is not None else "no fused"
+            announce(lmp, state.rank, f"lammps-phase: first labelling {time.perf_counter() - started:.1f} s "
                                        f"({kernels} kernels on rank 0)")
 
     # ------------------------------------------------------------------------------------------ set-up
 
     def _set_up(self, lmp: Any) -> _State:
-        comm = _communicator(lmp)
+        comm = communicator(lmp)
         rank, size = comm.Get_rank(), comm.Get_size()
         error = None
         try:
-            checkpoint = _substitute(lmp, self.checkpoint, "checkpoint")
-            type_map = _substitute(lmp, self.types, "types").split()
-            self._check_properties(lmp)
-            _check_type_map(lmp, type_map)
+            checkpoint = substitute(lmp, self.checkpoint, "checkpoint")
+            type_map = substitute(lmp, self.types, "types").split()
+            check_properties(lmp, self.labels, self.confidence)
+            check_type_map(lmp, type_map)
         except LammpsPhaseError as err:
             error = str(err)
-        _agree(lmp, comm, error)
+        agree(lmp, comm, error)
 
         classifier = None
-        cpus = self._node_cpus(comm) if self.mode == "gather" and self.borrow_cores else None
+        cpus = node_cpus(comm) if self.mode == "gather" and self.borrow_cores else None
         try:
             if self.mode == "local" or rank == 0:
                 from lammps_phase.inference.classify import Classifier
 
-                with _on_cpus(cpus):  # torch's worker threads start here and keep these cores
+                with on_cpus(cpus):  # torch's worker threads start here and keep these cores
                     classifier = Classifier.load(
                         checkpoint, device=self._rank_device(comm), threshold=self.threshold, type_map=type_map,
                         reuse_neighbors=self.mode == "gather",  # consecutive calls see the same atoms, slightly moved
@@ -342,8 +243,8 @@ class PhaseLabeler:
                 ckpt = ckpt_io.load(checkpoint, type_map=type_map)
             error = None
         except Exception as err:  # noqa: BLE001 - e.g. CUDA out of memory on one rank: all ranks must stop
-            error = _describe(err)
-        _agree(lmp, comm, error)
+            error = describe(err)
+        agree(lmp, comm, error)
 
         state = _State(
             comm=comm,
@@ -360,7 +261,7 @@ class PhaseLabeler:
         )
         device = classifier.device if classifier is not None else "-"
         table = ", ".join(f"{i} = {name}" for i, name in enumerate(state.classes)) + ", -1 = other"
-        _announce(
+        announce(
             lmp,
             rank,
             f"lammps-phase: {self.labels} classes: {table}; model {checkpoint} (k = {state.k}, "
@@ -376,31 +277,6 @@ class PhaseLabeler:
             )
         self._state = state
         return state
-
-    def _check_properties(self, lmp: Any) -> None:
-        fix_line = f"fix {self.prefix} all property/atom {self.labels} {self.confidence}"
-        for name, wanted, kind in ((self.labels, _LMP_INT, "integer"), (self.confidence, _LMP_DOUBLE, "float")):
-            dtype = lmp.extract_atom_datatype(name)
-            if dtype is None or dtype < 0:
-                raise LammpsPhaseError(
-                    f"no per-atom property {name} to write the labels into: add `{fix_line}` before this command"
-                )
-            if dtype != wanted:
-                raise LammpsPhaseError(f"per-atom property {name} is not {kind}: define it as in `{fix_line}`")
-
-    def _node_cpus(self, comm: Any) -> Optional[frozenset]:
-        """On rank 0: the union of the CPU sets of all ranks on its node (None elsewhere or off Linux)."""
-        from mpi4py import MPI
-
-        try:
-            mine = sorted(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux: no affinity control, threads stay as they are
-            mine = []
-        everyone = comm.gather((MPI.Get_processor_name(), mine), root=0)
-        if comm.Get_rank() != 0 or not mine:
-            return None
-        host = everyone[0][0]
-        return frozenset(c for name, cores in everyone if name == host for c in cores)
 
     def _rank_device(self, comm: Any) -> str:
         """Local mode with CUDA: one GPU per node-local rank (round robin); otherwise the user's choice."""
@@ -422,9 +298,9 @@ class PhaseLabeler:
 
         comm, rank = state.comm, state.rank
         nlocal = int(lmp.extract_global("nlocal"))
-        x = _atom_array(lmp, "x", nlocal, np.float64, 3)
-        types = _atom_array(lmp, "type", nlocal, np.int32)
-        ids = _atom_array(lmp, "id", nlocal, np.int64)
+        x = atom_array(lmp, "x", nlocal, np.float64, 3)
+        types = atom_array(lmp, "type", nlocal, np.int32)
+        ids = atom_array(lmp, "id", nlocal, np.int64)
 
         counts = np.zeros(state.size, dtype=np.int64)
         comm.Allgather(np.array([nlocal], dtype=np.int64), counts)
@@ -447,12 +323,12 @@ class PhaseLabeler:
         if root:
             try:
                 order = np.argsort(ids_all, kind="stable")  # decomposition-independent atom order
-                with _on_cpus(state.cpus):
+                with on_cpus(state.cpus):
                     labels_all[order], conf_all[order] = self._classify_box(lmp, state, x_all[order], types_all[order])
             except Exception as err:  # noqa: BLE001 - any failure of the model is reported, never half-applied
-                error = _describe(err)
+                error = describe(err)
         if self.borrow_cores and state.size > 1:
-            _quiet_barrier(comm, sleep=not root)
+            quiet_barrier(comm, sleep=not root)
         error = comm.bcast(error, root=0)
         if error is not None:
             return self._failed(lmp, state, nlocal, error)
@@ -478,55 +354,31 @@ class PhaseLabeler:
         comm = state.comm
         nlocal = int(lmp.extract_global("nlocal"))
         nall = nlocal + int(lmp.extract_global("nghost"))
-        x = _atom_array(lmp, "x", nall, np.float64, 3)
-        types = _atom_array(lmp, "type", nall, np.int32)
+        x = atom_array(lmp, "x", nall, np.float64, 3)
+        types = atom_array(lmp, "type", nall, np.int32)
         labels = np.empty(nlocal, dtype=np.int32)
         conf = np.empty(nlocal, dtype=np.float64)
         config_error, failure = None, None
         try:
-            shell = _GhostShell(lmp, x, nlocal)
+            shell = GhostShell(lmp, x, nlocal)
         except LammpsPhaseError as err:
             shell, config_error = None, str(err)
         reach = comm.allreduce(shell.local_reach if shell is not None else 0.0, op=MPI.MAX)
         try:
             if nlocal and shell is not None:
                 shell.use_reach(reach)
-                labels[:], conf[:] = self._classify_local(state, shell, x, types, nlocal)
+                labels[:], conf[:] = label_owned(state.classifier, shell, x, types, nlocal, state.type_map,
+                                                 with_margin=not state.shell_checked)
         except LammpsPhaseError as err:
             config_error = str(err)
-        except _ClassifierFailure as err:
+        except ClassifierFailure as err:
             failure = str(err)
-        _agree(lmp, comm, config_error)
+        agree(lmp, comm, config_error)
         failures = [f for f in comm.allgather(failure) if f is not None]
         if failures:
             return self._failed(lmp, state, nlocal, failures[0])
         state.shell_checked = True
         return labels, conf, self._counts(comm, labels, state)
-
-    def _classify_local(
-        self, state: _State, shell: "_GhostShell", x: np.ndarray, types: np.ndarray, nlocal: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        from lammps_phase.inference.neighbors import NeighborList
-
-        clf, k, hops = state.classifier, state.k, state.hops
-        try:
-            atoms, index, vectors, distances, n_rows = _receptive_graph(x, nlocal, k, hops)
-        except LammpsPhaseError:
-            raise
-        except Exception as err:  # noqa: BLE001 - e.g. non-finite coordinates after a blow-up
-            raise _ClassifierFailure(_describe(err)) from None
-        kth = distances[:n_rows, k - 1]
-        kth_max = float(kth[:nlocal].max())
-        if not state.shell_checked:
-            shell.require(hops * kth_max * RECEPTIVE_SAFETY, hops, kth_max)
-        shell.require_exact(atoms[:n_rows], kth, hops, kth_max)
-        try:
-            species = clf.species_indices(types[atoms], state.type_map)
-            logits = clf.logits(species, NeighborList(index=index, vectors=vectors, distances=distances))
-            result = clf.result_from_logits(logits[:nlocal], nearest=distances[:nlocal, 0])
-        except Exception as err:  # noqa: BLE001
-            raise _ClassifierFailure(_describe(err)) from None
-        return result.labels, result.confidence.astype(np.float64)
 
     # ------------------------------------------------------------------------------------------ shared
 
@@ -534,9 +386,9 @@ class PhaseLabeler:
         step = int(lmp.extract_global("ntimestep"))
         message = f"labelling failed at step {step}: {error}"
         if self.on_error == "stop":
-            _stop(lmp, state.comm, message + " (PhaseLabeler on_error='skip' keeps the run going)")
+            stop(lmp, state.comm, message + " (PhaseLabeler on_error='skip' keeps the run going)")
         warning = f"WARNING: lammps-phase: {message}; {self.labels} = -1 and confidence 0 for all atoms"
-        _announce(lmp, state.rank, warning)
+        announce(lmp, state.rank, warning)
         labels = np.full(nlocal, -1, dtype=np.int32)
         conf = np.zeros(nlocal, dtype=np.float64)
         return labels, conf, self._counts(state.comm, labels, state)
@@ -569,278 +421,3 @@ class PhaseLabeler:
         for name, value in zip(self._fraction_names(state), fractions):
             lmp.set_variable(f"{name}_value", f"{value:.6f}")
 
-
-def local_ghost_cutoff(
-    classifier: Any,
-    positions: np.ndarray,
-    cell: np.ndarray,
-    origin: Sequence[float] = (0.0, 0.0, 0.0),
-    pbc: Sequence[bool] = (True, True, True),
-) -> float:
-    """The ``comm_modify cutoff`` (Å) that ``mode="local"`` needs for a structure like this one.
-
-    hops × largest k-th neighbour distance × RECEPTIVE_SAFETY + GHOST_GUARD, rounded up to whole Å:
-    the figure the labeler's own check asks for, known before the run.
-    """
-    from lammps_phase.inference.neighbors import knn
-
-    neighbors = knn(positions, classifier.k, cell=cell, pbc=tuple(bool(p) for p in pbc), origin=origin)
-    kth = float(neighbors.distances[:, classifier.k - 1].max())
-    return float(np.ceil(classifier.receptive_hops * kth * RECEPTIVE_SAFETY + GHOST_GUARD))
-
-
-# ---------------------------------------------------------------------------------------------- geometry
-
-
-def _receptive_graph(
-    x: np.ndarray, nlocal: int, k: int, hops: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """k-NN graph of everything the owned atoms' labels depend on, in compact numbering.
-
-    Atoms within ``hops − 1`` k-NN hops of an owned atom need their true neighbour rows; atoms exactly
-    ``hops`` away enter only through their species, so they get placeholder self-loop rows. Owned atoms
-    come first. Returns (atoms as indices into x, index, vectors, distances, rows with true neighbours).
-    """
-    from scipy.spatial import cKDTree
-
-    if len(x) <= k:
-        raise LammpsPhaseError(f"only {len(x)} owned + ghost atoms on this rank, the model needs more than k = {k}")
-    tree = cKDTree(x)
-    compact = np.full(len(x), -1, dtype=np.int64)
-    compact[:nlocal] = np.arange(nlocal)
-    atoms = [np.arange(nlocal)]
-    rows_index, rows_dist = [], []
-    frontier = np.arange(nlocal)
-    n = nlocal
-    for _ in range(hops):
-        if frontier.size == 0:
-            break
-        dist, idx = tree.query(x[frontier], k + 1)
-        drop = idx == frontier[:, None]
-        drop[~drop.any(axis=1), -1] = True  # coincident atoms crowded the atom out: drop the farthest
-        idx = idx[~drop].reshape(-1, k)
-        rows_index.append(idx)
-        rows_dist.append(dist[~drop].reshape(-1, k))
-        new = np.unique(idx)
-        new = new[compact[new] < 0]
-        compact[new] = n + np.arange(len(new))
-        n += len(new)
-        atoms.append(new)
-        frontier = new
-    atoms_arr = np.concatenate(atoms)
-    nbr = np.concatenate(rows_index)
-    n_rows = len(nbr)
-    index = np.empty((len(atoms_arr), k), dtype=np.int64)
-    index[:n_rows] = compact[nbr]
-    index[n_rows:] = np.arange(n_rows, len(atoms_arr))[:, None]  # never read by owned atoms' labels
-    vectors = np.zeros((len(atoms_arr), k, 3), dtype=np.float32)
-    vectors[:n_rows] = x[nbr] - x[atoms_arr[:n_rows], None, :]
-    distances = np.zeros((len(atoms_arr), k), dtype=np.float32)
-    distances[:n_rows] = np.concatenate(rows_dist)
-    return atoms_arr, index, vectors, distances, n_rows
-
-
-class _GhostShell:
-    """The region around this rank's subdomain in which every atom is certainly present as owned or ghost.
-
-    Measured, not configured: LAMMPS 29 Sep 2021 exposes neither the ghost cutoff nor the skin to Python.
-    LAMMPS sends ghosts within one cutoff of every subdomain face; the farthest ghost over all faces and
-    ranks (``reach``) estimates it from below up to the skin, so every atom within ``reach − GHOST_GUARD``
-    of the subdomain is present. (One global figure, because a face facing vacuum has no ghosts.) Faces
-    on a non-periodic box boundary are open: no atom exists beyond them. Works in fractional coordinates,
-    so triclinic boxes are handled like orthogonal ones (distance to a face = Δfraction × face spacing).
-    """
-
-    def __init__(self, lmp: Any, x: np.ndarray, nlocal: int) -> None:
-        from lammps_phase.cell import lammps_box_to_cell
-
-        boxlo, boxhi, xy, yz, xz, periodicity, _ = lmp.extract_box()
-        cell, origin = lammps_box_to_cell(boxlo, boxhi, xy, xz, yz)
-        self.origin = origin
-        self.inverse = np.linalg.inv(cell)
-        volume = abs(float(np.linalg.det(cell)))
-        self.spacing = volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
-        if int(lmp.extract_global("triclinic")):
-            sub_lo = np.array(lmp.extract_global("sublo_lambda"), dtype=np.float64)
-            sub_hi = np.array(lmp.extract_global("subhi_lambda"), dtype=np.float64)
-        else:
-            lengths = np.diag(cell)
-            sub_lo = (np.array(lmp.extract_global("sublo"), dtype=np.float64) - origin) / lengths
-            sub_hi = (np.array(lmp.extract_global("subhi"), dtype=np.float64) - origin) / lengths
-        self.sub_lo, self.sub_hi = sub_lo, sub_hi
-        self.x = x
-        periodic = np.array([bool(p) for p in periodicity])
-        self.open_lo = ~periodic & (sub_lo <= 1e-12)
-        self.open_hi = ~periodic & (sub_hi >= 1.0 - 1e-12)
-        ghosts = self._fractional(x[nlocal:])
-        if len(ghosts):
-            beyond = np.concatenate([(sub_lo - ghosts.min(axis=0)), (ghosts.max(axis=0) - sub_hi)])
-            self.local_reach = float(np.maximum(beyond * np.tile(self.spacing, 2), 0.0).max())
-        else:
-            self.local_reach = 0.0
-        self.reach = self.local_reach
-        self.width = max(self.reach - GHOST_GUARD, 0.0)
-
-    def use_reach(self, reach: float) -> None:
-        """Adopt the ghost reach agreed over all ranks."""
-        self.reach = reach
-        self.width = max(reach - GHOST_GUARD, 0.0)
-
-    def _fractional(self, x: np.ndarray) -> np.ndarray:
-        return (x - self.origin) @ self.inverse
-
-    def require(self, needed: float, hops: int, kth: float) -> None:
-        """Set-up check: the complete part of the shell must be at least ``needed`` Å wide (if it matters)."""
-        if not (self.open_lo.all() and self.open_hi.all()) and self.width < needed:
-            raise LammpsPhaseError(self._message(needed, hops, kth))
-
-    def require_exact(self, row_atoms: np.ndarray, kth: np.ndarray, hops: int, kth_max: float) -> None:
-        """Every atom whose neighbour row matters must have all its k neighbours inside the complete region."""
-        frac = self._fractional(self.x[row_atoms])
-        lo = np.where(self.open_lo, -np.inf, self.sub_lo - self.width / self.spacing)
-        hi = np.where(self.open_hi, np.inf, self.sub_hi + self.width / self.spacing)
-        room = np.minimum((frac - lo) * self.spacing, (hi - frac) * self.spacing).min(axis=1)
-        if np.any(kth > room * (1.0 + 1e-9)):
-            depth = np.maximum(np.maximum(self.sub_lo - frac, frac - self.sub_hi), 0.0) * self.spacing
-            needed = float((kth + depth.max(axis=1)).max())
-            raise LammpsPhaseError(self._message(max(needed, hops * kth_max * RECEPTIVE_SAFETY), hops, kth_max))
-
-    def _message(self, needed: float, hops: int, kth: float) -> str:
-        cutoff = np.ceil(needed + GHOST_GUARD)
-        return (
-            f"mode='local' needs every atom within {needed:.1f} Å of each subdomain (model receptive field: "
-            f"{hops} hops x {kth:.2f} Å k-th neighbour distance), but the ghost atoms reach only "
-            f"{self.reach:.1f} Å (of which {GHOST_GUARD:g} Å skin are not guaranteed): "
-            f"add `comm_modify cutoff {cutoff:g}` before the run, or use mode='gather'"
-        )
-
-
-# ---------------------------------------------------------------------------------------------- LAMMPS glue
-
-
-@contextlib.contextmanager
-def _on_cpus(cpus: Optional[frozenset]):
-    """Run the calling thread (and the threads it starts) on ``cpus``, then return it to its own cores."""
-    if not cpus:
-        yield
-        return
-    own = os.sched_getaffinity(0)
-    if own == cpus:
-        yield
-        return
-    os.sched_setaffinity(0, cpus)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, own)
-
-
-def _quiet_barrier(comm: Any, sleep: bool, interval: float = 2e-4) -> None:
-    """A barrier that, where ``sleep``, waits in short sleeps: MPI's own wait spins and would hold the core
-    that rank 0 is borrowing."""
-    request = comm.Ibarrier()
-    if not sleep:
-        request.Wait()
-        return
-    while not request.Test():
-        time.sleep(interval)
-
-
-def _as_lammps(ptr: Any) -> Any:
-    from lammps import lammps
-
-    return ptr if isinstance(ptr, lammps) else lammps(ptr=ptr)
-
-
-def _communicator(lmp: Any) -> Any:
-    try:
-        from mpi4py import MPI
-    except ImportError:
-        raise LammpsPhaseError("the in-situ labeler needs mpi4py: install python3-mpi4py (Debian) or mpi4py") from None
-    comm = lmp.get_mpi_comm()
-    return comm if comm is not None else MPI.COMM_SELF  # a serial LAMMPS build: every process is alone
-
-
-def _atom_array(lmp: Any, name: str, n: int, dtype: type, width: int = 1) -> np.ndarray:
-    """A contiguous copy of the first n rows of a per-atom array (empty without touching LAMMPS when n = 0)."""
-    shape = (n, width) if width > 1 else (n,)
-    if n == 0:
-        return np.empty(shape, dtype=dtype)
-    view = lmp.numpy.extract_atom(name, nelem=n, dim=width)
-    return np.ascontiguousarray(np.asarray(view).reshape(shape), dtype=dtype)
-
-
-def _write_property(lmp: Any, name: str, values: np.ndarray) -> None:
-    if len(values) == 0:
-        return
-    view = lmp.numpy.extract_atom(name, nelem=len(values))
-    view[:] = values
-
-
-def _substitute(lmp: Any, text: str, what: str) -> str:
-    """Replace ``${name}`` by the value of LAMMPS string/index variable ``name``."""
-
-    def value(match: "re.Match[str]") -> str:
-        name = match.group(1)
-        fetch = lmp.lib.lammps_extract_variable
-        fetch.restype = c_void_p  # a string-style variable comes back as char*; the wrapper cannot return it
-        address = fetch(lmp.lmp, name.encode(), None)
-        if not address:
-            raise LammpsPhaseError(
-                f"{what} {text!r} refers to LAMMPS variable {name}, which is not defined: add "
-                f"`variable {name} index <value>` to the deck or pass -var {name} <value>"
-            )
-        return c_char_p(address).value.decode()
-
-    return _VARIABLE_REFERENCE.sub(value, text)
-
-
-def _check_type_map(lmp: Any, type_map: list[str]) -> None:
-    ntypes = int(lmp.extract_global("ntypes"))
-    if not type_map:
-        raise LammpsPhaseError(
-            f'types is empty: give one element per LAMMPS atom type (this system has {ntypes}), e.g. types="Si O"'
-        )
-    if len(type_map) != ntypes:
-        raise LammpsPhaseError(
-            f"types {' '.join(type_map)!r} names {len(type_map)} element(s) but the system has {ntypes} atom types: "
-            "give exactly one element per LAMMPS type, in type order"
-        )
-
-
-def _describe(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text if isinstance(err, LammpsPhaseError) else f"{type(err).__name__}: {text}"
-
-
-def _announce(lmp: Any, rank: int, message: str) -> None:
-    """One line on the screen (rank 0); through LAMMPS' print (screen and log) when outside a run."""
-    if not lmp.is_running:
-        lmp.command(f'print """{message}"""')
-    elif rank == 0:
-        print(message, flush=True)
-
-
-def _stop(lmp: Any, comm: Any, message: str) -> None:
-    """Report on rank 0, then raise on every rank (all ranks call this together) so LAMMPS stops them all.
-
-    Outside a run LAMMPS answers a Python error with MPI_Abort, which can kill rank 0 before its log is
-    written; so the report is flushed to the file system and the ranks wait for each other first.
-    """
-    rank = comm.Get_rank()
-    if not lmp.is_running:
-        lmp.command(f'print """ERROR: lammps-phase: {message}"""')
-    elif rank == 0:
-        print(f"ERROR: lammps-phase: {message}", file=sys.stderr, flush=True)
-        _write_log_line(f"ERROR: lammps-phase: {message}")  # LAMMPS takes no commands during a run
-    sys.stdout.flush()
-    ctypes.CDLL(None).fflush(None)  # LAMMPS' screen and log FILE streams
-    comm.Barrier()
-    raise _Stop(message)
-
-
-def _agree(lmp: Any, comm: Any, error: Optional[str]) -> None:
-    """Collective: if any rank hit an error, every rank stops with the first rank's message."""
-    errors = [e for e in comm.allgather(error) if e is not None]
-    if errors:
-        _stop(lmp, comm, errors[0])

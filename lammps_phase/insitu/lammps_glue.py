@@ -1,0 +1,199 @@
+"""The labeler's side of the LAMMPS Python interface: its log file, per-atom arrays, properties and variables.
+
+Kept apart because it works around what LAMMPS 29 Sep 2021 does not offer (no string variables through
+the wrapper, no way to write the log during a run) with ctypes and /proc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import os
+import re
+from ctypes import c_char_p, c_void_p
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from lammps_phase import runtime
+from lammps_phase.errors import LammpsPhaseError
+
+__all__ = ["VARIABLE_REFERENCE", "as_lammps", "atom_array", "check_properties", "check_type_map", "communicator",
+           "deck_errors_to_log", "substitute", "write_log_line", "write_property"]
+
+_LMP_INT, _LMP_DOUBLE = 0, 2  # lammps.constants LAMMPS_INT, LAMMPS_DOUBLE (extract_atom_datatype)
+#: ``${name}``: a LAMMPS variable in an argument, replaced at the first call (LAMMPS does not substitute
+#: inside a triple-quoted python block)
+VARIABLE_REFERENCE = re.compile(r"\$\{(\w+)\}")
+
+
+# ---------------------------------------------------------------------------------------------- log file
+
+
+def _lammps_log_fd() -> Optional[int]:
+    """The descriptor of the log file LAMMPS writes in this process (``-log``/``-l``, else log.lammps), or None.
+
+    Found through /proc (Linux): the open, writable descriptor of that file. Writing through LAMMPS' own
+    descriptor (after flushing its buffers) keeps the line where it belongs among LAMMPS' own lines.
+    """
+    try:
+        with open("/proc/self/cmdline", "rb") as handle:
+            args = [a.decode(errors="replace") for a in handle.read().split(b"\0")]
+        name = "log.lammps"
+        for flag, value in zip(args, args[1:]):
+            if flag in ("-log", "-l"):
+                name = value
+        if name == "none":
+            return None
+        want = os.stat(name)
+        for entry in os.listdir("/proc/self/fd"):
+            fd = int(entry)
+            try:
+                st = os.fstat(fd)
+                if (st.st_dev, st.st_ino) != (want.st_dev, want.st_ino):
+                    continue
+                with open(f"/proc/self/fdinfo/{fd}") as info:
+                    flags = int(re.search(r"flags:\s*([0-7]+)", info.read()).group(1), 8)
+            except (OSError, AttributeError, ValueError):
+                continue
+            if flags & 3:  # O_WRONLY or O_RDWR
+                return fd
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def write_log_line(line: str) -> bool:
+    """Append one line to LAMMPS' log file through its descriptor; False where there is none (other ranks)."""
+    fd = _lammps_log_fd()
+    if fd is None:
+        return False
+    with contextlib.suppress(OSError):
+        ctypes.CDLL(None).fflush(None)  # LAMMPS' buffered log lines first
+        os.write(fd, (line + "\n").encode())
+        return True
+    return False
+
+
+def _report_deck_error(message: str) -> None:
+    """An error while LAMMPS reads the deck (the PhaseLabeler constructor): one ``ERROR: lammps-phase: ...`` line
+    on the screen and in the log (rank 0), before LAMMPS' own "Could not process Python string". Outside LAMMPS
+    (plain Python) nothing is printed: the exception says it."""
+    if runtime.world_rank() != 0:
+        return
+    line = f"ERROR: lammps-phase: {' '.join(message.split())}"
+    logged = write_log_line(line)
+    try:
+        inside_lammps = os.path.basename(os.readlink("/proc/self/exe")).startswith("lmp")
+    except OSError:
+        inside_lammps = False
+    if logged or inside_lammps:
+        print(line, flush=True)
+
+
+def deck_errors_to_log(init: Callable[..., None]) -> Callable[..., None]:
+    """Constructor errors reach the LAMMPS log as one line (LAMMPS itself would only say "Could not process
+    Python string"), then propagate as a LammpsPhaseError."""
+
+    @functools.wraps(init)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except LammpsPhaseError as err:
+            _report_deck_error(str(err))
+            raise
+        except (TypeError, ValueError) as err:  # e.g. a misspelt keyword argument
+            message = f"PhaseLabeler: {err}; see help(lammps_phase.insitu.labeler.PhaseLabeler)"
+            _report_deck_error(message)
+            raise LammpsPhaseError(message) from None
+
+    return checked
+
+
+# ---------------------------------------------------------------------------------------------- the instance
+
+
+def as_lammps(ptr: Any) -> Any:
+    """A ``lammps`` object from the pointer ``fix python/invoke`` passes (or the object itself)."""
+    from lammps import lammps
+
+    return ptr if isinstance(ptr, lammps) else lammps(ptr=ptr)
+
+
+def communicator(lmp: Any) -> Any:
+    """LAMMPS' MPI communicator as an mpi4py one (COMM_SELF for a serial LAMMPS build)."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise LammpsPhaseError("the in-situ labeler needs mpi4py: install python3-mpi4py (Debian) or mpi4py") from None
+    comm = lmp.get_mpi_comm()
+    return comm if comm is not None else MPI.COMM_SELF  # a serial LAMMPS build: every process is alone
+
+
+# ---------------------------------------------------------------------------------------------- per-atom data
+
+
+def atom_array(lmp: Any, name: str, n: int, dtype: type, width: int = 1) -> np.ndarray:
+    """A contiguous copy of the first n rows of a per-atom array (empty without touching LAMMPS when n = 0)."""
+    shape = (n, width) if width > 1 else (n,)
+    if n == 0:
+        return np.empty(shape, dtype=dtype)
+    view = lmp.numpy.extract_atom(name, nelem=n, dim=width)
+    return np.ascontiguousarray(np.asarray(view).reshape(shape), dtype=dtype)
+
+
+def write_property(lmp: Any, name: str, values: np.ndarray) -> None:
+    """Write the owned atoms' values into the fix property/atom vector ``name``."""
+    if len(values) == 0:
+        return
+    view = lmp.numpy.extract_atom(name, nelem=len(values))
+    view[:] = values
+
+
+def check_properties(lmp: Any, labels: str, confidence: str) -> None:
+    """The labels (integer) and confidence (float) vectors must exist: a deck mistake found at the first call."""
+    fix_line = f"fix {labels[2:]} all property/atom {labels} {confidence}"
+    for name, wanted, kind in ((labels, _LMP_INT, "integer"), (confidence, _LMP_DOUBLE, "float")):
+        dtype = lmp.extract_atom_datatype(name)
+        if dtype is None or dtype < 0:
+            raise LammpsPhaseError(
+                f"no per-atom property {name} to write the labels into: add `{fix_line}` before this command"
+            )
+        if dtype != wanted:
+            raise LammpsPhaseError(f"per-atom property {name} is not {kind}: define it as in `{fix_line}`")
+
+
+def check_type_map(lmp: Any, type_map: list[str]) -> None:
+    """One element per LAMMPS atom type, no more, no fewer."""
+    ntypes = int(lmp.extract_global("ntypes"))
+    if not type_map:
+        raise LammpsPhaseError(
+            f'types is empty: give one element per LAMMPS atom type (this system has {ntypes}), e.g. types="Si O"'
+        )
+    if len(type_map) != ntypes:
+        raise LammpsPhaseError(
+            f"types {' '.join(type_map)!r} names {len(type_map)} element(s) but the system has {ntypes} atom types: "
+            "give exactly one element per LAMMPS type, in type order"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- variables
+
+
+def substitute(lmp: Any, text: str, what: str) -> str:
+    """Replace ``${name}`` by the value of LAMMPS string/index variable ``name``."""
+
+    def value(match: "re.Match[str]") -> str:
+        name = match.group(1)
+        fetch = lmp.lib.lammps_extract_variable
+        fetch.restype = c_void_p  # a string-style variable comes back as char*; the wrapper cannot return it
+        address = fetch(lmp.lmp, name.encode(), None)
+        if not address:
+            raise LammpsPhaseError(
+                f"{what} {text!r} refers to LAMMPS variable {name}, which is not defined: add "
+                f"`variable {name} index <value>` to the deck or pass -var {name} <value>"
+            )
+        return c_char_p(address).value.decode()
+
+    return VARIABLE_REFERENCE.sub(value, text)
