@@ -30,6 +30,11 @@ Two modes, identical labels:
 * ``mode="gather"`` (default): owned atoms of every rank are gathered to rank 0 with ``MPI Gatherv`` of
   numpy buffers, labelled there as one periodic sample (sorted by atom ID, so the result does not depend
   on the decomposition), and scattered back.
+* ``mode="auto"``: local where it pays — more than one node, or at least ``auto_local_atoms`` atoms on one
+  node — and the ghost shell holds the receptive field; gather otherwise (one node: rank 0 borrows all of the
+  node's cores, cheaper than every rank labelling its halo). The choice and why is printed once; when local
+  mode was chosen but the ghost shell is too thin, it falls back to gather and names the ``comm_modify cutoff``
+  that would allow local mode.
 * ``mode="local"``: every rank labels its own atoms from its owned + ghost atoms, no communication but
   one small reduction. The model has no global pooling, so an atom's label depends only on atoms within
   ``receptive_hops`` k-NN hops; the ghost shell must hold them all. Each call checks this exactly (every
@@ -63,7 +68,11 @@ from lammps_phase.insitu.local_mode import ClassifierFailure, GhostShell, label_
 
 __all__ = ["PhaseLabeler"]
 
-MODES = ("gather", "local")
+MODES = ("gather", "local", "auto")
+#: mode="auto" on one node labels locally from this many atoms on: below it gathering is cheaper (rank 0 borrows
+#: every core of the node, and a rank's receptive halo costs extra work), above it rank 0's memory and the
+#: funnel through one rank dominate
+AUTO_LOCAL_ATOMS = 2_000_000
 ON_ERROR = ("stop", "skip")
 
 
@@ -115,6 +124,7 @@ class _State:
     variables_defined: bool
     shell_checked: bool = False
     cpus: Optional[frozenset] = None  # gather mode, rank 0: the cores of every rank on its node (borrowed while labelling)
+    mode: str = "gather"  # the mode in use: the user's, or what mode="auto" chose
 
 
 class PhaseLabeler:
@@ -122,7 +132,8 @@ class PhaseLabeler:
 
     checkpoint  path of a segmentation checkpoint (may contain ``${var}``); loaded once per process.
     types       element per LAMMPS atom type, "Si O" or ["Si", "O"] (type 1 = Si).
-    mode        "gather" (classify on rank 0) or "local" (each rank from its ghost shell).
+    mode        "gather" (classify on rank 0), "local" (each rank from its ghost shell) or "auto" (local on
+                several nodes or from ``auto_local_atoms`` atoms, when the ghost shell allows; else gather).
     device      "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:N".
     threshold   confidence below which an atom is labelled −1 ("other").
     on_error    "stop" (default) or "skip": a failing classification gives −1 labels for that step.
@@ -151,9 +162,13 @@ class PhaseLabeler:
         confidence: str = "d_phase_conf",
         borrow_cores: bool = True,
         compile: Union[bool, str] = "auto",
+        auto_local_atoms: int = AUTO_LOCAL_ATOMS,
     ) -> None:
         if mode not in MODES:
-            raise LammpsPhaseError(f"PhaseLabeler mode {mode!r} is unknown: use 'gather' or 'local'")
+            raise LammpsPhaseError(f"PhaseLabeler mode {mode!r} is unknown: use 'gather', 'local' or 'auto'")
+        if isinstance(auto_local_atoms, bool) or not isinstance(auto_local_atoms, int) or auto_local_atoms < 0:
+            raise LammpsPhaseError(f"auto_local_atoms {auto_local_atoms!r} must be a whole number of atoms >= 0")
+        self.auto_local_atoms = auto_local_atoms
         if on_error not in ON_ERROR:
             raise LammpsPhaseError(f"PhaseLabeler on_error {on_error!r} is unknown: use 'stop' or 'skip'")
         if not re.fullmatch(r"i_\w+", labels):
@@ -193,7 +208,7 @@ class PhaseLabeler:
             first = self._state is None
             state = self._state or self._set_up(lmp)
             started = time.perf_counter()
-            if self.mode == "local" and lmp.is_running:
+            if state.mode == "local" and lmp.is_running:
                 labels, confidence, counts = self._label_local(lmp, state)
             else:  # before the first run LAMMPS has no ghost atoms: the initial labelling is gathered
                 labels, confidence, counts = self._label_gathered(lmp, state)
@@ -222,16 +237,17 @@ class PhaseLabeler:
             error = str(err)
         agree(lmp, comm, error)
 
+        mode, why = self._choose_mode(lmp, comm)
         classifier = None
-        cpus = node_cpus(comm) if self.mode == "gather" and self.borrow_cores else None
+        cpus = node_cpus(comm) if self.borrow_cores and (mode == "gather" or self.mode == "auto") else None
         try:
-            if self.mode == "local" or rank == 0:
+            if mode == "local" or rank == 0:
                 from lammps_phase.inference.classify import Classifier
 
                 with on_cpus(cpus):  # torch's worker threads start here and keep these cores
                     classifier = Classifier.load(
                         checkpoint, device=self._rank_device(comm), threshold=self.threshold, type_map=type_map,
-                        reuse_neighbors=self.mode == "gather",  # consecutive calls see the same atoms, slightly moved
+                        reuse_neighbors=mode == "gather",  # consecutive calls see the same atoms, slightly moved
                         threads=len(cpus) if cpus else "auto",
                         fast={True: "compile", False: "eager"}.get(self.compile, "auto"),
                         compile_after_atoms=0,  # every later call is another labelling: compile at once
@@ -258,6 +274,7 @@ class PhaseLabeler:
             classifier=classifier,
             variables_defined=False,
             cpus=cpus,
+            mode=mode,
         )
         device = classifier.device if classifier is not None else "-"
         table = ", ".join(f"{i} = {name}" for i, name in enumerate(state.classes)) + ", -1 = other"
@@ -265,7 +282,7 @@ class PhaseLabeler:
             lmp,
             rank,
             f"lammps-phase: {self.labels} classes: {table}; model {checkpoint} (k = {state.k}, "
-            f"{state.hops} hops), mode {self.mode}, device {device} on rank 0, {size} rank(s)",
+            f"{state.hops} hops), mode {mode}{why}, device {device} on rank 0, {size} rank(s)",
         )
         if not lmp.is_running:
             self._define_fraction_variables(lmp, state)
@@ -278,9 +295,25 @@ class PhaseLabeler:
         self._state = state
         return state
 
+    def _choose_mode(self, lmp: Any, comm: Any) -> tuple[str, str]:
+        """The mode to use and, for mode="auto", why (printed once). Collective."""
+        if self.mode != "auto":
+            return self.mode, ""
+        from mpi4py import MPI
+
+        size = comm.Get_size()
+        nodes = len(set(comm.allgather(MPI.Get_processor_name())))
+        atoms = int(lmp.get_natoms())
+        where = f"{atoms} atoms on {size} rank(s), {nodes} node(s)"
+        if size > 1 and nodes > 1:
+            return "local", f" (auto: {where}; gathering would funnel every node's atoms through rank 0)"
+        if size > 1 and atoms >= self.auto_local_atoms:
+            return "local", f" (auto: {where}, >= {self.auto_local_atoms} atoms: each rank labels its own)"
+        return "gather", f" (auto: {where}; one node labels fastest gathered, rank 0 borrowing every core)"
+
     def _rank_device(self, comm: Any) -> str:
         """Local mode with CUDA: one GPU per node-local rank (round robin); otherwise the user's choice."""
-        if self.device != "auto" or self.mode != "local":
+        if self.device != "auto" or self.mode == "gather":
             return self.device
         import torch
 
@@ -373,6 +406,12 @@ class PhaseLabeler:
             config_error = str(err)
         except ClassifierFailure as err:
             failure = str(err)
+        if self.mode == "auto" and not state.shell_checked:
+            thin = next((e for e in comm.allgather(config_error) if e is not None), None)
+            if thin is not None:  # auto chose local, but the ghost shell cannot hold the receptive field: gather
+                state.mode = "gather"
+                announce(lmp, state.rank, f"lammps-phase: mode auto falls back to gather: {thin}")
+                return self._label_gathered(lmp, state)
         agree(lmp, comm, config_error)
         failures = [f for f in comm.allgather(failure) if f is not None]
         if failures:
