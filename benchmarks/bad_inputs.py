@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from lammps_phase.model import checkpoint as ckpt_io
-from lammps_phase.training import pipeline
+from lammps_phase.training import outputs, pipeline
 from lammps_phase.cli import main, train_main
 from lammps_phase.inference.formats import DumpWriter, Frame
 from lammps_phase.model.network import ModelConfig, PhaseNet
@@ -488,7 +488,7 @@ def run_case(case: Case, root: Path) -> Outcome:
     """Run one case in ``root`` (its cwd); the trainer's heating stage is a tripwire."""
     before = _snapshot(root)
     err, out = io.StringIO(), io.StringIO()
-    saved = (pipeline.stage_heating, getattr(pipeline, "SHIPPED_CHECKPOINTS", None))
+    saved = (pipeline.stage_heating, getattr(outputs, "SHIPPED_CHECKPOINTS", None))
 
     def tripwire(*args, **kwargs):
         raise HeatingStarted("heating started: the config passed every check")
@@ -498,7 +498,7 @@ def run_case(case: Case, root: Path) -> Outcome:
     try:
         os.chdir(root)
         pipeline.stage_heating = tripwire
-        pipeline.SHIPPED_CHECKPOINTS = (root / "shipped").resolve()
+        outputs.SHIPPED_CHECKPOINTS = (root / "shipped").resolve()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             try:
                 status = (train_main if case.train else main)(list(case.argv))
@@ -509,7 +509,7 @@ def run_case(case: Case, root: Path) -> Outcome:
                 status = "exception"
     finally:
         os.chdir(cwd)
-        pipeline.stage_heating, pipeline.SHIPPED_CHECKPOINTS = saved
+        pipeline.stage_heating, outputs.SHIPPED_CHECKPOINTS = saved
     after = _snapshot(root)
     changed = sorted(k for k in before if after.get(k) != before[k])
     left = sorted(k for k in after if k not in before)

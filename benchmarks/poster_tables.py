@@ -43,7 +43,8 @@ import torch
 from lammps_phase.data.datasets import EnvironmentSet, sample_environments
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model.network import ModelConfig, count_parameters
-from lammps_phase.training.pipeline import SPLITS, PipelineConfig, iter_snapshots, load_config, run_key, species_indices
+from lammps_phase.training.config import SPLITS, PipelineConfig, load_config, species_indices
+from lammps_phase.training.runs import iter_snapshots, run_key
 from lammps_phase.data.synthetic import RANDOM, synthetic_environments
 from lammps_phase.training.loop import TrainConfig, evaluate, train_model
 

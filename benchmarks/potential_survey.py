@@ -2,7 +2,7 @@
 
 For each potential and polymorph: 0 K box relaxation at 0 GPa (and at a high pressure for the
 6-fold phases), a 2 ps NPT hold at 300 K, and an NPT ramp 300 → T_max; each snapshot is checked
-with lammps_phase.data.heating.check_phase (Si coordination within 2.1 Å, density, time-averaged
+with lammps_phase.data.checks.check_phase (Si coordination within 2.1 Å, density, time-averaged
 displacement from the lattice). Then α-quartz is melted with BKS with and without the short-range
 correction and the shortest Si–O distance is reported.
 
@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.data.heating import heating_run, melt_run, min_distance, relax
+from lammps_phase.data.checks import min_distance
+from lammps_phase.data.heating import heating_run, melt_run, relax
 from lammps_phase.data.structures import build, entry, expected_coordination, names
 
 POTENTIALS = ["bks_dsf", "tersoff_munetoh", "vashishta_1990", "vashishta_1997"]

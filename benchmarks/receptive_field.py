@@ -24,7 +24,7 @@ import numpy as np
 from lammps_phase.model import checkpoint as ckpt_io
 from lammps_phase.data.datasets import SampleSet
 from lammps_phase.model.network import ModelConfig, build_model
-from lammps_phase.training.pipeline import load_config
+from lammps_phase.training.config import load_config
 from lammps_phase.training.loop import TrainConfig, evaluate, train_model
 
 #: name → model settings that differ from the config's [model]; hops = EdgeConv layers + 1 (bond-order inputs)

@@ -57,7 +57,7 @@ def main() -> None:
             run = heating.melt_quench(crystal, args.potential, p, t0, args.ps, 1000.0, [1500.0, t1], 2.0, **common)
         kept = run.kept
         if not kept:
-            rows[name] = {"snapshots": 0, "note": heating.run_report([run]).splitlines()[0]}
+            rows[name] = {"snapshots": 0, "note": heating.heating_summary([run]).splitlines()[0]}
             continue
         target = clf.classes.index(name)
         hits = total = 0

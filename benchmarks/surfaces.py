@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lammps_phase.data import heating, structures, variants
+from lammps_phase.data import checks, geometry, heating, structures, variants
 from lammps_phase.inference.classify import Classifier
 from lammps_phase.errors import LammpsPhaseError
 
@@ -29,14 +29,14 @@ DEPTH_BINS = [0, 2, 4, 6, 8, 10, 1e9]
 CACHE = Path("cache/surface_bench")
 
 
-def _last_kept(run) -> heating.Snapshot:
+def _last_kept(run) -> checks.Snapshot:
     kept = run.kept
     if not kept:
-        raise SystemExit(f"no kept snapshot: {heating.run_report([run])}")
+        raise SystemExit(f"no kept snapshot: {heating.heating_summary([run])}")
     return kept[-1]
 
 
-def _frame(snap: heating.Snapshot, labels: Any, coordinate: np.ndarray, pbc=(True, True, True),
+def _frame(snap: checks.Snapshot, labels: Any, coordinate: np.ndarray, pbc=(True, True, True),
            note: str = "") -> dict[str, Any]:
     return {"positions": snap.positions, "cell": snap.cell, "origin": snap.origin, "species": list(snap.species),
             "labels": labels, "coordinate": coordinate, "pbc": pbc, "note": note}
@@ -52,7 +52,7 @@ def make_cases(min_length: float) -> dict[str, Callable[[], dict[str, Any]]]:
             run = variants.slab_run(crystal, "bks_dsf", 0.0, axis=axis, t_start=t, t_end=t, ps=2.0,
                                     supercell_min_length=24.0, **common)
             s = _last_kept(run)
-            return _frame(s, label, variants.surface_depth(s.positions, s.cell, s.origin, axis),
+            return _frame(s, label, geometry.surface_depth(s.positions, s.cell, s.origin, axis),
                           note=f"slab normal to {axis}, {t:.0f} K, 20 Å vacuum")
         return make
 
@@ -62,7 +62,7 @@ def make_cases(min_length: float) -> dict[str, Callable[[], dict[str, Any]]]:
         centre = s.origin + 0.5 * s.cell.sum(axis=0)
         r = np.linalg.norm(s.positions - centre, axis=1)
         keep = r < 14.0
-        snap = heating.Snapshot(**{**s.__dict__, "positions": s.positions[keep], "species": tuple(np.array(s.species)[keep])})
+        snap = checks.Snapshot(**{**s.__dict__, "positions": s.positions[keep], "species": tuple(np.array(s.species)[keep])})
         return _frame(snap, "alpha_quartz", r[keep], pbc=(False, False, False),
                       note="sphere r = 14 Å cut from 300 K α-quartz, not periodic, not relaxed")
 
@@ -74,7 +74,7 @@ def make_cases(min_length: float) -> dict[str, Callable[[], dict[str, Any]]]:
             if not s.check.holds:
                 raise SystemExit(f"interface check failed: {s.check.reason}")
             lut = np.array([crystal.name, partner, "none"], dtype=object)
-            return _frame(s, lut[s.atom_labels.astype(int)], variants.interface_distance(s.positions, s.cell, s.origin, "y"),
+            return _frame(s, lut[s.atom_labels.astype(int)], geometry.interface_distance(s.positions, s.cell, s.origin, "y"),
                           note=f"{crystal.name} | {partner} at {p:g} GPa, interfaces normal to y")
         return make
 
@@ -83,7 +83,7 @@ def make_cases(min_length: float) -> dict[str, Callable[[], dict[str, Any]]]:
             run = variants.strained_run(crystal, "bks_dsf", 0.0, axis=axis, strain=strain, ps=2.0,
                                         supercell_min_length=min_length, **common)
             s = _last_kept(run)
-            eps = 1 - s.cell[variants.AXES[axis], variants.AXES[axis]] / run.reference.cell[variants.AXES[axis], variants.AXES[axis]]
+            eps = 1 - s.cell[geometry.AXES[axis], geometry.AXES[axis]] / run.reference.cell[geometry.AXES[axis], geometry.AXES[axis]]
             return _frame(s, label, np.full(len(s.positions), 99.0),
                           note=f"strained {eps:.0%} along {axis} at 300 K, {s.pressure_gpa:.1f} GPa")
         return make

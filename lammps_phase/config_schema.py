@@ -1,7 +1,7 @@
 """The schema of a training config (``inputs/train_*.toml``), checked before any heating run starts.
 
-Allowed keys and their types are read from the dataclasses the config fills — :class:`pipeline.PhaseSpec`
-([[phase]] blocks), :class:`pipeline.PipelineConfig` ([runs]), :class:`model.ModelConfig` ([model]),
+Allowed keys and their types are read from the dataclasses the config fills — :class:`training.config.PhaseSpec`
+([[phase]] blocks), :class:`training.config.PipelineConfig` ([runs]), :class:`model.ModelConfig` ([model]),
 :class:`train.TrainConfig` ([train]) and :class:`DatasetConfig` / :class:`ReportConfig` below — with
 ``dataclasses.fields`` and their type hints, so a field added to one of them is accepted, type-checked and
 reported like every other at once. What a type cannot say (epochs >= 1, lr > 0, temperatures > 0 K, a
@@ -257,7 +257,7 @@ def check_model_config(values: Any, where: str) -> None:
 
 def _sections() -> dict[str, tuple[dict[str, Any], Optional[dict[str, str]]]]:
     from lammps_phase.model.network import ModelConfig
-    from lammps_phase.training.pipeline import PipelineConfig
+    from lammps_phase.training.config import PipelineConfig
     from lammps_phase.training.loop import TrainConfig
 
     return {
@@ -271,7 +271,7 @@ def _sections() -> dict[str, tuple[dict[str, Any], Optional[dict[str, str]]]]:
 
 def phase_schema() -> dict[str, Any]:
     """Keys of a [[phase]] block: PhaseSpec's fields, with pressures spelt pressure_gpa (a number or a list)."""
-    from lammps_phase.training.pipeline import PhaseSpec
+    from lammps_phase.training.config import PhaseSpec
 
     schema = schema_of(PhaseSpec, exclude=("pressures",))
     schema["pressure_gpa"] = Union[float, list[float]]
@@ -283,9 +283,9 @@ _NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 def check_raw_config(raw: dict[str, Any], path: Union[str, Path]) -> None:
     """Keys, types and value ranges of a parsed TOML config; the first problem is raised, naming file and key."""
-    from lammps_phase.training.pipeline import PHASE_KINDS
+    from lammps_phase.training.config import PHASE_KINDS
 
-    from lammps_phase.training.pipeline import PipelineConfig
+    from lammps_phase.training.config import PipelineConfig
 
     top = f"config {path}:"
     sections = _sections()
@@ -413,7 +413,7 @@ def check_config(cfg: Any) -> None:
 
 def _check_structure(cfg: Any, spec: Any, label: str) -> None:
     from lammps_phase.data import structures
-    from lammps_phase.training.pipeline import _crystal
+    from lammps_phase.training.runs import build_crystal as _crystal
 
     library = structures.names()
     if spec.structure not in library:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from lammps_phase import config_schema
-from lammps_phase.training import pipeline
+from lammps_phase.training import config as training_config, pipeline
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model.network import ModelConfig
-from lammps_phase.training.pipeline import load_config
+from lammps_phase.training.config import load_config
 from lammps_phase.training.loop import TrainConfig
 
 from conftest import TINY
@@ -30,7 +30,7 @@ def test_the_allowed_keys_are_the_dataclass_fields():
     sections = config_schema._sections()
     assert set(sections["train"][0]) == {f.name for f in dataclasses.fields(TrainConfig)} - {"progress"}
     assert set(sections["model"][0]) == {f.name for f in dataclasses.fields(ModelConfig)} - {"elements", "num_classes"}
-    assert set(config_schema.phase_schema()) == ({f.name for f in dataclasses.fields(pipeline.PhaseSpec)}
+    assert set(config_schema.phase_schema()) == ({f.name for f in dataclasses.fields(training_config.PhaseSpec)}
                                                  - {"pressures"}) | {"pressure_gpa"}
     assert {"seeds", "ranks", "supercell_min_length", "snapshot_every_ps"} <= set(sections["runs"][0])
 
@@ -38,8 +38,8 @@ def test_the_allowed_keys_are_the_dataclass_fields():
 def test_a_field_added_later_is_accepted_and_type_checked(tmp_path, monkeypatch):
     """A new PhaseSpec field needs no schema edit: its name is allowed and its type enforced at once."""
     extended = dataclasses.make_dataclass("PhaseSpec", [("skin_depth", float, dataclasses.field(default=2.0))],
-                                          bases=(pipeline.PhaseSpec,))
-    monkeypatch.setattr(pipeline, "PhaseSpec", extended)
+                                          bases=(training_config.PhaseSpec,))
+    monkeypatch.setattr(training_config, "PhaseSpec", extended)
     text = TINY.replace("ps = 0.4", "ps = 0.4\nskin_depth = 3.5", 1)
     assert _load(tmp_path, text).phases[0].skin_depth == 3.5
     with pytest.raises(LammpsPhaseError, match=r'skin_depth = "thick" must be a number'):
@@ -51,8 +51,8 @@ def test_a_field_added_later_is_accepted_and_type_checked(tmp_path, monkeypatch)
 def test_a_new_temperature_or_duration_field_gets_its_bounds_by_name(tmp_path, monkeypatch):
     extended = dataclasses.make_dataclass("PhaseSpec", [("anneal_temperature", float, dataclasses.field(default=900.0)),
                                                         ("anneal_ps", float, dataclasses.field(default=1.0))],
-                                          bases=(pipeline.PhaseSpec,))
-    monkeypatch.setattr(pipeline, "PhaseSpec", extended)
+                                          bases=(training_config.PhaseSpec,))
+    monkeypatch.setattr(training_config, "PhaseSpec", extended)
     with pytest.raises(LammpsPhaseError, match=r"anneal_temperature = -5: must be greater than 0 \(kelvin\)"):
         _load(tmp_path, TINY.replace("ps = 0.4", "ps = 0.4\nanneal_temperature = -5", 1))
     with pytest.raises(LammpsPhaseError, match=r"anneal_ps = 0: must be greater than 0 \(ps\)"):

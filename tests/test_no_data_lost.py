@@ -1,21 +1,17 @@
-"""Nothing is lost: atomic writes (lammps_phase.atomic_write) and the trainer's guard on existing checkpoints."""
+"""Nothing is lost: atomic writes (lammps_phase.atomic_write); the trainer's guard on existing checkpoints is
+tested in tests/training/test_outputs.py."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 
 import numpy as np
 import pytest
 
-from lammps_phase.model import checkpoint as ckpt_io
-from lammps_phase.training import pipeline
 from lammps_phase.atomic_write import atomic_path, atomic_paths, check_output, write_text
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.formats import DumpWriter, Frame, read_dump, write_lammps_data
-
-from conftest import TINY
 
 
 def _frame(n: int = 3) -> Frame:
@@ -105,55 +101,3 @@ def test_an_output_is_never_an_input_whatever_the_spelling(tmp_path):
         with pytest.raises(LammpsPhaseError, match="also an input"):
             check_output(spelling, inputs=[src], option="-o")
     assert check_output(tmp_path / "other.dump", inputs=[src]) == tmp_path / "other.dump"
-
-
-# ------------------------------------------------------------------------------------------ lammps-phase-train
-
-
-@pytest.fixture()
-def tiny_config(tmp_path):
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY)
-    return pipeline.load_config(path)
-
-
-def test_an_existing_checkpoint_is_replaced_only_when_asked(tmp_path, tiny_config, random_sio2_checkpoint):
-    out = tmp_path / "model.pt"
-    out.write_bytes(random_sio2_checkpoint.read_bytes())
-    work = tmp_path / "cache"
-    with pytest.raises(LammpsPhaseError, match="--overwrite"):
-        pipeline.check_outputs(tiny_config, work, out, overwrite=False)
-    pipeline.check_outputs(tiny_config, work, out, overwrite=True)
-    pipeline.check_outputs(tiny_config, work, out, overwrite=False, writes_checkpoint=False)  # --stage heating
-    # a rerun after an interrupt may replace what this work folder wrote itself, as long as it is unchanged
-    work.mkdir()
-    pipeline._note_written(work, out)
-    pipeline.check_outputs(tiny_config, work, out, overwrite=False)
-    ckpt = ckpt_io.load(out)
-    ckpt.metrics["edited"] = 1
-    ckpt_io.save(ckpt, out)  # changed since: someone else's now
-    with pytest.raises(LammpsPhaseError, match="--overwrite"):
-        pipeline.check_outputs(tiny_config, work, out, overwrite=False)
-
-
-def test_a_shipped_checkpoint_always_needs_overwrite(tmp_path, tiny_config, monkeypatch, random_sio2_checkpoint):
-    shipped = tmp_path / "checkpoints"
-    shipped.mkdir()
-    out = shipped / "cu.pt"
-    out.write_bytes(random_sio2_checkpoint.read_bytes())
-    monkeypatch.setattr(pipeline, "SHIPPED_CHECKPOINTS", shipped)
-    work = tmp_path / "cache"
-    work.mkdir()
-    pipeline._note_written(work, out)  # even if this work folder wrote it
-    with pytest.raises(LammpsPhaseError, match="shipped with lammps-phase.*--overwrite"):
-        pipeline.check_outputs(tiny_config, work, out, overwrite=False)
-    pipeline.check_outputs(tiny_config, work, out, overwrite=True)
-
-
-def test_the_real_shipped_checkpoints_are_protected(tiny_config, tmp_path):
-    for name in ("cu.pt", "sio2.pt"):
-        out = pipeline.SHIPPED_CHECKPOINTS / name
-        assert out.is_file()
-        with pytest.raises(LammpsPhaseError, match="shipped"):
-            pipeline.check_outputs(tiny_config, tmp_path / "cache", out, overwrite=False)
-    assert json.dumps(str(pipeline.report_dir_for(pipeline.SHIPPED_CHECKPOINTS / "cu.pt"))).endswith('cu_report"')

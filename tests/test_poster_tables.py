@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from lammps_phase.model.network import ModelConfig
-from lammps_phase.training.pipeline import load_config, run_key
+from lammps_phase.training.config import load_config
+from lammps_phase.training.runs import run_key
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -52,18 +52,6 @@ class EnvironmentSet:
     def points(self) -> int:
         return self.positions.shape[1]
 
-    def subset(self, mask_or_index: np.ndarray) -> "EnvironmentSet":
-        return EnvironmentSet(
-            self.positions[mask_or_index],
-            self.species[mask_or_index],
-            self.labels[mask_or_index],
-            list(self.classes),
-            list(self.elements),
-            self.temperature[mask_or_index],
-            self.pressure[mask_or_index],
-            self.run_id[mask_or_index],
-        )
-
     @staticmethod
     def concatenate(sets: Sequence["EnvironmentSet"]) -> "EnvironmentSet":
         if not sets:

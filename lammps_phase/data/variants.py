@@ -15,6 +15,12 @@ pressure, :mod:`lammps_phase.data.heating`), then changes one thing and checks e
   either kept hot (crystal | melt) or quenched to a glass (crystal | glass). Atoms carry their own labels: crystal
   atoms still on their sites → the crystal's class; liquid-side atoms → melt / amorphous; crystal atoms that left
   their sites → no label (−1, ignored in training).
+* **sphere** — a cluster cut from the crystal (in vacuum) or a void in it; the interior and the surface layer
+  are judged like a slab's.
+* **bicrystal** — two crystals stacked along ``axis`` (two interfaces), each side judged by its own coordination.
+
+The geometry of these samples is :mod:`lammps_phase.data.geometry`; their checks are in
+:mod:`lammps_phase.data.checks`.
 """
 
 from __future__ import annotations
@@ -26,116 +32,48 @@ from typing import Any, Sequence
 import numpy as np
 
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.data.heating import (
+from lammps_phase.data.checks import (
     PhaseCheck,
     PhaseRun,
     Reference,
     Snapshot,
-    _dispatch,
-    _num,
-    _resolve,
-    _Session,
     check_amorphous,
     check_liquid,
     check_phase,
-    checked_recorder,
-    glass_stages,
+    check_slab,
+    check_surface,
 )
-
-AXES = {"x": 0, "y": 1, "z": 2}
-#: Å below a surface beyond which an atom counts as interior for the phase check of a slab
-INTERIOR_DEPTH = 6.0
-
-
-def _axis(axis: str) -> int:
-    if axis not in AXES:
-        raise LammpsPhaseError(f"axis must be x, y or z, not {axis!r}")
-    return AXES[axis]
-
-
-def surface_depth(positions: np.ndarray, cell: np.ndarray, origin: np.ndarray, axis: str | int) -> np.ndarray:
-    """Distance (Å) of every atom below the nearer free surface of a slab whose normal is along cell row ``axis``.
-
-    The vacuum is the widest empty interval of the fractional coordinate along that row (periodic), so a slab
-    that wrapped across the box boundary is measured correctly. Distances are along the plane normal.
-    """
-    a = _axis(axis) if isinstance(axis, str) else int(axis)
-    frac = ((np.asarray(positions) - origin) @ np.linalg.inv(cell))[:, a] % 1.0
-    order = np.sort(frac)
-    gaps = np.diff(np.concatenate([order, [order[0] + 1.0]]))
-    g = int(np.argmax(gaps))
-    top, bottom = order[g], order[(g + 1) % len(order)]  # slab runs from bottom upwards (periodically) to top
-    s = (frac - bottom) % 1.0
-    width = (top - bottom) % 1.0
-    others = [cell[i] for i in range(3) if i != a]
-    normal = np.cross(*others)
-    height = abs(float(np.dot(cell[a], normal))) / np.linalg.norm(normal)  # plane spacing of the row
-    return np.minimum(s, width - s) * height
-
-
-def interface_side(positions: np.ndarray, cell: np.ndarray, origin: np.ndarray, axis: str) -> np.ndarray:
-    """True for atoms in the upper half (fractional 0.5–1) of the cell along ``axis``: the side that is melted."""
-    frac = ((np.asarray(positions) - origin) @ np.linalg.inv(cell))[:, _axis(axis)] % 1.0
-    return frac >= 0.5
-
-
-def interface_distance(positions: np.ndarray, cell: np.ndarray, origin: np.ndarray, axis: str,
-                       planes: Sequence[float] = (0.0, 0.5)) -> np.ndarray:
-    """Distance (Å) of every atom from the nearest interface plane; ``planes`` are fractional coordinates along
-    cell row ``axis`` (default: the two planes at 0 and 0.5 that separate the halves of an interface run)."""
-    a = _axis(axis)
-    frac = ((np.asarray(positions) - origin) @ np.linalg.inv(cell))[:, a] % 1.0
-    others = [cell[i] for i in range(3) if i != a]
-    normal = np.cross(*others)
-    height = abs(float(np.dot(cell[a], normal))) / np.linalg.norm(normal)
-    d = np.min([np.abs((frac - p + 0.5) % 1.0 - 0.5) for p in planes], axis=0)
-    return d * height
-
+from lammps_phase.data.geometry import (
+    axis_index,
+    bicrystal,
+    bicrystal_planes,
+    cut_sphere,
+    interface_distance,
+    interface_side,
+    sphere_depth,
+)
+from lammps_phase.data.heating import checked_recorder, glass_stages
+from lammps_phase.data.isolation import dispatch, run_supercell
+from lammps_phase.data.md_session import LammpsSession, lammps_float
 
 # ------------------------------------------------------------------------------------------------ slabs
 
 
-def _open_gap(session: _Session, axis: str, vacuum: float) -> None:
+def _open_gap(session: LammpsSession, axis: str, vacuum: float) -> None:
     """Widen the box along ``axis`` by ``vacuum`` Å without moving atoms: two free surfaces appear.
 
     The lattice sites stay where they are in space, so their fractional coordinates are re-expressed in the
     new box (otherwise every site would seem to move by the gap's share of its coordinate)."""
     old_cell, _ = session.box()
-    session.command(f"change_box all {axis} delta 0 {_num(vacuum)} units box")
+    session.command(f"change_box all {axis} delta 0 {lammps_float(vacuum)} units box")
     new_cell, _ = session.box()
     session.sites_fractional = session.sites_fractional @ old_cell @ np.linalg.inv(new_cell)
-
-
-def check_surface(snapshot: Snapshot, reference: Reference, depth: np.ndarray, *,
-                  interior_depth: float = INTERIOR_DEPTH, max_surface_displaced: float = 0.25,
-                  surface_cutoff: float = 1.5) -> PhaseCheck:
-    """The crystal check on atoms deeper than ``interior_depth`` below a free surface (``depth`` per atom, Å),
-    plus: the surface layer has not left its (relaxed-surface) sites en masse."""
-    inner = depth >= interior_depth
-    if inner.sum() < 0.08 * len(depth):
-        raise LammpsPhaseError(f"sample too thin: only {inner.sum()} of {len(depth)} atoms deeper than "
-                               f"{interior_depth} Å below a surface; raise min_length / the radius")
-    check = check_phase(snapshot, reference, density_tolerance=math.inf, max_shape_strain=math.inf, atoms=inner)
-    outer = snapshot.site_displacement[~inner]
-    moved = float(np.mean(outer > surface_cutoff)) if len(outer) else 0.0
-    if moved > max_surface_displaced:
-        check.holds = False
-        reason = f"{moved:.0%} of surface atoms are > {surface_cutoff} Å from their sites (surface transformed)"
-        check.reason = "; ".join(r for r in (check.reason, reason) if r)
-    return check
-
-
-def check_slab(snapshot: Snapshot, reference: Reference, axis: str, **kwargs: Any) -> PhaseCheck:
-    """:func:`check_surface` of a slab whose surfaces are normal to cell row ``axis``."""
-    return check_surface(snapshot, reference, surface_depth(snapshot.positions, snapshot.cell, snapshot.origin, axis),
-                         **kwargs)
 
 
 def _slab_impl(crystal, potential, pressure_gpa, kind, axis, vacuum, t_start, t_end, ps, seed, snapshot_every_ps,
                log_path, extra_commands, glass: dict[str, Any] | None = None, timestep_fs=None,
                stop_after_failures=2) -> PhaseRun:
-    session = _Session(crystal, _resolve(potential), log_path, extra_commands, timestep_fs)
-    try:
+    with LammpsSession(crystal, potential, log_path, extra_commands, timestep_fs) as session:
         reference = session.relax(pressure_gpa)
         if kind == "glass":
             bulk = glass_stages(session, reference, pressure_gpa, seed=seed, snapshot_every_ps=snapshot_every_ps,
@@ -165,8 +103,6 @@ def _slab_impl(crystal, potential, pressure_gpa, kind, axis, vacuum, t_start, t_
         session.npt(t_start, t_end, 0.0, ps, snapshot_every_ps, "heat" if kind != "glass" else "hold",
                     on_snapshot=record, ensemble="nvt")
         return run
-    finally:
-        session.close()
 
 
 def slab_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, kind: str = "crystal", axis: str = "z",
@@ -178,15 +114,15 @@ def slab_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, kind: s
     """A slab of the crystal (or of a glass made from it: ``kind="glass"`` with ``glass`` = the melt-quench
     settings of :func:`heating.melt_quench`) with free surfaces normal to cell row ``axis``, heated from
     ``t_start`` to ``t_end`` over ``ps``; snapshots checked by :func:`check_slab` (glass: check_amorphous)."""
-    _axis(axis)
+    axis_index(axis)
     if kind not in ("crystal", "glass"):
         raise LammpsPhaseError(f"slabs are made of crystals or glass, not {kind!r} (a liquid with a free surface evaporates)")
-    return _dispatch("slab", dict(crystal=crystal, potential=potential, pressure_gpa=pressure_gpa, kind=kind, axis=axis,
-                                  vacuum=vacuum, t_start=t_start, t_end=t_end, ps=ps, seed=seed,
-                                  snapshot_every_ps=snapshot_every_ps, glass=glass,
-                                  supercell_min_length=supercell_min_length, extra_commands=list(extra_commands),
-                                  timestep_fs=timestep_fs),
-                     log_path=log_path, isolate=isolate, ranks=ranks)
+    return dispatch("slab", dict(crystal=crystal, potential=potential, pressure_gpa=pressure_gpa, kind=kind, axis=axis,
+                                 vacuum=vacuum, t_start=t_start, t_end=t_end, ps=ps, seed=seed,
+                                 snapshot_every_ps=snapshot_every_ps, glass=glass,
+                                 supercell_min_length=supercell_min_length, extra_commands=list(extra_commands),
+                                 timestep_fs=timestep_fs),
+                    log_path=log_path, isolate=isolate, ranks=ranks)
 
 
 # ------------------------------------------------------------------------------------------------ strain
@@ -194,8 +130,7 @@ def slab_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, kind: s
 
 def _strained_impl(crystal, potential, pressure_gpa, axis, strain, t_start, t_end, ps, seed, snapshot_every_ps,
                    log_path, extra_commands, timestep_fs=None, stop_after_failures=2) -> PhaseRun:
-    session = _Session(crystal, _resolve(potential), log_path, extra_commands, timestep_fs)
-    try:
+    with LammpsSession(crystal, potential, log_path, extra_commands, timestep_fs) as session:
         reference = session.relax(pressure_gpa)
         run = PhaseRun(session.phase, session.potential.name, pressure_gpa, session.phase, reference)
         session.start_md(t_start, seed)
@@ -204,12 +139,10 @@ def _strained_impl(crystal, potential, pressure_gpa, axis, strain, t_start, t_en
             run, lambda snap: check_phase(snap, reference, density_tolerance=math.inf, max_shape_strain=math.inf),
             stop_after_failures)
 
-        deform = f"strain all deform 1 {axis} scale {_num(1.0 - strain)} remap x"
+        deform = f"strain all deform 1 {axis} scale {lammps_float(1.0 - strain)} remap x"
         session.npt(t_start, t_end, pressure_gpa, ps, snapshot_every_ps, "heat", on_snapshot=record, ensemble="nvt",
                     extra_fixes=[deform])
         return run
-    finally:
-        session.close()
 
 
 def strained_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, axis: str = "x", strain: float = 0.2,
@@ -219,14 +152,14 @@ def strained_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, axi
                  timestep_fs: float | None = None, isolate: bool | None = None, ranks: int = 1) -> PhaseRun:
     """Uniaxial strain: the relaxed crystal compressed along ``axis`` from 0 to ``strain`` (fraction of its
     length) over ``ps`` with the lateral sides fixed, at ``t_start``→``t_end`` K; kept while the crystal holds."""
-    _axis(axis)
+    axis_index(axis)
     if not 0.0 < strain < 0.5:
         raise LammpsPhaseError(f"strain must be a compression between 0 and 0.5, not {strain}")
-    return _dispatch("strained", dict(crystal=crystal, potential=potential, pressure_gpa=pressure_gpa, axis=axis,
-                                      strain=strain, t_start=t_start, t_end=t_end, ps=ps, seed=seed,
-                                      snapshot_every_ps=snapshot_every_ps, supercell_min_length=supercell_min_length,
-                                      extra_commands=list(extra_commands), timestep_fs=timestep_fs),
-                     log_path=log_path, isolate=isolate, ranks=ranks)
+    return dispatch("strained", dict(crystal=crystal, potential=potential, pressure_gpa=pressure_gpa, axis=axis,
+                                     strain=strain, t_start=t_start, t_end=t_end, ps=ps, seed=seed,
+                                     snapshot_every_ps=snapshot_every_ps, supercell_min_length=supercell_min_length,
+                                     extra_commands=list(extra_commands), timestep_fs=timestep_fs),
+                    log_path=log_path, isolate=isolate, ranks=ranks)
 
 
 # ------------------------------------------------------------------------------------------------ interfaces
@@ -258,8 +191,7 @@ def _interface_labels(snap: Snapshot, reference: Reference, upper: np.ndarray, p
 def _interface_impl(crystal, potential, pressure_gpa, axis, partner, t_crystal, melt_temperature, melt_ps,
                     quench_rate_k_per_ps, hold_ps, seed, snapshot_every_ps, log_path, extra_commands,
                     min_msd=5.0, max_glass_msd=1.5, timestep_fs=None) -> PhaseRun:
-    session = _Session(crystal, _resolve(potential), log_path, extra_commands, timestep_fs)
-    try:
+    with LammpsSession(crystal, potential, log_path, extra_commands, timestep_fs) as session:
         reference = session.relax(pressure_gpa)
         run = PhaseRun(session.phase, session.potential.name, pressure_gpa, session.phase, reference,
                        labels=[session.phase, partner])
@@ -272,30 +204,30 @@ def _interface_impl(crystal, potential, pressure_gpa, axis, partner, t_crystal, 
         session.command("group lower subtract all upper")
         dt = session.timestep_ps
         # melt the upper half while the lower half is held on its sites (a wall the liquid cannot take)
-        session.commands([f"velocity upper create {_num(melt_temperature)} {seed} mom yes dist gaussian",
+        session.commands([f"velocity upper create {lammps_float(melt_temperature)} {seed} mom yes dist gaussian",
                           "velocity lower set 0 0 0", "fix hold lower setforce 0 0 0", "reset_timestep 0"])
         session.step = 0
         start = session.positions()[1]
         # at the crystal's volume the half superheats (6500 K for 4 ps leaves BKS quartz ordered): scramble it
         # hotter first, then bring it to the melt temperature
         session.npt(1.5 * melt_temperature, 1.5 * melt_temperature, pressure_gpa, melt_ps / 2, melt_ps, "melt",
-                    ensemble="none", extra_fixes=[f"scramble upper nvt temp {_num(1.5 * melt_temperature)} "
-                                                  f"{_num(1.5 * melt_temperature)} {_num(100 * dt)}"])
-        session.command(f"fix hot upper nvt temp {_num(melt_temperature)} {_num(melt_temperature)} {_num(100 * dt)}")
+                    ensemble="none", extra_fixes=[f"scramble upper nvt temp {lammps_float(1.5 * melt_temperature)} "
+                                                  f"{lammps_float(1.5 * melt_temperature)} {lammps_float(100 * dt)}"])
+        session.command(f"fix hot upper nvt temp {lammps_float(melt_temperature)} {lammps_float(melt_temperature)} {lammps_float(100 * dt)}")
         session.npt(melt_temperature, melt_temperature, pressure_gpa, melt_ps / 2, melt_ps, "melt", ensemble="none")
         if partner == "amorphous":
             ramp = (melt_temperature - t_crystal) / quench_rate_k_per_ps
             session.command("unfix hot")
-            session.command(f"fix hot upper nvt temp {_num(melt_temperature)} {_num(t_crystal)} {_num(100 * dt)}")
+            session.command(f"fix hot upper nvt temp {lammps_float(melt_temperature)} {lammps_float(t_crystal)} {lammps_float(100 * dt)}")
             session.npt(melt_temperature, t_crystal, pressure_gpa, ramp, ramp, "quench", ensemble="none")
             session.command("unfix hot")
-        session.commands(["unfix hold", f"velocity lower create {_num(t_crystal)} {seed + 1} mom yes dist gaussian"])
+        session.commands(["unfix hold", f"velocity lower create {lammps_float(t_crystal)} {seed + 1} mom yes dist gaussian"])
         if partner == "melt":  # the upper half stays hot (fix hot), the crystal side is held at t_crystal
             moved = session.positions()[1] - start
             msd_ref = np.sum((moved @ cell) ** 2, axis=1)  # per atom during the melt stage
-            session.command(f"fix cold lower nvt temp {_num(t_crystal)} {_num(t_crystal)} {_num(100 * dt)}")
+            session.command(f"fix cold lower nvt temp {lammps_float(t_crystal)} {lammps_float(t_crystal)} {lammps_float(100 * dt)}")
         else:
-            session.command(f"fix cold all nvt temp {_num(t_crystal)} {_num(t_crystal)} {_num(100 * dt)}")
+            session.command(f"fix cold all nvt temp {lammps_float(t_crystal)} {lammps_float(t_crystal)} {lammps_float(100 * dt)}")
             session.msd_origin = session.positions()[1]
             msd_ref = None
 
@@ -309,8 +241,6 @@ def _interface_impl(crystal, potential, pressure_gpa, axis, partner, t_crystal, 
         session.npt(t_crystal, t_crystal, pressure_gpa, hold_ps, snapshot_every_ps, "hold", on_snapshot=record,
                     ensemble="none")
         return run
-    finally:
-        session.close()
 
 
 def interface_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, axis: str = "x",
@@ -322,64 +252,24 @@ def interface_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, ax
                   ranks: int = 1) -> PhaseRun:
     """A crystal | melt (``partner="melt"``) or crystal | glass (``partner="amorphous"``) box, interfaces normal to
     ``axis``; snapshots carry per-atom label codes into ``run.labels`` = [crystal, partner]."""
-    _axis(axis)
+    axis_index(axis)
     if partner not in ("melt", "amorphous"):
         raise LammpsPhaseError(f"interface partner must be 'melt' or 'amorphous', not {partner!r}")
-    return _dispatch("interface", dict(crystal=crystal, potential=potential, pressure_gpa=pressure_gpa, axis=axis,
-                                       partner=partner, t_crystal=t_crystal, melt_temperature=melt_temperature,
-                                       melt_ps=melt_ps, quench_rate_k_per_ps=quench_rate_k_per_ps, hold_ps=hold_ps,
-                                       seed=seed, snapshot_every_ps=snapshot_every_ps,
-                                       supercell_min_length=supercell_min_length, extra_commands=list(extra_commands),
-                                       min_msd=min_msd, max_glass_msd=max_glass_msd, timestep_fs=timestep_fs),
-                     log_path=log_path, isolate=isolate, ranks=ranks)
+    return dispatch("interface", dict(crystal=crystal, potential=potential, pressure_gpa=pressure_gpa, axis=axis,
+                                      partner=partner, t_crystal=t_crystal, melt_temperature=melt_temperature,
+                                      melt_ps=melt_ps, quench_rate_k_per_ps=quench_rate_k_per_ps, hold_ps=hold_ps,
+                                      seed=seed, snapshot_every_ps=snapshot_every_ps,
+                                      supercell_min_length=supercell_min_length, extra_commands=list(extra_commands),
+                                      min_msd=min_msd, max_glass_msd=max_glass_msd, timestep_fs=timestep_fs),
+                    log_path=log_path, isolate=isolate, ranks=ranks)
 
 
 # ------------------------------------------------------------------------------------------------ clusters, voids
 
 
-def sphere_depth(positions: np.ndarray, cell: np.ndarray, origin: np.ndarray, geometry: str) -> np.ndarray:
-    """Depth (Å) below the free surface of a cluster (``geometry="cluster"``: outermost atom radius − r) or
-    of a spherical void (``"void"``: r − innermost atom radius), r measured from the cell centre (minimum image)."""
-    centre = origin + 0.5 * np.asarray(cell).sum(axis=0)
-    d = np.asarray(positions) - centre
-    frac = d @ np.linalg.inv(cell)
-    d = (frac - np.round(frac)) @ cell
-    r = np.linalg.norm(d, axis=1)
-    return r.max() - r if geometry == "cluster" else r - r.min()
-
-
-def cut_sphere(crystal: Any, radius: float, geometry: str, vacuum: float = 20.0) -> Any:
-    """A cluster (atoms within ``radius`` of the cell centre, in a cubic box with ``vacuum`` Å around it) or a
-    void (the crystal without them). Whole formula units are not enforced: the cut surface is what it is."""
-    from lammps_phase.data.structures import Crystal
-
-    cell = np.asarray(crystal.cell, float)
-    centre = 0.5 * cell.sum(axis=0)
-    d = np.asarray(crystal.positions) - centre
-    r = np.linalg.norm(d, axis=1)
-    inside = r < radius
-    if geometry == "cluster":
-        side = 2 * radius + 2 * vacuum
-        if np.linalg.norm(cell, axis=1).min() < 2 * radius:
-            raise LammpsPhaseError(f"the crystal ({np.linalg.norm(cell, axis=1).min():.1f} Å) is too small for a "
-                                   f"cluster of radius {radius} Å; raise min_length")
-        positions, new_cell, keep = d[inside] + side / 2, np.eye(3) * side, inside
-    elif geometry == "void":
-        if np.linalg.norm(cell, axis=1).min() < 2 * radius + 2 * (INTERIOR_DEPTH + 2):
-            raise LammpsPhaseError(f"the crystal is too small for a void of radius {radius} Å with an interior "
-                                   "around it; raise min_length")
-        positions, new_cell, keep = np.asarray(crystal.positions)[~inside], cell, ~inside
-    else:
-        raise LammpsPhaseError(f"geometry must be 'cluster' or 'void', not {geometry!r}")
-    symbols = tuple(np.asarray(crystal.symbols)[keep])
-    return Crystal(name=crystal.name, cell=new_cell, positions=positions, symbols=symbols,
-                   source=f"{getattr(crystal, 'source', '')} ({geometry}, r = {radius} Å)")
-
-
 def _sphere_impl(crystal, potential, pressure_gpa, geometry, t_start, t_end, ps, seed, snapshot_every_ps,
                  log_path, extra_commands, timestep_fs=None, stop_after_failures=2) -> PhaseRun:
-    session = _Session(crystal, _resolve(potential), log_path, extra_commands, timestep_fs)
-    try:
+    with LammpsSession(crystal, potential, log_path, extra_commands, timestep_fs) as session:
         # a cluster has no box to relax (vacuum all round); a void relaxes its periodic box at pressure
         reference = session.relax(pressure_gpa if geometry == "void" else 0.0, box=geometry == "void")
         # the cut surface reconnects on relaxation, so "relaxed = input" cannot hold there; every snapshot's
@@ -394,8 +284,6 @@ def _sphere_impl(crystal, potential, pressure_gpa, geometry, t_start, t_end, ps,
         session.npt(t_start, t_end, pressure_gpa, ps, snapshot_every_ps, "heat", on_snapshot=record,
                     ensemble="nvt" if geometry == "cluster" else "npt")
         return run
-    finally:
-        session.close()
 
 
 def sphere_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, geometry: str = "cluster",
@@ -405,75 +293,21 @@ def sphere_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, geome
                timestep_fs: float | None = None, isolate: bool | None = None, ranks: int = 1) -> PhaseRun:
     """A cluster of radius ``radius`` cut from the crystal (NVT in vacuum), or a void of that radius in it (NPT at
     ``pressure_gpa``), relaxed at 0 K and heated ``t_start``→``t_end``; snapshots checked by :func:`check_surface`."""
-    from lammps_phase.data.heating import _supercell
-
-    base = _supercell(crystal, supercell_min_length)
+    base = run_supercell(crystal, supercell_min_length)
     cut = cut_sphere(base, radius, geometry, vacuum)
-    return _dispatch("sphere", dict(crystal=cut, potential=potential, pressure_gpa=pressure_gpa, geometry=geometry,
-                                    t_start=t_start, t_end=t_end, ps=ps, seed=seed, snapshot_every_ps=snapshot_every_ps,
-                                    supercell_min_length=None, extra_commands=list(extra_commands),
-                                    timestep_fs=timestep_fs),
-                     log_path=log_path, isolate=isolate, ranks=ranks)
+    return dispatch("sphere", dict(crystal=cut, potential=potential, pressure_gpa=pressure_gpa, geometry=geometry,
+                                   t_start=t_start, t_end=t_end, ps=ps, seed=seed, snapshot_every_ps=snapshot_every_ps,
+                                   supercell_min_length=None, extra_commands=list(extra_commands),
+                                   timestep_fs=timestep_fs),
+                    log_path=log_path, isolate=isolate, ranks=ranks)
 
 
 # ------------------------------------------------------------------------------------------------ bicrystals
 
 
-def bicrystal(a: Any, b: Any, axis: str = "x", length: float = 16.0, lateral: float = 14.0, gap: float = 1.8,
-              max_misfit: float = 0.05) -> tuple[Any, np.ndarray]:
-    """Crystal ``a`` and crystal ``b`` stacked along ``axis`` in one periodic box (two interfaces), and a mask of
-    ``b``'s atoms. Each is an orthogonal supercell; along the two lateral axes the repeats are chosen so the
-    lengths agree within ``max_misfit`` and ``b`` is strained onto ``a``'s lateral lengths."""
-    from lammps_phase.data.structures import Crystal, supercell
-
-    ax = _axis(axis)
-    ua, ub = supercell(a, 0.1, orthogonal=True), supercell(b, 0.1, orthogonal=True)
-    la, lb = np.diag(ua.cell).copy(), np.diag(ub.cell).copy()
-    reps_a, reps_b = np.ones(3), np.ones(3)
-    for j in range(3):
-        if j == ax:
-            reps_a[j], reps_b[j] = np.ceil(length / la[j]), np.ceil(length / lb[j])
-            continue
-        best = None
-        for na in range(1, 12):
-            for nb in range(1, 12):
-                if na * la[j] < lateral or nb * lb[j] < lateral or na * la[j] > 2.5 * lateral:
-                    continue
-                misfit = abs(na * la[j] - nb * lb[j]) / (na * la[j])
-                if best is None or misfit < best[0] - 1e-3 or (abs(misfit - best[0]) <= 1e-3 and na * la[j] < best[1] * la[j]):
-                    best = (misfit, na, nb)
-        if best is None or best[0] > max_misfit:
-            raise LammpsPhaseError(f"no lateral match of {a.name} and {b.name} along axis {j} within {max_misfit:.0%}")
-        reps_a[j], reps_b[j] = best[1], best[2]
-    sa = supercell(ua, tuple(reps_a * la - 1e-6), orthogonal=True)
-    sb = supercell(ub, tuple(reps_b * lb - 1e-6), orthogonal=True)
-    ca, cb = np.diag(sa.cell), np.diag(sb.cell)
-    scale = np.ones(3)
-    scale[[j for j in range(3) if j != ax]] = ca[[j for j in range(3) if j != ax]] / cb[[j for j in range(3) if j != ax]]
-    pb = np.asarray(sb.positions) * scale
-    pb[:, ax] += ca[ax] + gap
-    cell_len = ca.copy()
-    cell_len[ax] = ca[ax] + cb[ax] + 2 * gap
-    positions = np.concatenate([np.asarray(sa.positions), pb])
-    symbols = tuple(sa.symbols) + tuple(sb.symbols)
-    mask = np.r_[np.zeros(len(sa.symbols), bool), np.ones(len(sb.symbols), bool)]
-    crystal = Crystal(name=a.name, cell=np.diag(cell_len), positions=positions, symbols=symbols,
-                      source=f"{a.name} | {b.name} along {axis}")
-    return crystal, mask
-
-
-def bicrystal_planes(crystal: Any, mask: np.ndarray, axis: str) -> tuple[float, float]:
-    """Fractional coordinates (along ``axis``) of the two interfaces of a :func:`bicrystal`: mid-gap on both sides."""
-    a = _axis(axis)
-    frac = (np.asarray(crystal.positions) @ np.linalg.inv(crystal.cell))[:, a]
-    first_top, second_bottom, second_top = frac[~mask].max(), frac[mask].min(), frac[mask].max()
-    return (0.5 * (first_top + second_bottom), (0.5 * (second_top + 1.0)) % 1.0)
-
-
 def _bicrystal_impl(crystal, potential, pressure_gpa, partner_mask, axis, interface_planes, t_start, t_end, ps, seed,
                     snapshot_every_ps, log_path, extra_commands, timestep_fs=None, site_cutoff=1.0) -> PhaseRun:
-    session = _Session(crystal, _resolve(potential), log_path, extra_commands, timestep_fs)
-    try:
+    with LammpsSession(crystal, potential, log_path, extra_commands, timestep_fs) as session:
         reference = session.relax(pressure_gpa)
         run = PhaseRun(session.phase, session.potential.name, pressure_gpa, session.phase, reference)
         mask = np.asarray(partner_mask, bool)
@@ -508,8 +342,6 @@ def _bicrystal_impl(crystal, potential, pressure_gpa, partner_mask, axis, interf
 
         session.npt(t_start, t_end, pressure_gpa, ps, snapshot_every_ps, "hold", on_snapshot=record)
         return run
-    finally:
-        session.close()
 
 
 def bicrystal_run(crystal: Any, partner: Any, potential: str, pressure_gpa: float = 0.0, *, axis: str = "x",
@@ -520,12 +352,12 @@ def bicrystal_run(crystal: Any, partner: Any, potential: str, pressure_gpa: floa
     """Crystal | crystal (:func:`bicrystal`), relaxed at ``pressure_gpa`` and held (NPT); per-atom codes 0 (first
     crystal, on its sites), 1 (second), −1 (left its site at the interface); ``run.labels`` = both names."""
     both, mask = bicrystal(crystal, partner, axis, length, lateral)
-    run = _dispatch("bicrystal", dict(crystal=both, potential=potential, pressure_gpa=pressure_gpa, partner_mask=mask,
-                                      axis=axis, interface_planes=bicrystal_planes(both, mask, axis),
-                                      t_start=t_start, t_end=t_end, ps=ps, seed=seed,
-                                      snapshot_every_ps=snapshot_every_ps, supercell_min_length=None,
-                                      extra_commands=list(extra_commands), timestep_fs=timestep_fs),
-                    log_path=log_path, isolate=isolate, ranks=ranks)
+    run = dispatch("bicrystal", dict(crystal=both, potential=potential, pressure_gpa=pressure_gpa, partner_mask=mask,
+                                     axis=axis, interface_planes=bicrystal_planes(both, mask, axis),
+                                     t_start=t_start, t_end=t_end, ps=ps, seed=seed,
+                                     snapshot_every_ps=snapshot_every_ps, supercell_min_length=None,
+                                     extra_commands=list(extra_commands), timestep_fs=timestep_fs),
+                   log_path=log_path, isolate=isolate, ranks=ranks)
     run.labels = [crystal.name, partner.name]
     return run
 
@@ -533,5 +365,4 @@ def bicrystal_run(crystal: Any, partner: Any, potential: str, pressure_gpa: floa
 IMPLEMENTATIONS = {"slab": _slab_impl, "strained": _strained_impl, "interface": _interface_impl, "sphere": _sphere_impl,
                    "bicrystal": _bicrystal_impl}
 
-__all__ = ["slab_run", "strained_run", "interface_run", "sphere_run", "bicrystal_run", "bicrystal", "cut_sphere",
-           "surface_depth", "sphere_depth", "interface_distance", "check_surface", "check_slab", "AXES"]
+__all__ = ["slab_run", "strained_run", "interface_run", "sphere_run", "bicrystal_run"]

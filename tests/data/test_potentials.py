@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.data.heating import CrystalData, atom_energies, energy_and_forces
+from lammps_phase.data.heating import atom_energies, energy_and_forces
+from lammps_phase.data.isolation import CrystalData
 from lammps_phase.data.potentials import SAIKA_VOIVOD_30_6, get, lj_30_6_minimum, names, type_map_for
 from lammps_phase.data.structures import build, supercell
 

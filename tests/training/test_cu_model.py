@@ -11,7 +11,7 @@ import pytest
 
 from lammps_phase.data import structures
 from lammps_phase.inference.classify import Classifier
-from lammps_phase.training.pipeline import load_config
+from lammps_phase.training.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "inputs" / "train_cu.toml"

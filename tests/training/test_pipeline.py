@@ -10,7 +10,7 @@ import pytest
 from lammps_phase.model import checkpoint as ckpt_io
 from lammps_phase.cli import train_main
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.training.pipeline import load_config
+from lammps_phase.training.config import load_config
 
 from conftest import TINY
 

@@ -1,0 +1,86 @@
+"""Variant blocks of a training config: checked on load, keyed and parametrised as heating runs, and their
+per-atom labels read back for the datasets (lammps_phase.training.config / lammps_phase.training.runs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.training.config import load_config
+from lammps_phase.training.runs import iter_snapshots, run_key
+
+
+BASE = """
+name = "v"
+elements = ["Si", "O"]
+potential = "bks_dsf"
+output = "{out}"
+[runs]
+seeds = {{ train = [1], val = [2], test = [3] }}
+"""
+
+
+def _config(tmp_path, blocks: str):
+    path = tmp_path / "v.toml"
+    path.write_text(BASE.format(out=tmp_path / "v.pt") + blocks)
+    return path
+
+
+def test_config_variants_are_checked(tmp_path):
+    ok = '[[phase]]\nname = "alpha_quartz"\nvariant = "slab"\naxis = "x"\n[[phase]]\nname = "alpha_quartz"\n'
+    cfg = load_config(_config(tmp_path, ok))
+    assert [run_key(p, 0.0, 1) for p in cfg.phases] == ["alpha_quartz_slab-x_0GPa_seed1", "alpha_quartz_0GPa_seed1"]
+    for block, message in [
+        ('variant = "slab"\naxis = "q"', "axis must be x, y or z"),
+        ('variant = "sheared"', "variant 'sheared'"),
+        ('variant = "strained"\nkind = "melt"', "variant strained takes kind crystal"),
+        ('variant = "strained"\nstrain = 0.6', "strain must be a compression"),
+        ('variant = "slab"\nvacuum = 5.0', "vacuum 5.0"),
+        ('variant = "interface"\npartner = "magic"', "partner must be"),
+        ('variant = "interface"\npartner = "coesite"', "partner 'coesite' is not a class of this config"),
+    ]:
+        with pytest.raises(LammpsPhaseError, match=message):
+            load_config(_config(tmp_path, f'[[phase]]\nname = "alpha_quartz"\n{block}\n'))
+    twice = '[[phase]]\nname = "alpha_quartz"\nvariant = "slab"\n' * 2
+    with pytest.raises(LammpsPhaseError, match=r"alpha_quartz at 0 GPa \(slab-z\) appears in two"):
+        load_config(_config(tmp_path, twice))
+
+
+def test_per_atom_labels_of_an_interface_run_reach_the_datasets(tmp_path):
+    blocks = ('[[phase]]\nname = "alpha_quartz"\nvariant = "interface"\npartner = "melt"\n'
+              '[[phase]]\nname = "melt"\nkind = "melt"\nstructure = "alpha_quartz"\n')
+    cfg = load_config(_config(tmp_path, blocks))
+    assert cfg.classes == ["alpha_quartz", "melt"]
+    runs = tmp_path / "work" / "runs"
+    runs.mkdir(parents=True)
+    n = 6
+    for spec in cfg.phases:
+        for seed in (1, 2, 3):
+            arrays = dict(positions=np.zeros((1, n, 3), np.float32), cells=np.eye(3)[None] * 10, origins=np.zeros((1, 3)),
+                          temperature=np.array([300.0], np.float32), pressure=np.zeros(1, np.float32),
+                          species=np.array(["Si", "O", "O"] * 2))
+            if spec.variant == "interface":
+                arrays["atom_labels"] = np.array([[0, 0, -1, 1, 1, 1]], np.int8)
+            np.savez(runs / f"{run_key(spec, 0.0, seed)}.npz", **arrays)
+    frames = list(iter_snapshots(cfg, tmp_path / "work", "test"))
+    assert frames[0][4].tolist() == [0, 0, -1, 1, 1, 1]  # crystal, unlabelled, melt
+    assert frames[1][4].tolist() == [1] * n
+    assert frames[0][7] != frames[1][7]  # run ids differ
+
+
+def test_a_block_may_name_its_own_potential(tmp_path):
+    """One class fed by two potentials (issue 12): the block's potential reaches its runs and their cache names."""
+    from lammps_phase.training.config import potential_of
+    from lammps_phase.training.runs import run_params
+
+    blocks = ('[[phase]]\nname = "alpha_quartz"\n'
+              '[[phase]]\nname = "alpha_quartz"\npotential = "tersoff_munetoh"\n')
+    cfg = load_config(_config(tmp_path, blocks))
+    bks, tersoff = cfg.phases
+    assert [potential_of(cfg, p) for p in cfg.phases] == ["bks_dsf", "tersoff_munetoh"]
+    assert run_key(bks, 0.0, 1) == "alpha_quartz_0GPa_seed1"
+    assert run_key(tersoff, 0.0, 1) == "alpha_quartz_tersoff_munetoh_0GPa_seed1"  # no clash at one pressure
+    assert run_params(cfg, tersoff, 0.0, 1)["potential"] == "tersoff_munetoh"
+    with pytest.raises(LammpsPhaseError, match="potential = .*is unknown"):
+        load_config(_config(tmp_path, '[[phase]]\nname = "alpha_quartz"\npotential = "bks_typo"\n'))
