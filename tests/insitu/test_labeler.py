@@ -51,6 +51,25 @@ def test_compiled_kernels_in_situ_label_like_the_offline_classifier(workdir, qua
     assert_matches_offline(classifier, list(formats.read_dump(cwd / "dump.phase")))
 
 
+@pytest.mark.parametrize("extra, ghost, chosen, falls_back", [
+    ("", None, "mode gather (auto: 432 atoms on 2 rank(s), 1 node(s)", False),  # one node, few atoms: gather
+    ("auto_local_atoms=0", 19.0, "mode local (auto: 432 atoms on 2 rank(s), 1 node(s), >= 0 atoms", False),
+    ("auto_local_atoms=0", None, "mode local (auto:", True),  # local wanted, but the ghost shell is too thin
+])
+def test_mode_auto_says_what_it_chose_and_labels_like_gather(extra, ghost, chosen, falls_back, workdir, quartz,
+                                                              common_vars, classifier):
+    args = '"${checkpoint}", types="Si O", mode="auto"' + (f", {extra}" if extra else "")
+    name = f"auto_{len(extra)}_{ghost}"
+    rc, screen, _, cwd = run_deck(workdir, name, error_deck(args, ghost=ghost), quartz, common_vars)
+    assert rc == 0, screen[-3000:]
+    assert chosen in screen, screen[-3000:]
+    fallback = [line for line in screen.splitlines() if "mode auto falls back to gather" in line]
+    assert bool(fallback) == falls_back and (not falls_back or "comm_modify cutoff" in fallback[0])
+    frames = list(formats.read_dump(cwd / "dump.phase"))
+    assert [f.timestep for f in frames] == [0, 5, 10]
+    assert_matches_offline(classifier, frames, columns=("phase",))
+
+
 def test_labels_identical_across_rank_counts_and_modes(labelled):
     reference = labelled[1][0]
     for nprocs in (2, 4):
