@@ -71,6 +71,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
           + ", ".join(f"{i}={c}" for i, c in enumerate(clf.classes)) + ", -1=other)", file=out)
     print(header, file=out)
     frames = 0
+    unfamiliar = 0
     # The bar (stderr) and the table (stdout) share the terminal: rows go through bar.write, which clears the bar,
     # prints the row on its own line and redraws the bar below; leaving the `with` (also on an error) closes the
     # bar with a newline, so an error message starts a line of its own.
@@ -85,6 +86,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 formats={"phase_conf": "%.4f"},
             )
             fr = res.fractions()
+            if res.unfamiliar:
+                unfamiliar += res.unfamiliar
+                bar.write(f"warning: timestep {frame.timestep}: {res.unfamiliar} atom(s) "
+                          f"({100 * res.unfamiliar / max(len(res.labels), 1):.1f} %) lie outside the geometry of "
+                          "the model's training data (bond lengths, neighbour shells): labelled -1 (other); check "
+                          "--types and the structure", file=sys.stderr)
             bar.write(f"{frame.timestep:>8d}  " + "".join(f"{fr[n]:>{width + 1}.4f}" for n in names), file=out)
             frames += 1
             bar.update(1)
@@ -110,6 +117,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         "config": cfg.to_dict(),
         "data_fingerprint": ck.data_fingerprint,
         "metrics": ck.metrics,
+        "calibration": ck.calibration,
+        "training_domain": ck.domain,
         "package_version": ck.package_version,
     }
     if args.json:
@@ -124,6 +133,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"receptive field  {cfg.receptive_hops} neighbour hops{extra}")
     print(f"layers           EdgeConv {cfg.channels} → head {cfg.head}; graph {cfg.graph}; "
           f"spatial weighting {'on' if cfg.spatial_weighting else 'off'}; length scale {cfg.length_scale}")
+    if ck.calibration:
+        cal = ck.calibration
+        print(f"calibration      temperature {ck.temperature:.3f}, default threshold {ck.default_threshold:.3f} "
+              f"(validation: ECE {cal.get('ece_before', float('nan')):.4f} → {cal.get('ece_after', float('nan')):.4f}, "
+              f"{100 * cal.get('other_fraction', 0.0):.2f} % of atoms below the threshold)")
+    else:
+        print("calibration      none (raw softmax; threshold 0)")
+    print("training domain  " + ("distance envelope of the training data: atoms outside it are labelled -1"
+                                 if ck.domain else "none (every atom gets a class)"))
     print(f"data fingerprint {ck.data_fingerprint or '-'}")
     for key, val in ck.metrics.items():
         if key != "receptive_radius_angstrom":
@@ -159,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", required=True, help="checkpoint (.pt), e.g. checkpoints/sio2.pt")
     c.add_argument("--types", help='element of each LAMMPS atom type, in type order, e.g. "Si O"')
     c.add_argument("-o", "--output", required=True, help="output LAMMPS dump (.gz to compress)")
-    c.add_argument("--threshold", type=_probability, default=0.0,
-                   help="confidence (0..1) below which an atom is labelled -1 (other)")
+    c.add_argument("--threshold", type=_probability, default=None,
+                   help="confidence (0..1) below which an atom is labelled -1 (other); default: the model's "
+                        "calibrated threshold (lammps-phase info shows it)")
     c.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_classify)
@@ -217,7 +236,7 @@ def build_train_parser() -> argparse.ArgumentParser:
         description="Heating runs → environment datasets → training → report, from one TOML config (cached, resumable).",
     )
     p.add_argument("config", help="training config, e.g. inputs/train_sio2.toml")
-    p.add_argument("--stage", choices=["heating", "datasets", "train", "report", "all"], default="all",
+    p.add_argument("--stage", choices=["heating", "datasets", "train", "calibrate", "report", "all"], default="all",
                    help="run one stage only (earlier stages must be cached)")
     p.add_argument("--workdir", default=None, help="cache folder (default: cache/<config name>)")
     p.add_argument("--output", default=None, help="checkpoint path (default: from the config)")

@@ -20,6 +20,7 @@ from lammps_phase import runtime
 from lammps_phase.elements import element_indices
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.cell import lammps_box_to_cell
+from lammps_phase.inference.domain import TrainingDomain, outside
 from lammps_phase.inference.neighbors import NeighborList, knn
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ class PhaseResult:
     labels: np.ndarray
     confidence: np.ndarray
     classes: list[str]
+    #: atoms whose neighbourhood lies outside the training data's geometry (labelled −1, confidence 0)
+    unfamiliar: int = 0
 
     def fractions(self) -> dict[str, float]:
         """Fraction of atoms per class name (and "other"), in class order."""
@@ -119,14 +122,18 @@ class Classifier:
         self,
         checkpoint: ckpt_io.Checkpoint,
         device: str = "auto",
-        threshold: float = 0.0,
+        threshold: Optional[float] = None,
         chunk: int = 32768,
         fast: Union[bool, str] = "auto",
         threads: Union[int, str, None] = "auto",
         reuse_neighbors: bool = False,
         compile_after_atoms: Optional[int] = None,
+        check_domain: bool = True,
     ) -> None:
-        """``fast``: the fused inference path of :mod:`lammps_phase.model.fastpath` (same labels, logits within
+        """``threshold``: confidence below which an atom is −1 ("other"); None = the checkpoint's calibrated
+        default (0 for an uncalibrated checkpoint). ``check_domain``: atoms whose neighbourhood lies outside the
+        geometry of the training data (:mod:`lammps_phase.inference.domain`, stored in calibrated checkpoints)
+        are −1 with confidence 0 instead of a confident guess. ``fast``: the fused inference path of :mod:`lammps_phase.model.fastpath` (same labels, logits within
         float32 noise): "auto"/True (compiled once enough atoms were seen, else eager kernels), "compile",
         "eager", or False for the reference PhaseNet forward. ``threads``: torch threads and neighbour-search
         workers, "auto" = this rank's cores. ``reuse_neighbors``: keep a Verlet-style candidate list between
@@ -147,7 +154,9 @@ class Classifier:
         self.checkpoint = checkpoint
         self.device = resolve_device(device)
         self.model = checkpoint.build().to(self.device)
-        self.threshold = check_threshold(threshold)
+        self.threshold = check_threshold(checkpoint.default_threshold if threshold is None else threshold)
+        self.temperature = checkpoint.temperature
+        self.domain = TrainingDomain.from_dict(checkpoint.domain) if checkpoint.domain and check_domain else None
         self.chunk = int(chunk)
         self.threads = runtime.set_threads(threads)
         self.fast: Optional[fastpath.FastPhaseNet] = None
@@ -171,12 +180,13 @@ class Classifier:
         cls,
         path: Union[str, os.PathLike],
         device: str = "auto",
-        threshold: float = 0.0,
+        threshold: Optional[float] = None,
         type_map: Optional[Sequence[str]] = None,
         fast: Union[bool, str] = "auto",
         threads: Union[int, str, None] = "auto",
         reuse_neighbors: bool = False,
         compile_after_atoms: Optional[int] = None,
+        check_domain: bool = True,
     ) -> "Classifier":
         return cls(
             ckpt_io.load(path, type_map=type_map),
@@ -186,6 +196,7 @@ class Classifier:
             threads=threads,
             reuse_neighbors=reuse_neighbors,
             compile_after_atoms=compile_after_atoms,
+            check_domain=check_domain,
         )
 
     @property
@@ -238,10 +249,12 @@ class Classifier:
         return out
 
     def result_from_logits(self, logits: torch.Tensor, threshold: Optional[float] = None,
-                           nearest: Optional[np.ndarray] = None) -> PhaseResult:
-        """Labels and confidences; ``nearest`` (distance of each atom to its nearest neighbour) marks overlapping
-        atoms (< MIN_SEPARATION) as OTHER with confidence 0."""
-        prob = torch.softmax(logits.float(), dim=-1)
+                           nearest: Optional[np.ndarray] = None, unfamiliar: Optional[np.ndarray] = None
+                           ) -> PhaseResult:
+        """Labels and calibrated confidences (softmax of logits / temperature); ``nearest`` (distance of each atom
+        to its nearest neighbour) marks overlapping atoms (< MIN_SEPARATION), ``unfamiliar`` (bool per atom) atoms
+        outside the training domain: both become OTHER with confidence 0."""
+        prob = torch.softmax(logits.float() / self.temperature, dim=-1)
         conf, lab = prob.max(dim=-1)
         labels = lab.to(torch.int32).cpu().numpy()
         confidence = conf.cpu().numpy().astype(np.float32)
@@ -252,7 +265,13 @@ class Classifier:
             overlap = np.asarray(nearest)[: len(labels)] < MIN_SEPARATION
             labels[overlap] = OTHER
             confidence[overlap] = 0.0
-        return PhaseResult(labels=labels, confidence=confidence, classes=self.classes)
+        count = 0
+        if unfamiliar is not None:
+            flagged = np.asarray(unfamiliar, dtype=bool)[: len(labels)]
+            labels[flagged] = OTHER
+            confidence[flagged] = 0.0
+            count = int(flagged.sum())
+        return PhaseResult(labels=labels, confidence=confidence, classes=self.classes, unfamiliar=count)
 
     def classify(
         self,
@@ -300,7 +319,11 @@ class Classifier:
         logits = self.logits(species_idx, neighbors)
         t1 = time.perf_counter()
         n = len(logits) if labelled is None else int(labelled)
-        result = self.result_from_logits(logits[:n], threshold, nearest=neighbors.distances[:n, 0])
+        unfamiliar = None
+        if self.domain is not None:
+            unfamiliar = outside(self.domain, species_idx, neighbors.index[:n], neighbors.distances[:n])
+        result = self.result_from_logits(logits[:n], threshold, nearest=neighbors.distances[:n, 0],
+                                         unfamiliar=unfamiliar)
         self.last_timings["result"] = time.perf_counter() - t1
         return result
 

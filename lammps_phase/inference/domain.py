@@ -28,7 +28,7 @@ from lammps_phase.errors import LammpsPhaseError
 
 QUANTILE = 1e-4  # a training atom's distance outside [q, 1 - q] is an outlier of the data, not of the domain
 MARGIN = 0.05  # the envelope is widened by 5 % of its bounds on either side: unseen but plausible states pass
-RANKS = 4  # the 1st to 4th nearest B of an A atom: enough to tell 4- and 6-fold Si from 2-fold O
+RANKS = 6  # the 1st to 6th nearest B of an A atom: tells 2-, 3-, 4- and 6-fold coordination apart
 ALWAYS = 0.9999  # an A atom "always" has a B neighbour when this fraction of training A atoms had one
 
 

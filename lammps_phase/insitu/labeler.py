@@ -135,7 +135,7 @@ class PhaseLabeler:
     mode        "gather" (classify on rank 0), "local" (each rank from its ghost shell) or "auto" (local on
                 several nodes or from ``auto_local_atoms`` atoms, when the ghost shell allows; else gather).
     device      "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:N".
-    threshold   confidence below which an atom is labelled −1 ("other").
+    threshold   confidence below which an atom is labelled −1 ("other"); None: the checkpoint's calibrated default.
     on_error    "stop" (default) or "skip": a failing classification gives −1 labels for that step.
     labels, confidence  names of the fix property/atom vectors written (i_… integer, d_… float);
                 the fraction variables are named after ``labels`` without its ``i_`` (v_phase_<class>).
@@ -156,7 +156,7 @@ class PhaseLabeler:
         types: Union[str, Sequence[str]],
         mode: str = "gather",
         device: str = "auto",
-        threshold: float = 0.0,
+        threshold: Optional[float] = None,
         on_error: str = "stop",
         labels: str = "i_phase",
         confidence: str = "d_phase_conf",
@@ -177,17 +177,18 @@ class PhaseLabeler:
             raise LammpsPhaseError(
                 f"confidence {confidence!r} must name a float property/atom vector, e.g. 'd_phase_conf'"
             )
-        try:
-            threshold = float(threshold)
-        except (TypeError, ValueError):
-            threshold = float("nan")
-        if not 0.0 <= threshold < 1.0:
-            raise LammpsPhaseError(f"threshold {threshold} must lie in [0, 1): it is a softmax probability")
+        if threshold is not None:
+            try:
+                threshold = float(threshold)
+            except (TypeError, ValueError):
+                threshold = float("nan")
+            if not 0.0 <= threshold < 1.0:
+                raise LammpsPhaseError(f"threshold {threshold} must lie in [0, 1): it is a softmax probability")
         self.checkpoint = _checkpoint_argument(checkpoint)
         self.types = _types_argument(types)
         self.mode = mode
         self.device = device
-        self.threshold = float(threshold)
+        self.threshold = threshold
         self.on_error = on_error
         self.labels = labels
         self.confidence = confidence

@@ -37,6 +37,10 @@ class Checkpoint:
     data_fingerprint: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     package_version: str = __version__
+    #: temperature scaling and default threshold fitted on validation data (lammps_phase.training.calibration)
+    calibration: dict[str, float] = field(default_factory=dict)
+    #: distance envelope of the training data (lammps_phase.inference.domain.TrainingDomain.to_dict())
+    domain: dict[str, Any] = field(default_factory=dict)
 
     @property
     def elements(self) -> list[str]:
@@ -45,6 +49,16 @@ class Checkpoint:
     @property
     def k(self) -> int:
         return self.config.k
+
+    @property
+    def temperature(self) -> float:
+        """Logits are divided by this before the softmax (1 for an uncalibrated checkpoint)."""
+        return float(self.calibration.get("temperature", 1.0))
+
+    @property
+    def default_threshold(self) -> float:
+        """The calibrated confidence threshold below which an atom is "other" (0 for an uncalibrated checkpoint)."""
+        return float(self.calibration.get("threshold", 0.0))
 
     def build(self) -> torch.nn.Module:
         """The network with these weights, in eval mode."""
@@ -85,6 +99,8 @@ def save(ckpt: Checkpoint, path: str | os.PathLike) -> None:
         "k": ckpt.config.k,
         "data_fingerprint": ckpt.data_fingerprint,
         "metrics_json": json.dumps(ckpt.metrics, default=float),
+        "calibration_json": json.dumps(ckpt.calibration, default=float),
+        "domain_json": json.dumps(ckpt.domain, default=float),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,9 +152,15 @@ def load(path: str | os.PathLike, type_map: Optional[Sequence[str]] = None) -> C
         state_dict=dict(payload["state_dict"]),
         classes=[str(c) for c in payload["classes"]],
         data_fingerprint=str(payload.get("data_fingerprint", "")),
-        metrics=_metrics(payload.get("metrics_json", "{}"), path),
+        metrics=_json_object(payload.get("metrics_json", "{}"), path, "metrics"),
         package_version=str(payload["package_version"]),
+        calibration=_json_object(payload.get("calibration_json", "{}"), path, "calibration"),
+        domain=_json_object(payload.get("domain_json", "{}"), path, "training domain"),
     )
+    temperature, threshold = ckpt.temperature, ckpt.default_threshold
+    if not (0.0 < temperature < float("inf")) or not 0.0 <= threshold < 1.0:
+        raise LammpsPhaseError(f"checkpoint {path} is damaged: calibration temperature {temperature} / threshold "
+                               f"{threshold} out of range; use an intact copy of the checkpoint")
     if type_map is not None:
         ckpt.check_elements(type_map)
     return ckpt
@@ -164,21 +186,22 @@ def _check_payload_types(payload: dict, path: Path) -> None:
     for key in ("classes", "elements"):
         if not isinstance(payload[key], (list, tuple)) or not all(isinstance(v, str) for v in payload[key]):
             raise bad(key, "a list of names")
-    if not isinstance(payload.get("metrics_json", "{}"), str):
-        raise bad("metrics_json", "a JSON string")
+    for key in ("metrics_json", "calibration_json", "domain_json"):
+        if not isinstance(payload.get(key, "{}"), str):
+            raise bad(key, "a JSON string")
     if not isinstance(payload.get("data_fingerprint", ""), str):
         raise bad("data_fingerprint", "a string")
 
 
-def _metrics(text: str, path: Path) -> dict[str, Any]:
+def _json_object(text: str, path: Path, what: str) -> dict[str, Any]:
     try:
-        metrics = json.loads(text)
+        value = json.loads(text)
     except ValueError as err:
-        raise LammpsPhaseError(f"checkpoint {path} is damaged: its metrics are not JSON ({err}); "
+        raise LammpsPhaseError(f"checkpoint {path} is damaged: its {what} are not JSON ({err}); "
                                "use an intact copy of the checkpoint") from None
-    if not isinstance(metrics, dict):
-        raise LammpsPhaseError(f"checkpoint {path} is damaged: its metrics are {type(metrics).__name__}, not a JSON object")
-    return metrics
+    if not isinstance(value, dict):
+        raise LammpsPhaseError(f"checkpoint {path} is damaged: its {what} are {type(value).__name__}, not a JSON object")
+    return value
 
 
 def fingerprint(*arrays_or_strings: Any) -> str:

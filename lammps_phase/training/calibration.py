@@ -9,8 +9,10 @@ validation accuracy: uncertain atoms are marked, and in-distribution accuracy ba
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -105,3 +107,38 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor, max_drop: float = MAX_
         ece_after=expected_calibration_error(conf_after, correct),
         accuracy=float(correct.mean()), accuracy_with_threshold=float(kept_right.mean()),
         other_fraction=float((conf_after < threshold).mean()), atoms=int(len(labels)))
+
+
+def validation_logits(classifier: Any, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, C) and labels (N,) of every atom of a SampleSet, through the Classifier (the inference path)."""
+    from lammps_phase.inference.neighbors import NeighborList
+
+    logits, labels = [], []
+    for s in range(len(data)):
+        lo, hi = int(data.offsets[s]), int(data.offsets[s + 1])
+        vectors = np.asarray(data.vectors[lo:hi], dtype=np.float32)
+        graph = NeighborList(index=np.asarray(data.index[lo:hi], dtype=np.int64), vectors=vectors,
+                             distances=np.linalg.norm(vectors, axis=-1).astype(np.float32))
+        logits.append(classifier.logits(np.asarray(data.species[lo:hi], dtype=np.int64), graph).float().cpu())
+        labels.append(torch.from_numpy(np.asarray(data.labels[lo:hi], dtype=np.int64)))
+    return torch.cat(logits), torch.cat(labels)
+
+
+def snapshot_graphs(data: Any) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(species, neighbour index, distances) per snapshot of a SampleSet: what `domain.measure` reads."""
+    for s in range(len(data)):
+        lo, hi = int(data.offsets[s]), int(data.offsets[s + 1])
+        yield (np.asarray(data.species[lo:hi], dtype=np.int64), np.asarray(data.index[lo:hi]),
+               np.linalg.norm(np.asarray(data.vectors[lo:hi], dtype=np.float32), axis=-1))
+
+
+def calibrate_checkpoint(checkpoint: Any, train: Any, val: Any) -> tuple[Calibration, Any]:
+    """Calibration on the validation snapshots and the training domain of the training snapshots."""
+    from lammps_phase.inference import domain
+    from lammps_phase.inference.classify import Classifier
+
+    raw = copy.copy(checkpoint)
+    raw.calibration, raw.domain = {}, {}  # fit on the raw softmax, whatever the checkpoint held before
+    classifier = Classifier(raw, device="auto", threshold=0.0, check_domain=False)
+    logits, labels = validation_logits(classifier, val)
+    return calibrate(logits, labels), domain.measure(snapshot_graphs(train), checkpoint.elements, checkpoint.k)

@@ -20,7 +20,7 @@ from lammps_phase.training.config import SPLITS, PipelineConfig, load_config, po
 from lammps_phase.training.outputs import check_outputs, note_written, report_dir_for
 from lammps_phase.training.runs import iter_snapshots, run_key, stage_heating
 
-STAGES = ("heating", "datasets", "train", "report")
+STAGES = ("heating", "datasets", "train", "calibrate", "report")
 
 # stage 1, the heating runs, is lammps_phase.training.runs.stage_heating
 
@@ -139,7 +139,33 @@ def stage_train(cfg: PipelineConfig, work: Path, force: bool, output: Path, quie
     return ckpt_path
 
 
-# ----------------------------------------------------------------------------- stage 4: report
+# ----------------------------------------------------------------------------- stage 4: calibration
+
+
+def stage_calibrate(cfg: PipelineConfig, work: Path, output: Path, log=print) -> dict[str, Any]:
+    """Temperature scaling and default threshold from the validation runs, the training domain from the training
+    runs (lammps_phase.training.calibration); stored in the checkpoint, which the report stage then scores."""
+    from lammps_phase.model import checkpoint as ckpt_io
+    from lammps_phase.training.calibration import calibrate_checkpoint
+
+    mode = cfg.dataset.get("mode", "samples")
+    if mode != "samples":
+        log(f"[calibrate] skipped: dataset mode {mode!r} has no whole snapshots to calibrate on")
+        return {}
+    ckpt = ckpt_io.load(work / "model.pt")
+    calibration, domain = calibrate_checkpoint(ckpt, _load_split(work / "train_samples.h5", mode),
+                                               _load_split(work / "val_samples.h5", mode))
+    ckpt.calibration, ckpt.domain = calibration.to_dict(), domain.to_dict()
+    ckpt_io.save(ckpt, work / "model.pt")
+    ckpt_io.save(ckpt, output)
+    log(f"[calibrate] temperature {calibration.temperature:.3f}, threshold {calibration.threshold:.3f} "
+        f"(validation ECE {calibration.ece_before:.4f} → {calibration.ece_after:.4f}; "
+        f"{100 * calibration.other_fraction:.2f} % below it, accuracy {calibration.accuracy:.4f} → "
+        f"{calibration.accuracy_with_threshold:.4f})")
+    return ckpt.calibration
+
+
+# ----------------------------------------------------------------------------- stage 5: report
 
 
 def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> dict[str, Any]:
@@ -156,7 +182,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
     from lammps_phase.inference.neighbors import knn
     from lammps_phase.data.geometry import interface_distance, surface_depth
 
-    true, pred, temps, press = [], [], [], []
+    true, pred, temps, press, unthresholded = [], [], [], [], []
     first_frames = {}
     places: dict[str, list[int]] = {}  # "variant" / "slab depth a-b Å" / "interface ≤ 3 Å" → [correct, atoms]
     kth_max = 0.0  # largest k-th neighbour distance of a bulk test frame: the receptive radius in Å
@@ -168,8 +194,10 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
 
     for pos, cell, origin, species, labels, temp, pres, run_id in iter_snapshots(cfg, work, "test"):
         spec = cfg.phases[(run_id // 100) % 1000]
-        res = clf.classify(pos, cell, species, origin=origin)
+        res = clf.classify(pos, cell, species, origin=origin, threshold=0.0)
         known = labels >= 0
+        unthresholded.append(res.labels[known] == labels[known])
+        res.labels = np.where(res.confidence < clf.threshold, -1, res.labels)  # the checkpoint's default threshold
         true.append(labels[known])
         pred.append(res.labels[known])
         temps.append(np.full(known.sum(), temp))
@@ -213,6 +241,11 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "receptive radius": f"{clf.receptive_hops} hops × {kth_max:.2f} Å (largest k-th neighbour distance of a bulk "
                             f"test frame) = {clf.receptive_hops * kth_max:.1f} Å",
         "potential": ", ".join(dict.fromkeys(potential_of(cfg, spec) for spec in cfg.phases)),
+        "calibration": (f"temperature {clf.temperature:.3f}; default threshold {clf.threshold:.3f}: accuracy "
+                        f"{float(np.concatenate(unthresholded).mean()):.4f} without it, "
+                        f"{float((true_a == pred_a).mean()):.4f} with it (atoms below it count as wrong); "
+                        f"{100 * float((pred_a == -1).mean()):.2f} % of held-out atoms labelled other"
+                        if ckpt.calibration else "none (uncalibrated checkpoint)"),
         "heating_report": f"heating_report.txt (copied from {work / 'heating_report.txt'})",
     }
     # what the config says about classes it left out or labels it restricted ([report] dropped / notes tables)
@@ -230,6 +263,8 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
     per_class = {c: float((pred_a[true_a == i] == i).mean()) for i, c in enumerate(cfg.classes) if (true_a == i).any()}
     ckpt.metrics.update({
         "test_accuracy": float((true_a == pred_a).mean()),
+        "test_accuracy_without_threshold": float(np.concatenate(unthresholded).mean()),
+        "test_other_fraction": float((pred_a == -1).mean()),
         "test_per_class": per_class,
         "rotation_agreement": extra["rotation_agreement_overall"],
         "test_atoms": int(len(true_a)),
@@ -248,7 +283,7 @@ def run_pipeline(config: str, stage: str = "all", workdir: Optional[str] = None,
     out = Path(output or cfg.output)
     todo = STAGES if stage == "all" else (stage,)
     # before any heating run: nothing is lost to a typo in the config
-    check_outputs(cfg, work, out, overwrite, writes_checkpoint=bool({"train", "report"} & set(todo)))
+    check_outputs(cfg, work, out, overwrite, writes_checkpoint=bool({"train", "calibrate", "report"} & set(todo)))
     work.mkdir(parents=True, exist_ok=True)
     log = (lambda m: None) if quiet else print
     for st in todo:
@@ -260,6 +295,9 @@ def run_pipeline(config: str, stage: str = "all", workdir: Optional[str] = None,
         elif st == "train":
             stage_train(cfg, work, force, out, quiet, log)
             note_written(work, out)
+        elif st == "calibrate":
+            stage_calibrate(cfg, work, out, log)
+            note_written(work, out)
         else:
             stage_report(cfg, work, out, log)
             note_written(work, out)
@@ -267,4 +305,4 @@ def run_pipeline(config: str, stage: str = "all", workdir: Optional[str] = None,
     return 0
 
 
-__all__ = ["run_pipeline", "stage_datasets", "stage_train", "stage_report", "STAGES"]
+__all__ = ["run_pipeline", "stage_datasets", "stage_train", "stage_calibrate", "stage_report", "STAGES"]
