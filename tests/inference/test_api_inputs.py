@@ -35,14 +35,18 @@ def test_pbc_may_be_one_bool_for_all_axes(clf, quartz):
             clf.classify(pos, cell, sym, pbc=bad)
 
 
-@pytest.mark.parametrize("threshold", [1.5, -0.1, float("nan"), float("inf"), "high", None])
+@pytest.mark.parametrize("threshold", [1.5, -0.1, float("nan"), float("inf"), "high"])
 def test_a_threshold_is_a_probability(random_sio2_checkpoint, clf, quartz, threshold):
     with pytest.raises(LammpsPhaseError, match=r"must be a number in \[0, 1\]"):
         Classifier.load(random_sio2_checkpoint, device="cpu", threshold=threshold)
-    if threshold is not None:
-        pos, cell, sym = quartz
-        with pytest.raises(LammpsPhaseError, match=r"must be a number in \[0, 1\]"):
-            clf.classify(pos, cell, sym, threshold=threshold)
+    pos, cell, sym = quartz
+    with pytest.raises(LammpsPhaseError, match=r"must be a number in \[0, 1\]"):
+        clf.classify(pos, cell, sym, threshold=threshold)
+
+
+def test_no_threshold_means_the_checkpoints_calibrated_default(random_sio2_checkpoint):
+    # an uncalibrated checkpoint has default 0: every atom gets a class
+    assert Classifier.load(random_sio2_checkpoint, device="cpu", threshold=None).threshold == 0.0
 
 
 @pytest.mark.parametrize("device", ["meta", "mps", "cpu:x", "", "cuda:99"])
