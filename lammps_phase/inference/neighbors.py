@@ -10,12 +10,16 @@ k-th distance is <= ``w``; rows that are not are searched again with a wider she
 the ~25 % extra ghost points in a 10^5-atom box.)
 
 Work is vectorised over atoms and done in chunks of query rows so memory stays near the output size.
+
+:class:`NeighborCache` keeps k' > k candidates per atom with integer image shifts and reuses them while
+no atom can have entered another atom's k nearest (Verlet-list argument, see :meth:`NeighborCache.get`):
+in situ, successive snapshots of the same atoms mostly skip the search.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -23,11 +27,12 @@ from scipy.spatial import cKDTree
 from lammps_phase.cell import finite_vector, validated_cell
 from lammps_phase.errors import LammpsPhaseError
 
-__all__ = ["NeighborList", "knn", "wrap_positions"]
+__all__ = ["NeighborCache", "NeighborList", "knn", "wrap_positions"]
 
 _QUERY_CHUNK = 1 << 16  # rows per tree query: bounds the float64 temporaries to tens of MB
 _SHELL_SAFETY = 1.5  # initial shell = 1.5 x radius of a sphere holding k atoms at mean density
 _MAX_SHELL_GROWTH = 4.0  # a retry widens the shell at most this much, so one outlier cannot explode the ghosts
+_REUSE_CHUNK = 1 << 16  # rows per pass when re-deriving neighbour vectors from a cached candidate list
 
 
 @dataclass(frozen=True)
@@ -295,3 +300,139 @@ def _validated_query(query: np.ndarray | Sequence[int] | None, n_atoms: int) -> 
         )
     return ids.astype(np.int64)
 
+
+class NeighborCache:
+    """k nearest neighbours reused between calls while that is provably exact (a Verlet list for k-NN).
+
+    At a build, the ``k + extra`` nearest images of every atom are stored as (atom index, integer image
+    shift) with the build positions and each atom's last candidate distance d'_i. Later calls recompute
+    the candidates' vectors from the new positions and keep the k nearest of them. With displacements
+    δ since the build (periodic re-wrapping by LAMMPS is undone: a jump by a whole box vector is a wrap),
+    any atom that is not a candidate of i is now at least d'_i − |δ_i| − max_j |δ_j| away; the k nearest
+    candidates are therefore the true k nearest when their k-th distance is at most that bound for every
+    atom. Otherwise — or when N, species, cell or pbc changed — the list is rebuilt.
+
+    When atoms move too far between calls for reuse (two failed attempts in a row: e.g. labels every
+    100 MD steps, where the fastest atoms move ~0.6 Å), the cache stops paying for it: the next
+    ``backoff`` builds search only k neighbours and skip the reuse test, then it tries again.
+    """
+
+    def __init__(self, k: int, extra: int = 8, workers: int = 1, backoff: int = 20) -> None:
+        if k < 1 or extra < 1:
+            raise LammpsPhaseError(f"NeighborCache needs k >= 1 and extra >= 1 candidates, got k={k}, extra={extra}")
+        self.k = int(k)
+        self.extra = int(extra)
+        self.workers = int(workers)
+        self.builds = 0
+        self.reuses = 0
+        self.failed_reuses = 0
+        self.backoff = int(backoff)
+        self.last_rebuilt = False
+        self._failed_streak = 0
+        self._plain_builds_left = 0
+        self._has_candidates = False
+        self._key: Optional[tuple] = None
+        self._species: Optional[np.ndarray] = None
+
+    def invalidate(self) -> None:
+        self._key = None
+
+    def get(
+        self,
+        positions: np.ndarray,
+        cell: Optional[np.ndarray],
+        pbc: Sequence[bool] = (True, True, True),
+        origin: Sequence[float] = (0.0, 0.0, 0.0),
+        species: Optional[np.ndarray] = None,
+    ) -> NeighborList:
+        """The exact k nearest neighbour images of every atom, reusing the last build when that is safe."""
+        pos = np.asarray(positions, dtype=np.float64)
+        periodic = np.array([pbc] * 3 if np.ndim(pbc) == 0 else pbc, dtype=bool)
+        cell_arr = None if cell is None else np.asarray(cell, dtype=np.float64)
+        key = (len(pos), None if cell_arr is None else cell_arr.tobytes(), periodic.tobytes())
+        species_arr = None if species is None else np.asarray(species)
+        if species_arr is None or self._species is None:
+            same_species = species_arr is None and self._species is None
+        else:
+            same_species = bool(np.array_equal(self._species, species_arr))
+        if self._key == key and same_species and self._has_candidates:
+            nl = self._reuse(pos, cell_arr, periodic)
+            if nl is not None:
+                self.reuses += 1
+                self._failed_streak = 0
+                self.last_rebuilt = False
+                return nl
+            self.failed_reuses += 1
+            self._failed_streak += 1
+            if self._failed_streak >= 2:
+                self._failed_streak = 0
+                self._plain_builds_left = self.backoff
+        return self._build(pos, cell_arr, periodic, origin, key, species_arr)
+
+    def _build(self, pos, cell, periodic, origin, key, species) -> NeighborList:
+        if self._plain_builds_left > 0:  # reuse keeps failing: search only what this call needs
+            self._plain_builds_left -= 1
+            self._has_candidates = False
+            self._key = None
+            self.builds += 1
+            self.last_rebuilt = True
+            return knn(pos, self.k, cell=cell, pbc=periodic, origin=origin, workers=self.workers)
+        kk = self.k + self.extra
+        nl = knn(pos, kk, cell=cell, pbc=periodic, origin=origin, workers=self.workers)
+        self._has_candidates = True
+        # Image shift of each candidate relative to the *given* (unwrapped) positions: r_j + S·cell − r_i = vector.
+        if cell is not None and periodic.any():
+            rel = nl.vectors.astype(np.float64) - (pos[nl.index] - pos[:, None, :])
+            shifts = np.rint(rel @ np.linalg.inv(cell)).astype(np.int32)
+        else:
+            shifts = np.zeros(nl.index.shape + (3,), dtype=np.int32)
+        self._index = nl.index.astype(np.int32 if len(pos) < 2**31 else np.int64)
+        self._shifts = shifts
+        self._pos0 = pos.copy()
+        self._cell = cell
+        self._periodic = periodic
+        self._last = nl.distances[:, -1].astype(np.float64)
+        self._key = key
+        self._species = None if species is None else species.copy()
+        self.builds += 1
+        self.last_rebuilt = True
+        return NeighborList(
+            index=nl.index[:, : self.k].copy(),
+            vectors=np.ascontiguousarray(nl.vectors[:, : self.k]),
+            distances=np.ascontiguousarray(nl.distances[:, : self.k]),
+        )
+
+    def _reuse(self, pos: np.ndarray, cell: Optional[np.ndarray], periodic: np.ndarray) -> Optional[NeighborList]:
+        delta = pos - self._pos0
+        wraps = np.zeros((len(pos), 3), dtype=np.int64)
+        if cell is not None and periodic.any():
+            inv = np.linalg.inv(cell)
+            wraps = np.rint(delta @ inv).astype(np.int64) * periodic  # whole box vectors = LAMMPS re-wrapping
+            if wraps.any():
+                delta = delta - wraps @ cell
+        moved = np.sqrt(np.einsum("ij,ij->i", delta, delta))
+        max_moved = float(moved.max()) if len(moved) else 0.0
+        unwrapped = self._pos0 + delta  # continuous trajectory since the build
+        bound = self._last - moved - max_moved
+        n, k = len(pos), self.k
+        out = NeighborList(
+            index=np.empty((n, k), dtype=np.int64),
+            vectors=np.empty((n, k, 3), dtype=np.float32),
+            distances=np.empty((n, k), dtype=np.float32),
+        )
+        shift_cell = cell if cell is not None and periodic.any() else None
+        for start in range(0, n, _REUSE_CHUNK):  # bounded float64 temporaries
+            rows = slice(start, min(start + _REUSE_CHUNK, n))
+            idx = self._index[rows]
+            vec = unwrapped[idx] - unwrapped[rows, None, :]
+            if shift_cell is not None:
+                vec += self._shifts[rows] @ shift_cell
+            dist2 = np.einsum("ijk,ijk->ij", vec, vec)
+            order = np.argsort(dist2, axis=1, kind="stable")[:, :k]
+            near2 = np.take_along_axis(dist2, order, axis=1)
+            if not np.all(np.sqrt(near2[:, -1]) <= bound[rows]):
+                return None
+            out.index[rows] = np.take_along_axis(idx, order, axis=1)
+            out.vectors[rows] = np.take_along_axis(vec, order[..., None], axis=1)
+            out.distances[rows] = np.sqrt(near2)
+        return out

@@ -1,1 +1,2 @@
-"""The network: the spatially weighted DGCNN, its folded fast inference path, and checkpoints."""
+"""The network: its geometric input features, the spatially weighted DGCNN, its folded inference form, the fused
+inference path that evaluates that form, and checkpoints."""

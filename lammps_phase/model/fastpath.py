@@ -1,37 +1,39 @@
-"""Fast inference for :class:`~lammps_phase.model.network.PhaseNet`: same network, fused, chunked, reusable neighbours.
+"""Fast inference for :class:`~lammps_phase.model.network.PhaseNet`: same network, fused, chunked.
 
-Why this exists (DESIGN.md §3): in eager PyTorch every EdgeConv materialises several (N, k, C) tensors
-(gather, add, activation, weighting MLP, product) and is memory-bound at ~100 µs/atom for the default
-width; at 10^6 atoms the reference path also holds the (N, k, 16) radial basis for the whole sample.
-Here each layer is one function of a chunk of atoms that ``torch.compile`` fuses into a single loop
-(gather v[j] + u_i + geometry, LeakyReLU, spatial weight, max over k), with fixed-size chunks so the
-compiled code is reused for every N.
+In eager PyTorch every EdgeConv materialises several (N, k, C) tensors (gather, add, activation,
+weighting MLP, product) and is memory-bound at ~100 µs/atom for the default width; at 10^6 atoms the
+reference path also holds the (N, k, 16) radial basis for the whole sample. Here each layer is one
+function of a chunk of atoms, :func:`_edge_conv`, that ``torch.compile`` fuses into a single loop
+(gather W_j·h_j + W_i·h_i + geometry, LeakyReLU, spatial weight, max over k), with fixed-size chunks
+so the compiled code is reused for every N; the same Python function runs uncompiled when there is no
+compiler or the sample is too small to pay for compiling.
 
-The spatial weight w(s) = sigmoid(MLP(rbf(s))) is a function of one scalar, the scaled distance s.
-Evaluating the MLP per edge costs ~2.5k multiply-adds per edge and layer (most of the run time), so the
-default ``weighting="table"`` tabulates w on a fine grid once per model and interpolates linearly; the
-grid is refined until the interpolation error, checked at the grid midpoints (where it is largest),
-is below ``TABLE_TOLERANCE`` — far below float32 noise in the logits. ``weighting="exact"`` evaluates
-the MLP per edge as the reference does.
-
-:class:`NeighborCache` keeps k' > k candidates per atom with integer image shifts and reuses them while
-no atom can have entered another atom's k nearest (Verlet-list argument, see :meth:`NeighborCache.update`).
+The network comes in folded form only (:meth:`PhaseNet.folded`, equations in
+:mod:`lammps_phase.model.folded`). The spatial weight w(s) = sigmoid(MLP(rbf(s))) is a function of one
+scalar, the scaled distance s. Evaluating the MLP per edge costs ~2.5k multiply-adds per edge and layer
+(most of the run time), so the default ``weighting="table"`` tabulates w on a fine grid once per model
+and interpolates linearly; the grid is refined until the interpolation error, checked at the grid
+midpoints (where it is largest), is below ``TABLE_TOLERANCE`` — far below float32 noise in the logits.
+``weighting="exact"`` evaluates the MLP per edge as the reference does.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.model.network import NEG_SLOPE, PhaseNet, _radial_basis, bond_order_features, edge_angle_features
-from lammps_phase.inference.neighbors import NeighborList, knn
+from lammps_phase.inference.neighbors import NeighborCache  # re-exported for old imports; its home is inference.neighbors
+from lammps_phase.model.features import bond_order_features, edge_angle_features, unit_vectors
+from lammps_phase.model.folded import NEG_SLOPE, FoldedLayer, SpatialWeighting, spatial_weight
+from lammps_phase.model.network import PhaseNet
 
 __all__ = [
     "FastPhaseNet",
@@ -42,12 +44,8 @@ __all__ = [
 
 TABLE_TOLERANCE = 1e-6  # max |w_interpolated - w| of the tabulated spatial weight (w is in (0, 1))
 DEFAULT_CHUNK = 16384  # atoms per fused call: (chunk, k, C) temporaries stay in cache-friendly tens of MB
-_REUSE_CHUNK = 1 << 16  # rows per pass when re-deriving neighbour vectors from a cached candidate list
 _ANGLE_CACHE_BYTES = 64 * 2**20  # keep the (N, k, D) edge angles for all layers up to this size (~250k atoms)
 _MIN_COMPILED_ATOMS = 64  # below this the eager kernels are as fast and avoid size-0/1 specialisations
-
-# --------------------------------------------------------------------------------------------- threads
-
 
 # --------------------------------------------------------------------------------------------- kernels
 # Plain functions of tensors, so that one compiled version serves every model of the same widths.
@@ -63,103 +61,60 @@ def _scaled_distances(vectors: torch.Tensor, local_scale: bool) -> tuple[torch.T
     return dist / scale, 1.0 / scale
 
 
-def _table_position(sdist: torch.Tensor, rows: int, inv_step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Row below each edge's scaled distance on the weight grid s_m = m·step, and the fraction towards the next row."""
-    x = (sdist * inv_step).clamp(0.0, rows - 1)
-    i0 = x.floor().clamp(max=rows - 2)
-    return i0.long(), x - i0
+def _spatial_weight(s, table, inv_step, mlp) -> torch.Tensor:
+    """w(s) per channel, (n, C), for one neighbour's scaled distances s (n,).
+
+    With ``mlp`` (the arguments of :func:`spatial_weight`) the MLP itself; else linear interpolation in
+    ``table``, whose row m holds w(m / inv_step). Beyond the last row w is constant (see :func:`_weight_table`).
+    """
+    if mlp is not None:
+        return spatial_weight(s, *mlp)
+    rows = table.shape[0]
+    x = (s * inv_step).clamp(0.0, rows - 1)
+    below = x.floor().clamp(max=rows - 2)
+    t = (x - below).unsqueeze(-1)
+    below = below.long()
+    return table[below] * (1.0 - t) + table[below + 1] * t
 
 
-def _mlp_weight(sdist, centers, inv_width, w1, b1, w2, b2) -> torch.Tensor:
-    rbf = torch.exp(-(((sdist.unsqueeze(-1) - centers) * inv_width) ** 2))
-    return torch.sigmoid(F.linear(F.silu(F.linear(rbf, w1, b1)), w2, b2))
+def _edge_conv(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo_t, table, inv_step, mlp, geo: str):
+    """One folded EdgeConv for a chunk of atoms i: h_i' = max_j w(s_ij) ⊙ LeakyReLU(W_i·h_i + b + v_j + W_g·g_ij).
 
+    ``v`` = W_j·h for all atoms (None without W_j). ``geo``: "vectors" (``geometry`` holds r_ij and
+    g_ij = [r_ij / s_i, s_ij]), "angles<D>" (``geometry`` holds the D edge-angle moments, g_ij = [moments,
+    s_ij]) or "none"; ``w_geo_t`` is W_g transposed so that its rows load as vectors. The weight comes from
+    :func:`_spatial_weight`; without ``table`` and ``mlp`` the layer has none (w ≡ 1).
 
-# The max over neighbours is written as k explicit maxima of (n, C) terms rather than a reduction over
-# a (n, k, C) tensor: inductor then vectorises along the contiguous channel dimension, so each neighbour
-# costs a few contiguous vector loads of v[j] instead of C scalar gathers (measured ~10x faster).
-
-
-def _message(u, v, index, rel, sdist, w_geo_t, j: int, geo: str) -> torch.Tensor:
-    m = u + v[index[:, j]]
-    if geo == "vectors":  # Θg·[r_ij / s_i, |r_ij| / s_i], rows of w_geo_t contiguous so they load as vectors
-        m = (
-            m
-            + rel[:, j, 0:1] * w_geo_t[0]
-            + rel[:, j, 1:2] * w_geo_t[1]
-            + rel[:, j, 2:3] * w_geo_t[2]
-            + sdist[:, j : j + 1] * w_geo_t[3]
-        )
-    elif geo.startswith("angles"):  # Θg·[angle moments g_1..g_D, |r_ij| / s_i]; D is part of the (constant) mode
-        d = int(geo[6:])
-        for a in range(d):
-            m = m + rel[:, j, a : a + 1] * w_geo_t[a]
-        m = m + sdist[:, j : j + 1] * w_geo_t[d]
-    return F.leaky_relu(m, NEG_SLOPE)
-
-
-def _layer_table(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, table, inv_step, geo: str):
-    """h_i' = max_j w(s_ij) ⊙ LeakyReLU(u_i + v_j + Θg·g_ij) for a chunk, w interpolated from ``table``.
-
-    ``geo``: "vectors" (``vectors`` are r_ij), "angles<D>" (``vectors`` holds the D angle moments) or "none".
+    The max over neighbours is written as k explicit maxima of (n, C) terms rather than a reduction over
+    a (n, k, C) tensor: compiled, inductor then vectorises along the contiguous channel dimension, so
+    each neighbour costs a few contiguous vector loads of v[j] instead of C scalar gathers (measured
+    ~10x faster); uncompiled, the temporaries are (n, C) instead of (n, k, C).
     """
     u = F.linear(h, w_i, bias)
-    rel = vectors * inv_scale.unsqueeze(-1) if geo == "vectors" else vectors
-    row, frac = _table_position(sdist, table.shape[0], inv_step)
+    dims = 0 if geo == "none" else 3 if geo == "vectors" else int(geo[6:])
+    rel = geometry * inv_scale.unsqueeze(-1) if geo == "vectors" else geometry
     out = None
     for j in range(index.shape[1]):
-        t = frac[:, j : j + 1]
-        w = table[row[:, j]] * (1.0 - t) + table[row[:, j] + 1] * t
-        m = _message(u, v, index, rel, sdist, w_geo_t, j, geo) * w
-        out = m if out is None else torch.maximum(out, m)
-    return out
-
-
-def _layer_exact(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, centers, inv_width, w1, b1, w2, b2, geo: str):
-    """As :func:`_layer_table` with the weighting MLP evaluated per edge (two small GEMMs per chunk)."""
-    u = F.linear(h, w_i, bias)
-    rel = vectors * inv_scale.unsqueeze(-1) if geo == "vectors" else vectors
-    weight = _mlp_weight(sdist, centers, inv_width, w1, b1, w2, b2)
-    out = None
-    for j in range(index.shape[1]):
-        m = _message(u, v, index, rel, sdist, w_geo_t, j, geo) * weight[:, j]
+        m = u if v is None else u + v[index[:, j]]
+        if dims:
+            for a in range(dims):
+                m = m + rel[:, j, a : a + 1] * w_geo_t[a]
+            m = m + sdist[:, j : j + 1] * w_geo_t[dims]
+        m = F.leaky_relu(m, NEG_SLOPE)
+        if table is not None or mlp is not None:
+            m = m * _spatial_weight(sdist[:, j], table, inv_step, mlp)
         out = m if out is None else torch.maximum(out, m)
     return out
 
 
 def _bond_order(vectors: torch.Tensor, l_max: int, counts: list[int], scale: torch.Tensor, shift: torch.Tensor):
-    """The model's bond-order node inputs (model.bond_order_features) with their eval-mode batch-norm applied."""
-    dist = vectors.norm(dim=-1)
-    unit = vectors / dist.clamp_min(1e-6).unsqueeze(-1)
-    return bond_order_features(unit, l_max, counts, chunk=vectors.shape[0]) * scale + shift
-
-
-def _edge_messages(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, geo: str) -> torch.Tensor:
-    """All (n, k, C) messages of a chunk at once: the better shape for eager PyTorch (few large ops)."""
-    m = F.linear(h, w_i, bias).unsqueeze(1) + v[index]
-    if geo.startswith("angles"):  # ``vectors`` holds the angle moments (n, k, D)
-        m = m + vectors @ w_geo_t[:-1] + sdist.unsqueeze(-1) * w_geo_t[-1]
-    elif geo == "vectors":
-        m = m + (vectors * inv_scale.unsqueeze(-1)) @ w_geo_t[:3] + sdist.unsqueeze(-1) * w_geo_t[3]
-    return F.leaky_relu(m, NEG_SLOPE)
-
-
-def _layer_table_eager(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, table, inv_step, geo: str):
-    m = _edge_messages(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, geo)
-    row, frac = _table_position(sdist, table.shape[0], inv_step)
-    frac = frac.unsqueeze(-1)
-    return (m * torch.lerp(table[row], table[row + 1], frac)).amax(dim=1)
-
-
-def _layer_exact_eager(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, centers, inv_width, w1, b1, w2, b2, geo: str):
-    m = _edge_messages(h, w_i, bias, v, index, vectors, sdist, inv_scale, w_geo_t, geo)
-    return (m * _mlp_weight(sdist, centers, inv_width, w1, b1, w2, b2)).amax(dim=1)
+    """The model's bond-order node inputs with their (folded) eval-mode batch norm applied."""
+    return bond_order_features(unit_vectors(vectors), l_max, counts, chunk=vectors.shape[0]) * scale + shift
 
 
 def _edge_angles(vectors: torch.Tensor, l_max: int, neighbors: int) -> torch.Tensor:
-    """The invariant edge geometry (model.edge_angle_features) of a chunk, (n, k, l_max)."""
-    unit = vectors / vectors.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    return edge_angle_features(unit, l_max, neighbors)
+    """The invariant edge geometry (features.edge_angle_features) of a chunk, (n, k, l_max)."""
+    return edge_angle_features(unit_vectors(vectors), l_max, neighbors)
 
 
 def _head(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> torch.Tensor:
@@ -170,8 +125,7 @@ def _head(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tenso
 
 _KERNELS = {
     "scaled_distances": _scaled_distances,
-    "layer_table": _layer_table,
-    "layer_exact": _layer_exact,
+    "edge_conv": _edge_conv,
     "head": _head,
     "bond_order": _bond_order,
     "edge_angles": _edge_angles,
@@ -186,8 +140,6 @@ def compile_available(device: Union[str, torch.device] = "cpu") -> bool:
     if dev.type in _COMPILE_FAILED:
         return False
     if dev.type == "cpu":
-        import shutil
-
         return any(shutil.which(cc) for cc in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++"))
     if dev.type == "cuda":
         try:
@@ -198,12 +150,10 @@ def compile_available(device: Union[str, torch.device] = "cpu") -> bool:
     return False
 
 
-_EAGER_KERNELS = {**_KERNELS, "layer_table": _layer_table_eager, "layer_exact": _layer_exact_eager}
-
-
 def _kernel(name: str, compiled: bool) -> Callable:
+    """The kernel ``name``: the plain function, or its torch.compile'd twin."""
     if not compiled:
-        return _EAGER_KERNELS[name]
+        return _KERNELS[name]
     if name not in _COMPILED:
         # dynamic=True: one compilation serves every chunk length and sample size (no recompiles per N).
         _COMPILED[name] = torch.compile(_KERNELS[name], dynamic=True)
@@ -214,26 +164,32 @@ def _kernel(name: str, compiled: bool) -> Callable:
 
 
 @dataclass(frozen=True)
-class _Layer:
+class _KernelLayer:
+    """A :class:`FoldedLayer` as :func:`_edge_conv` takes it: float32, contiguous, W_g transposed."""
+
     w_i: torch.Tensor
     bias: torch.Tensor
-    w_nbr: Optional[torch.Tensor]
-    w_geo_t: torch.Tensor  # (D, C) transposed geometry weights; zeros when the layer has no geometric input
-    geo: str  # "vectors" | "angles<D>" (invariant geometry of D moments, computed per chunk) | "none"
-    table: torch.Tensor  # (M, C) spatial weight on the grid s_m = m · step (ones without weighting)
-    inv_step: torch.Tensor  # 0-dim
-    mlp: Optional[tuple[torch.Tensor, ...]]  # (centers, inv_width, w1, b1, w2, b2) for weighting="exact"
+    w_j: Optional[torch.Tensor]
+    w_geo_t: Optional[torch.Tensor]  # (D + 1, C)
+    geo: str  # "vectors" | "angles<D>" | "none"
+    table: Optional[torch.Tensor]  # (M, C) w(s) on the grid s_m = m / inv_step, for weighting="table"
+    inv_step: Optional[torch.Tensor]  # 0-dim
+    mlp: Optional[tuple[torch.Tensor, ...]]  # spatial_weight's arguments, for weighting="exact"
+
+    @property
+    def width(self) -> int:
+        return int(self.w_i.shape[0])
 
 
 class FastPhaseNet:
     """Inference-only evaluator of a PhaseNet with the same outputs (logits within float32 noise).
 
-    ``compile``: True, False or "auto". "auto" compiles when :func:`compile_available` and once the atoms
-    evaluated so far reach ``compile_after_atoms`` (compilation costs ~10-60 s per process, worth it
-    only for large or repeated calls), and falls back to the eager kernels, with a warning, if
-    compilation fails. ``weighting``: "table" (default) or "exact". ``verify`` compares against the
-    reference model on a small random graph at construction, so a model change the fast path does not
-    know about fails loudly instead of giving different labels.
+    Built from :meth:`PhaseNet.folded` alone. ``compile``: True, False or "auto". "auto" compiles when
+    :func:`compile_available` and once the atoms evaluated so far reach ``compile_after_atoms``
+    (compilation costs ~10-60 s per process, worth it only for large or repeated calls), and falls back
+    to the eager kernels, with a warning, if compilation fails. ``weighting``: "table" (default) or
+    "exact". ``verify`` compares against the reference model on a small random graph at construction, so
+    a model change the fast path does not know about fails loudly instead of giving different labels.
     """
 
     def __init__(
@@ -262,29 +218,42 @@ class FastPhaseNet:
         self.cfg = cfg
         self.weighting = weighting
         self.chunk = int(chunk)
-        param = next(model.parameters())
-        self.device = param.device
+        folded = model.folded()
+        self.device = folded.embedding.device
         self.compile = bool(compile_available(self.device)) if compile == "auto" else bool(compile)
         self._compile_requested = compile
         self.compile_after_atoms = int(compile_after_atoms) if compile == "auto" else 0
         self.atoms_seen = 0
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                self.embed = model.embed.weight.detach().float().clone()
-                self.layers = [self._layer(conv) for conv in model.convs]
-                self.bond_order: Optional[tuple[torch.Tensor, torch.Tensor]] = None
-                if getattr(model, "bond_order_norm", None) is not None:
-                    bn = model.bond_order_norm
-                    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().float()
-                    self.bond_order = (scale, (bn.bias.detach().float() - bn.running_mean.float() * scale))
-                self.head_w, self.head_b = self._folded_head(model.head)
-        finally:
-            model.train(was_training)
-        self.widths = [int(layer.w_i.shape[0]) for layer in self.layers]
+        self.embed = folded.embedding.float()
+        self.bond_order = None if folded.bond_order_affine is None else tuple(t.float() for t in folded.bond_order_affine)
+        self.layers = [self._kernel_layer(layer) for layer in folded.layers]
+        self.head_w = [w.float().contiguous() for w in folded.head_weights]
+        self.head_b = [b.float().contiguous() for b in folded.head_biases]
+        self.widths = [layer.width for layer in self.layers]
         if verify:
             self._verify(model)
+
+    def _kernel_layer(self, layer: FoldedLayer) -> _KernelLayer:
+        cfg = self.cfg
+        geo = "none"
+        if layer.w_geo is not None:
+            geo = f"angles{cfg.edge_angle_l}" if cfg.edge_geometry == "angles" else "vectors"
+        table = inv_step = mlp = None
+        if layer.weighting is not None and self.weighting == "table":
+            table, step = _weight_table(layer.weighting)
+            inv_step = torch.tensor(1.0 / step, device=table.device)
+        elif layer.weighting is not None:
+            mlp = layer.weighting.parameters(torch.float32)
+        return _KernelLayer(
+            w_i=layer.w_i.float().contiguous(),
+            bias=layer.bias.float().contiguous(),
+            w_j=layer.w_j.float().contiguous() if layer.w_j is not None else None,
+            w_geo_t=layer.w_geo.float().t().contiguous() if layer.w_geo is not None else None,
+            geo=geo,
+            table=table,
+            inv_step=inv_step,
+            mlp=mlp,
+        )
 
     def _verify(self, model: PhaseNet, atoms: int = 40, seed: int = 0) -> None:
         """Refuse to run if the eager fast kernels disagree with the reference forward on a random graph."""
@@ -308,60 +277,6 @@ class FastPhaseNet:
                 f"the fast inference path disagrees with the model by {err:.3g} in the logits (the model code has "
                 "changed in a way lammps_phase.model.fastpath does not reproduce); use fast=False until it is updated"
             )
-
-    # ------------------------------------------------------------------ construction
-
-    def _layer(self, conv) -> _Layer:
-        cfg = self.cfg
-        w_i, bias, w_nbr, w_g = conv._weights()
-        c_out = w_i.shape[0]
-        dev = w_i.device
-        geo = "none" if w_g is None else (f"angles{cfg.edge_angle_l}" if cfg.edge_geometry == "angles" else "vectors")
-        w_geo_t = w_g.float().t().contiguous() if w_g is not None else torch.zeros(4, c_out, device=dev)
-        mlp = None
-        if conv.weighting is not None:
-            table, step = _weight_table(conv.weighting, cfg.radial_basis, cfg.radial_max, dev)
-            if self.weighting == "exact":
-                lin1, lin2 = conv.weighting[0], conv.weighting[2]
-                width = cfg.radial_max / max(cfg.radial_basis - 1, 1)
-                mlp = (
-                    torch.linspace(0.0, cfg.radial_max, cfg.radial_basis, device=dev),
-                    torch.tensor(1.0 / width, device=dev),
-                    lin1.weight.detach().float(), lin1.bias.detach().float(),
-                    lin2.weight.detach().float(), lin2.bias.detach().float(),
-                )
-        else:
-            table, step = torch.ones(2, c_out, device=dev), 1.0
-        return _Layer(
-            w_i=w_i.float().contiguous(),
-            bias=bias.float().contiguous(),
-            w_nbr=w_nbr.float().contiguous() if w_nbr is not None else None,
-            w_geo_t=w_geo_t,
-            geo=geo,
-            table=table,
-            inv_step=torch.tensor(1.0 / step, device=dev),
-            mlp=mlp,
-        )
-
-    @staticmethod
-    def _folded_head(head: torch.nn.Sequential) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Linear layers with the following eval-mode batch-norm folded in (LeakyReLU between, dropout is identity)."""
-        weights: list[torch.Tensor] = []
-        biases: list[torch.Tensor] = []
-        mods = list(head)
-        for i, mod in enumerate(mods):
-            if isinstance(mod, torch.nn.Linear):
-                w, b = mod.weight.detach().float(), mod.bias.detach().float()
-                nxt = mods[i + 1] if i + 1 < len(mods) else None
-                if isinstance(nxt, torch.nn.BatchNorm1d):
-                    scale = nxt.weight / torch.sqrt(nxt.running_var + nxt.eps)
-                    w = w * scale[:, None]
-                    b = b * scale + (nxt.bias - nxt.running_mean * scale)
-                weights.append(w.contiguous())
-                biases.append(b.contiguous())
-            elif not isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.LeakyReLU, torch.nn.Dropout)):
-                raise LammpsPhaseError(f"unexpected head module {type(mod).__name__}: the fast path cannot fold it")
-        return weights, biases
 
     # ------------------------------------------------------------------ evaluation
 
@@ -453,194 +368,46 @@ class FastPhaseNet:
             for c in chunks:
                 angles[c] = self._call("edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
         offset = 0
-        for layer, width in zip(self.layers, self.widths):
-            v = F.linear(h, layer.w_nbr) if layer.w_nbr is not None else torch.zeros((n, width), device=dev)
-            out = feats[:, offset : offset + width]
+        for layer in self.layers:
+            v = F.linear(h, layer.w_j) if layer.w_j is not None else None
+            out = feats[:, offset : offset + layer.width]
             for c in chunks:
                 geometry = vectors[c]
                 if layer.geo.startswith("angles"):
                     geometry = angles[c] if angles is not None else self._call(
                         "edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
-                common = (h[c], layer.w_i, layer.bias, v, index[c], geometry, sdist[c], inv_scale[c], layer.w_geo_t)
-                if layer.mlp is not None:
-                    out[c] = self._call("layer_exact", *common, *layer.mlp, geo=layer.geo)
-                else:
-                    out[c] = self._call("layer_table", *common, layer.table, layer.inv_step, geo=layer.geo)
+                out[c] = self._call("edge_conv", h[c], layer.w_i, layer.bias, v, index[c], geometry, sdist[c],
+                                    inv_scale[c], layer.w_geo_t, layer.table, layer.inv_step, layer.mlp, geo=layer.geo)
             del v
             h = out
-            offset += width
+            offset += layer.width
         logits = torch.empty((n, self.cfg.num_classes), dtype=torch.float32, device=dev)
         for c in chunks:
             logits[c] = self._call("head", feats[c], self.head_w, self.head_b)
         return logits
 
 
-def _weight_table(
-    weighting: torch.nn.Module, basis: int, r_max: float, device: torch.device
-) -> tuple[torch.Tensor, float]:
-    """Tabulate sigmoid(MLP(rbf(s))) on s ∈ [0, r_max + 8 widths] finely enough for TABLE_TOLERANCE.
+def _weight_table(weighting: SpatialWeighting) -> tuple[torch.Tensor, float]:
+    """Tabulate w(s) on s ∈ [0, r_max + 8 widths] finely enough for TABLE_TOLERANCE: ((M, C) float32, step).
 
     Beyond the last grid point every Gaussian of the basis is below e^-64, so the weight is constant there
     to float precision and clamping to the last row is exact. The grid is halved until linear interpolation
     errs less than the tolerance at every midpoint (the error of linear interpolation peaks between nodes).
     """
-    width = r_max / max(basis - 1, 1)
-    s_max = r_max + 8.0 * width
+    width = weighting.r_max / max(weighting.basis - 1, 1)
+    s_max = weighting.r_max + 8.0 * width
     step = width / 64.0
-    mlp = weighting.double()
-    try:
-        for _ in range(6):
-            m = int(np.ceil(s_max / step)) + 1
-            grid = torch.arange(m, dtype=torch.float64, device=device) * step
-            values = torch.sigmoid(mlp(_radial_basis(grid, basis, r_max)))
-            mid = torch.sigmoid(mlp(_radial_basis(grid[:-1] + 0.5 * step, basis, r_max)))
-            err = float((0.5 * (values[:-1] + values[1:]) - mid).abs().max())
-            if err <= TABLE_TOLERANCE:
-                return values.float().contiguous(), step
-            step *= 0.5
-    finally:
-        weighting.float()
+    params = weighting.parameters(torch.float64)
+    for _ in range(6):
+        m = int(np.ceil(s_max / step)) + 1
+        grid = torch.arange(m, dtype=torch.float64, device=weighting.w1.device) * step
+        values = spatial_weight(grid, *params)
+        mid = spatial_weight(grid[:-1] + 0.5 * step, *params)
+        err = float((0.5 * (values[:-1] + values[1:]) - mid).abs().max())
+        if err <= TABLE_TOLERANCE:
+            return values.float().contiguous(), step
+        step *= 0.5
     raise LammpsPhaseError(
         f"the spatial weighting varies too fast to tabulate (interpolation error {err:.2g} at step {step:.2g}); "
         "use weighting='exact'"
     )
-
-
-# --------------------------------------------------------------------------------------------- neighbours
-
-
-class NeighborCache:
-    """k nearest neighbours reused between calls while that is provably exact (a Verlet list for k-NN).
-
-    At a build, the ``k + extra`` nearest images of every atom are stored as (atom index, integer image
-    shift) with the build positions and each atom's last candidate distance d'_i. Later calls recompute
-    the candidates' vectors from the new positions and keep the k nearest of them. With displacements
-    δ since the build (periodic re-wrapping by LAMMPS is undone: a jump by a whole box vector is a wrap),
-    any atom that is not a candidate of i is now at least d'_i − |δ_i| − max_j |δ_j| away; the k nearest
-    candidates are therefore the true k nearest when their k-th distance is at most that bound for every
-    atom. Otherwise — or when N, species, cell or pbc changed — the list is rebuilt.
-
-    When atoms move too far between calls for reuse (two failed attempts in a row: e.g. labels every
-    100 MD steps, where the fastest atoms move ~0.6 Å), the cache stops paying for it: the next
-    ``backoff`` builds search only k neighbours and skip the reuse test, then it tries again.
-    """
-
-    def __init__(self, k: int, extra: int = 8, workers: int = 1, backoff: int = 20) -> None:
-        if k < 1 or extra < 1:
-            raise LammpsPhaseError(f"NeighborCache needs k >= 1 and extra >= 1 candidates, got k={k}, extra={extra}")
-        self.k = int(k)
-        self.extra = int(extra)
-        self.workers = int(workers)
-        self.builds = 0
-        self.reuses = 0
-        self.failed_reuses = 0
-        self.backoff = int(backoff)
-        self.last_rebuilt = False
-        self._failed_streak = 0
-        self._plain_builds_left = 0
-        self._has_candidates = False
-        self._key: Optional[tuple] = None
-        self._species: Optional[np.ndarray] = None
-
-    def invalidate(self) -> None:
-        self._key = None
-
-    def get(
-        self,
-        positions: np.ndarray,
-        cell: Optional[np.ndarray],
-        pbc: Sequence[bool] = (True, True, True),
-        origin: Sequence[float] = (0.0, 0.0, 0.0),
-        species: Optional[np.ndarray] = None,
-    ) -> NeighborList:
-        """The exact k nearest neighbour images of every atom, reusing the last build when that is safe."""
-        pos = np.asarray(positions, dtype=np.float64)
-        periodic = np.array([pbc] * 3 if np.ndim(pbc) == 0 else pbc, dtype=bool)
-        cell_arr = None if cell is None else np.asarray(cell, dtype=np.float64)
-        key = (len(pos), None if cell_arr is None else cell_arr.tobytes(), periodic.tobytes())
-        species_arr = None if species is None else np.asarray(species)
-        if species_arr is None or self._species is None:
-            same_species = species_arr is None and self._species is None
-        else:
-            same_species = bool(np.array_equal(self._species, species_arr))
-        if self._key == key and same_species and self._has_candidates:
-            nl = self._reuse(pos, cell_arr, periodic)
-            if nl is not None:
-                self.reuses += 1
-                self._failed_streak = 0
-                self.last_rebuilt = False
-                return nl
-            self.failed_reuses += 1
-            self._failed_streak += 1
-            if self._failed_streak >= 2:
-                self._failed_streak = 0
-                self._plain_builds_left = self.backoff
-        return self._build(pos, cell_arr, periodic, origin, key, species_arr)
-
-    def _build(self, pos, cell, periodic, origin, key, species) -> NeighborList:
-        if self._plain_builds_left > 0:  # reuse keeps failing: search only what this call needs
-            self._plain_builds_left -= 1
-            self._has_candidates = False
-            self._key = None
-            self.builds += 1
-            self.last_rebuilt = True
-            return knn(pos, self.k, cell=cell, pbc=periodic, origin=origin, workers=self.workers)
-        kk = self.k + self.extra
-        nl = knn(pos, kk, cell=cell, pbc=periodic, origin=origin, workers=self.workers)
-        self._has_candidates = True
-        # Image shift of each candidate relative to the *given* (unwrapped) positions: r_j + S·cell − r_i = vector.
-        if cell is not None and periodic.any():
-            rel = nl.vectors.astype(np.float64) - (pos[nl.index] - pos[:, None, :])
-            shifts = np.rint(rel @ np.linalg.inv(cell)).astype(np.int32)
-        else:
-            shifts = np.zeros(nl.index.shape + (3,), dtype=np.int32)
-        self._index = nl.index.astype(np.int32 if len(pos) < 2**31 else np.int64)
-        self._shifts = shifts
-        self._pos0 = pos.copy()
-        self._cell = cell
-        self._periodic = periodic
-        self._last = nl.distances[:, -1].astype(np.float64)
-        self._key = key
-        self._species = None if species is None else species.copy()
-        self.builds += 1
-        self.last_rebuilt = True
-        return NeighborList(
-            index=nl.index[:, : self.k].copy(),
-            vectors=np.ascontiguousarray(nl.vectors[:, : self.k]),
-            distances=np.ascontiguousarray(nl.distances[:, : self.k]),
-        )
-
-    def _reuse(self, pos: np.ndarray, cell: Optional[np.ndarray], periodic: np.ndarray) -> Optional[NeighborList]:
-        delta = pos - self._pos0
-        wraps = np.zeros((len(pos), 3), dtype=np.int64)
-        if cell is not None and periodic.any():
-            inv = np.linalg.inv(cell)
-            wraps = np.rint(delta @ inv).astype(np.int64) * periodic  # whole box vectors = LAMMPS re-wrapping
-            if wraps.any():
-                delta = delta - wraps @ cell
-        moved = np.sqrt(np.einsum("ij,ij->i", delta, delta))
-        max_moved = float(moved.max()) if len(moved) else 0.0
-        unwrapped = self._pos0 + delta  # continuous trajectory since the build
-        bound = self._last - moved - max_moved
-        n, k = len(pos), self.k
-        out = NeighborList(
-            index=np.empty((n, k), dtype=np.int64),
-            vectors=np.empty((n, k, 3), dtype=np.float32),
-            distances=np.empty((n, k), dtype=np.float32),
-        )
-        shift_cell = cell if cell is not None and periodic.any() else None
-        for start in range(0, n, _REUSE_CHUNK):  # bounded float64 temporaries
-            rows = slice(start, min(start + _REUSE_CHUNK, n))
-            idx = self._index[rows]
-            vec = unwrapped[idx] - unwrapped[rows, None, :]
-            if shift_cell is not None:
-                vec += self._shifts[rows] @ shift_cell
-            dist2 = np.einsum("ijk,ijk->ij", vec, vec)
-            order = np.argsort(dist2, axis=1, kind="stable")[:, :k]
-            near2 = np.take_along_axis(dist2, order, axis=1)
-            if not np.all(np.sqrt(near2[:, -1]) <= bound[rows]):
-                return None
-            out.index[rows] = np.take_along_axis(idx, order, axis=1)
-            out.vectors[rows] = np.take_along_axis(vec, order[..., None], axis=1)
-            out.distances[rows] = np.sqrt(near2)
-        return out

@@ -1,6 +1,6 @@
 """Spatially weighted DGCNN (per-atom segmentation) and the Erhard-style centre-atom baseline.
 
-The segmentation network follows the poster (Ryan & Zhang, LLE) with the choices of DESIGN.md §3:
+The segmentation network follows the poster (Ryan & Zhang, LLE) with these choices:
 
 * the graph is the k-nearest-neighbour graph in *input* space, built once per configuration and
   reused by every layer, so the network is local: an atom's logits depend only on atoms within
@@ -15,7 +15,9 @@ The segmentation network follows the poster (Ryan & Zhang, LLE) with the choices
   phase compressed by a shock looks like the same phase (Erhard et al. normalise the same way).
 
 The first linear map of each EdgeConv is split, Θ·[h_i, h_j − h_i] = (Θa − Θb)·h_i + Θb·h_j, so the
-per-edge work is a gather, an add, an activation and a max; batch-norm is folded in eval mode.
+per-edge work is a gather, an add, an activation and a max. In eval mode every batch norm is folded
+once, into :class:`~lammps_phase.model.folded.FoldedPhaseNet` (:meth:`PhaseNet.folded`), which the eval
+forward and the fused inference path both use.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from lammps_phase.errors import LammpsPhaseError
-
-NEG_SLOPE = 0.2
+from lammps_phase.model.features import bond_order_features, edge_geometry, geometry_dim, radial_basis, unit_vectors
+from lammps_phase.model.folded import NEG_SLOPE, FoldedLayer, FoldedPhaseNet, SpatialWeighting, batch_norm_affine, fold_head
 
 
 @dataclass
@@ -100,72 +102,8 @@ class ModelConfig:
         return len(self.channels) + (1 if self.bond_order_l else 0)
 
 
-def _radial_basis(dist: torch.Tensor, n: int, r_max: float) -> torch.Tensor:
-    """Gaussian radial basis of (scaled) distances: smooth inputs for the spatial weighting."""
-    centers = torch.linspace(0.0, r_max, n, device=dist.device, dtype=dist.dtype)
-    width = r_max / max(n - 1, 1)
-    return torch.exp(-(((dist.unsqueeze(-1) - centers) / width) ** 2))
-
-
-def bond_order_features(unit: torch.Tensor, l_max: int, counts: list[int], chunk: int = 8192) -> torch.Tensor:
-    """Rotation-invariant angular descriptors per atom, (N, l_max·len(counts)).
-
-    For the n nearest neighbours, f_l = (1/n²) Σ_jj' (r̂_j · r̂_j')^l for l = 1..l_max: the power moments
-    of the bond-angle distribution. They span the same space as the Legendre moments, i.e. Steinhardt's
-    q_l² (odd l included: they separate tetrahedra from octahedra), at two multiply-adds per pair and l.
-    The DGCNN is not rotation invariant by construction; these inputs give it invariant angular
-    information that otherwise has to be learned from rotated examples (fcc vs hcp trains poorly without).
-    """
-    out = []
-    for s in range(0, unit.shape[0], chunk):
-        u = unit[s : s + chunk]
-        feats = []
-        for n in counts:
-            c = torch.bmm(u[:, :n], u[:, :n].transpose(1, 2))
-            p = c.clone()
-            for l in range(l_max):
-                feats.append(p.mean(dim=(1, 2)))
-                if l < l_max - 1:
-                    p = p * c
-        out.append(torch.stack(feats, dim=-1))
-    return torch.cat(out) if out else unit.new_zeros((0, l_max * len(counts)))
-
-
-def edge_angle_features(unit: torch.Tensor, l_max: int, neighbors: int) -> torch.Tensor:
-    """Rotation-invariant geometry of every edge, (N, k, l_max).
-
-    For edge i→j: g_l = (1/n) Σ_m (r̂_ij · r̂_im)^l over i's n nearest bonds m, l = 1..l_max. It says
-    where j sits relative to i's own bond star (along a bond, in the tetrahedral cone, opposite, …)
-    without any reference to the laboratory frame, so a network built on it labels a rotated sample
-    exactly as the original.
-    """
-    c = torch.bmm(unit, unit[:, :neighbors].transpose(1, 2))  # (N, k, n)
-    feats = []
-    p = c
-    for l in range(l_max):
-        feats.append(p.mean(dim=-1))
-        if l < l_max - 1:
-            p = p * c
-    return torch.stack(feats, dim=-1)
-
-
-def edge_geometry(vectors: torch.Tensor, dist: torch.Tensor, scale: torch.Tensor, cfg: "ModelConfig") -> torch.Tensor:
-    """Edge inputs of every EdgeConv: [r_ij / s_i or angle moments, |r_ij| / s_i], (N, k, geo_dim)."""
-    sdist = (dist / scale).unsqueeze(-1)
-    if cfg.edge_geometry == "angles":
-        unit = vectors / dist.clamp_min(1e-6).unsqueeze(-1)
-        return torch.cat([edge_angle_features(unit, cfg.edge_angle_l, cfg.edge_angle_neighbors), sdist], dim=-1)
-    return torch.cat([vectors / scale.unsqueeze(-1), sdist], dim=-1)
-
-
-def geometry_dim(cfg: "ModelConfig") -> int:
-    if not cfg.input_rel:
-        return 0
-    return (cfg.edge_angle_l if cfg.edge_geometry == "angles" else 3) + 1
-
-
 class _AffineBN(nn.Module):
-    """BatchNorm1d over the last dim of any-rank input, foldable into a preceding linear map."""
+    """BatchNorm1d over the last dim of any-rank input (folded by :func:`batch_norm_affine` at inference)."""
 
     def __init__(self, c: int) -> None:
         super().__init__()
@@ -174,11 +112,6 @@ class _AffineBN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         return self.bn(x.reshape(-1, shape[-1])).reshape(shape)
-
-    def scale_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
-        bn = self.bn
-        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-        return scale, bn.bias - bn.running_mean * scale
 
 
 class EdgeConv(nn.Module):
@@ -202,30 +135,47 @@ class EdgeConv(nn.Module):
             if cfg.spatial_weighting
             else None
         )
-        self._fused: Optional[tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]] = None
+        self.basis_size, self.basis_max = cfg.radial_basis, cfg.radial_max
+        self._eval_folded: Optional[FoldedLayer] = None  # folded on the first eval forward, dropped by train()
 
     def train(self, mode: bool = True) -> "EdgeConv":
-        self._fused = None
+        self._eval_folded = None
         return super().train(mode)
 
-    def _weights(self) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """(W_i, bias, W_j, W_g) of the split map, batch-norm folded in eval mode."""
-        if not self.training and self._fused is not None:
-            return self._fused
+    def _split_weights(self) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """(W_i, bias, W_j, W_g) of the split map Θa·h_i + Θb·(h_j − h_i) + Θg·g_ij, batch norm not applied."""
         w_self = self.lin_self.weight if self.use_abs else torch.zeros_like(self.lin_self.weight)
-        bias = self.lin_self.bias
         w_nbr = self.lin_nbr.weight if self.lin_nbr is not None else None
         w_i = w_self - w_nbr if w_nbr is not None else w_self
         w_g = self.lin_geo.weight if self.lin_geo is not None else None
-        if not self.training:
-            scale, shift = self.bn.scale_shift()
-            w_i = w_i * scale[:, None]
-            bias = bias * scale + shift
-            w_nbr = w_nbr * scale[:, None] if w_nbr is not None else None
-            w_g = w_g * scale[:, None] if w_g is not None else None
-            self._fused = tuple(t.detach() if t is not None else None for t in (w_i, bias, w_nbr, w_g))  # type: ignore
-            return self._fused  # type: ignore[return-value]
-        return w_i, bias, w_nbr, w_g
+        return w_i, self.lin_self.bias, w_nbr, w_g
+
+    @torch.no_grad()
+    def folded(self) -> FoldedLayer:
+        """This layer with its batch norm folded into the split map (fresh tensors, no autograd)."""
+        w_i, bias, w_j, w_g = self._split_weights()
+        scale, shift = batch_norm_affine(self.bn.bn)
+        weighting = None
+        if self.weighting is not None:
+            lin1, lin2 = self.weighting[0], self.weighting[2]
+            weighting = SpatialWeighting(self.basis_size, self.basis_max, lin1.weight.detach().clone(),
+                                         lin1.bias.detach().clone(), lin2.weight.detach().clone(), lin2.bias.detach().clone())
+        return FoldedLayer(
+            w_i=w_i * scale[:, None],
+            bias=bias * scale + shift,
+            w_j=w_j * scale[:, None] if w_j is not None else None,
+            w_geo=w_g * scale[:, None] if w_g is not None else None,
+            weighting=weighting,
+        )
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """Training: the split map (batch norm follows on the messages). Eval: the folded map, cached."""
+        if self.training:
+            return self._split_weights()
+        if self._eval_folded is None:
+            self._eval_folded = self.folded()
+        f = self._eval_folded
+        return f.w_i, f.bias, f.w_j, f.w_geo
 
     def forward(
         self,
@@ -293,6 +243,23 @@ class PhaseNet(nn.Module):
     def receptive_hops(self) -> int:
         return self.cfg.receptive_hops
 
+    @torch.no_grad()
+    def folded(self) -> FoldedPhaseNet:
+        """The network in inference form, every batch norm folded (equations: :mod:`lammps_phase.model.folded`)."""
+        bond_order = None
+        if self.bond_order_norm is not None:
+            scale, shift = batch_norm_affine(self.bond_order_norm)
+            bond_order = (scale.detach().clone(), shift.detach().clone())
+        head_weights, head_biases = fold_head(self.head)
+        return FoldedPhaseNet(
+            config=self.cfg,
+            embedding=self.embed.weight.detach().clone(),
+            bond_order_affine=bond_order,
+            layers=tuple(conv.folded() for conv in self.convs),
+            head_weights=head_weights,
+            head_biases=head_biases,
+        )
+
     def forward(
         self,
         species: torch.Tensor,
@@ -320,13 +287,12 @@ class PhaseNet(nn.Module):
         else:
             scale = torch.ones_like(dist[:, :1])
         sdist = dist / scale
-        rbf = _radial_basis(sdist, cfg.radial_basis, cfg.radial_max) if cfg.spatial_weighting else None
+        rbf = radial_basis(sdist, cfg.radial_basis, cfg.radial_max) if cfg.spatial_weighting else None
         geo = edge_geometry(vectors, dist, scale, cfg) if cfg.input_rel else None
 
         h = self.embed(species)
         if self.bond_order_norm is not None:
-            unit = vectors / dist.clamp_min(1e-6).unsqueeze(-1)
-            bo = bond_order_features(unit, cfg.bond_order_l, cfg.bond_order_neighbors, chunk)
+            bo = bond_order_features(unit_vectors(vectors), cfg.bond_order_l, cfg.bond_order_neighbors, chunk)
             h = torch.cat([h, self.bond_order_norm(bo)], dim=-1)
         if cfg.input_abs:
             if centre_offset is None:
@@ -339,7 +305,6 @@ class PhaseNet(nn.Module):
         for i, conv in enumerate(self.convs):
             if i > 0 and cfg.graph == "embedding":
                 index, rbf = self._dynamic_graph(h, index, vectors, centre_offset, env_size, scale)
-            if i > 0 and cfg.graph == "embedding":
                 geo = None  # feature-space neighbours: input-space geometry no longer applies
             h = conv(h, index, geo, rbf, chunk)
             outs.append(h)
@@ -364,7 +329,7 @@ class PhaseNet(nn.Module):
         vec = pos[new_index] - pos.unsqueeze(1)
         rbf = None
         if self.cfg.spatial_weighting:
-            rbf = _radial_basis(vec.norm(dim=-1) / scale, self.cfg.radial_basis, self.cfg.radial_max)
+            rbf = radial_basis(vec.norm(dim=-1) / scale, self.cfg.radial_basis, self.cfg.radial_max)
         return new_index, rbf
 
 
@@ -460,6 +425,7 @@ def build_model(cfg: ModelConfig, kind: str = "segmentation") -> nn.Module:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Trainable and frozen parameters, for the comparison tables."""
     return sum(p.numel() for p in model.parameters())
 
 
@@ -473,11 +439,6 @@ def random_rotations(n: int, generator: Optional[torch.Generator] = None, dtype=
     return q.to(dtype)
 
 
-def receptive_radius(hops: int, kth_distance: float) -> float:
-    """Upper bound (Å) on the distance from which an atom can influence a label: hops × k-th NN distance."""
-    return hops * float(kth_distance)
-
-
 __all__ = [
     "ModelConfig",
     "PhaseNet",
@@ -487,6 +448,5 @@ __all__ = [
     "environment_graph",
     "forward_environments",
     "random_rotations",
-    "receptive_radius",
     "count_parameters",
 ]

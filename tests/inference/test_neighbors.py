@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.data.structures import build, supercell
 from lammps_phase.inference.neighbors import (
+    NeighborCache,
     NeighborList,
     knn,
     wrap_positions,
@@ -322,3 +324,78 @@ def test_too_few_atoms_without_periodicity_says_how_many_are_needed():
     with pytest.raises(LammpsPhaseError, match=r"only 10 atoms.*k \+ 1 = 17"):
         knn(pos, 16, pbc=False)
     assert knn(pos, 9, pbc=False).index.shape == (10, 9)
+
+
+# ------------------------------------------------------------------------------------ neighbour reuse
+
+K = 12
+
+
+@pytest.fixture(scope="module")
+def jittered_quartz():
+    """A jittered α-quartz supercell in its own hexagonal (triclinic) cell: 486 atoms."""
+    crystal = supercell(build("alpha_quartz"), 12.0, orthogonal=False)
+    pos = crystal.positions + np.random.default_rng(3).normal(scale=0.08, size=crystal.positions.shape)
+    return pos, crystal.cell, list(crystal.symbols)
+
+
+def same_neighbors(a, b) -> bool:
+    """Same neighbour images per row (order-insensitive among equal distances), vectors to float32 precision."""
+    if not np.allclose(a.distances, b.distances, atol=1e-5):
+        return False
+    va = np.sort(np.round(a.vectors.reshape(len(a.index), -1), 4), axis=1)
+    vb = np.sort(np.round(b.vectors.reshape(len(b.index), -1), 4), axis=1)
+    return np.array_equal(np.sort(a.index, axis=1), np.sort(b.index, axis=1)) and np.allclose(va, vb, atol=2e-4)
+
+
+def test_neighbor_reuse_is_exact_after_small_moves_and_rebuilds_after_large(jittered_quartz):
+    pos, cell, symbols = jittered_quartz
+    cache = NeighborCache(K, extra=8)
+    species = np.array([s == "O" for s in symbols], dtype=np.int64)
+    first = cache.get(pos, cell, species=species)
+    assert same_neighbors(first, knn(pos, K, cell=cell)) and cache.builds == 1
+
+    rng = np.random.default_rng(0)
+    moved = pos + rng.normal(scale=0.02, size=pos.shape)
+    # LAMMPS re-wraps atoms that leave the box: emulate by shifting some atoms by whole box vectors
+    wrapped = moved.copy()
+    wrapped[::7] += cell[0]
+    wrapped[3::11] -= cell[2] + cell[1]
+    second = cache.get(wrapped, cell, species=species)
+    assert cache.builds == 1 and cache.reuses == 1 and not cache.last_rebuilt
+    assert same_neighbors(second, knn(wrapped, K, cell=cell))
+
+    far = moved.copy()
+    far[0] += np.array([0.9, -0.7, 0.5])  # one atom jumps ~1.3 Å: candidate lists can no longer be trusted
+    third = cache.get(far, cell, species=species)
+    assert cache.last_rebuilt and cache.builds == 2
+    assert same_neighbors(third, knn(far, K, cell=cell))
+
+
+def test_neighbor_cache_backs_off_when_reuse_keeps_failing(jittered_quartz):
+    pos, cell, _ = jittered_quartz
+    cache = NeighborCache(K, extra=8, backoff=3)
+    rng = np.random.default_rng(1)
+    frames = [pos + rng.normal(scale=0.4, size=pos.shape) for _ in range(9)]  # every call moves atoms too far
+    for i, frame in enumerate(frames):
+        nl = cache.get(frame, cell)
+        assert same_neighbors(nl, knn(frame, K, cell=cell)), f"call {i}"
+        assert nl.index.shape == (len(pos), K)
+    # call 0 builds with candidates; calls 1, 2 try reuse and fail; calls 3-5 build plainly without trying;
+    # call 6 builds with candidates again, calls 7, 8 try and fail
+    assert cache.failed_reuses == 4 and cache.reuses == 0 and cache.builds == 9
+
+
+def test_neighbor_cache_rebuilds_when_the_system_changes(jittered_quartz):
+    pos, cell, symbols = jittered_quartz
+    species = np.array([s == "O" for s in symbols], dtype=np.int64)
+    cache = NeighborCache(K)
+    cache.get(pos, cell, species=species)
+    cache.get(pos, cell * 1.01, species=species)  # box deformed (NPT)
+    assert cache.last_rebuilt
+    swapped = species.copy()
+    swapped[:2] = swapped[:2][::-1] if swapped[0] != swapped[1] else 1 - swapped[:2]
+    cache.get(pos, cell * 1.01, species=swapped)  # different atoms
+    assert cache.last_rebuilt and cache.builds == 3
+    cache.get(pos[:-1], cell * 1.01, species=swapped[:-1])  # an atom was lost
+    assert cache.builds == 4

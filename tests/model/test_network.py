@@ -151,9 +151,9 @@ def test_split_and_folded_edgeconv_equals_textbook_form():
     vec = torch.randn(n, K, 3)
     dist = vec.norm(dim=-1)
     geo = torch.cat([vec, dist.unsqueeze(-1)], dim=-1)
-    from lammps_phase.model.network import _radial_basis
+    from lammps_phase.model.features import radial_basis
 
-    rbf = _radial_basis(dist, cfg.radial_basis, cfg.radial_max)
+    rbf = radial_basis(dist, cfg.radial_basis, cfg.radial_max)
     with torch.no_grad():
         fast = conv(h, index, geo, rbf, chunk=7)
         hi = h.unsqueeze(1).expand(n, K, -1)
