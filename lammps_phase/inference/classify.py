@@ -21,7 +21,7 @@ from lammps_phase.elements import element_indices
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.cell import lammps_box_to_cell
 from lammps_phase.inference.domain import TrainingDomain, outside
-from lammps_phase.inference.neighbors import NeighborList, knn
+from lammps_phase.inference.neighbors import NeighborCache, NeighborList, knn
 
 if TYPE_CHECKING:
     import ase
@@ -172,7 +172,7 @@ class Classifier:
                     raise
                 # a weighting too steep for the interpolation table: evaluate it exactly (same labels, slower)
                 self.fast = fastpath.FastPhaseNet(self.model, compile=mode, weighting="exact", **extra)
-        self.neighbor_cache = fastpath.NeighborCache(self.k, workers=self.threads) if reuse_neighbors else None
+        self.neighbor_cache = NeighborCache(self.k, workers=self.threads) if reuse_neighbors else None
         self.last_timings: dict[str, float] = {}
 
     @classmethod

@@ -30,14 +30,12 @@ import torch
 from torch.nn import functional as F
 
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.inference.neighbors import NeighborCache  # re-exported for old imports; its home is inference.neighbors
 from lammps_phase.model.features import bond_order_features, edge_angle_features, unit_vectors
 from lammps_phase.model.folded import NEG_SLOPE, FoldedLayer, SpatialWeighting, spatial_weight
 from lammps_phase.model.network import PhaseNet
 
 __all__ = [
     "FastPhaseNet",
-    "NeighborCache",
     "TABLE_TOLERANCE",
     "compile_available",
 ]
