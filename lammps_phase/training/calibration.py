@@ -19,7 +19,8 @@ import torch
 
 from lammps_phase.errors import LammpsPhaseError
 
-MAX_ACCURACY_DROP = 0.002  # the threshold may turn at most 0.2 % of validation atoms from right to "other"
+MAX_ACCURACY_DROP = 0.0015  # at most 0.15 % of validation atoms turn from right to "other": the target is <= 0.2 %
+# on held-out runs, and a threshold fitted on one set of runs spends a little more on another
 _LOG_T_RANGE = (math.log(0.05), math.log(20.0))
 
 
