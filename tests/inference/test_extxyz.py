@@ -5,10 +5,7 @@ from __future__ import annotations
 import gzip
 
 import numpy as np
-import pytest
 
-from lammps_phase.cell import lammps_cell
-from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.formats import count_frames, detect_format, read_frames
 
 from frame_helpers import pairwise
@@ -50,8 +47,3 @@ def test_extxyz_with_a_general_lattice_is_rotated_to_lammps_form(tmp_path):
     np.testing.assert_allclose(v, velocities @ rotation, atol=1e-12)
     assert frame.species(None).tolist() == species
     assert frame.columns["tag"].dtype == np.int64 and frame.columns["tag"].tolist() == list(range(6))
-
-
-def test_lammps_cell_rejects_left_handed_cells():
-    with pytest.raises(LammpsPhaseError, match="left-handed"):
-        lammps_cell(np.diag([1.0, 1.0, -1.0]))

@@ -13,7 +13,7 @@ from lammps_phase.inference.neighbors import (
     knn,
     wrap_positions,
 )
-from lammps_phase.cell import cell_to_lammps_box, lammps_box_to_cell
+from lammps_phase.cell import lammps_box_to_cell
 
 
 def brute_force_distances(positions, k, cell, pbc, query=None, radius=None):
@@ -92,27 +92,6 @@ def fcc(n_cells, a, rng, noise):
     grid = np.array(list(itertools.product(range(n_cells), repeat=3)))
     frac = (grid[:, None, :] + basis[None, :, :]).reshape(-1, 3)
     return frac * a + rng.normal(scale=noise, size=frac.shape), np.eye(3) * n_cells * a
-
-
-# ------------------------------------------------------------------------------------- box conversions
-
-
-def test_box_roundtrip_triclinic():
-    boxlo, boxhi = np.array([-1.5, 2.0, 0.25]), np.array([10.0, 9.0, 7.0])
-    cell, origin = lammps_box_to_cell(boxlo, boxhi, xy=-3.1, xz=2.2, yz=-1.7)
-    np.testing.assert_array_equal(cell, [[11.5, 0, 0], [-3.1, 7.0, 0], [2.2, -1.7, 6.75]])
-    lo, hi, xy, xz, yz = cell_to_lammps_box(cell, origin)
-    np.testing.assert_allclose(lo, boxlo)
-    np.testing.assert_allclose(hi, boxhi)
-    assert (xy, xz, yz) == (-3.1, 2.2, -1.7)
-
-
-def test_cell_not_lower_triangular_is_rejected():
-    rotated = np.array([[3.0, 1.0, 0.0], [0.0, 4.0, 0.0], [0.0, 0.0, 5.0]])
-    with pytest.raises(LammpsPhaseError, match="lower-triangular"):
-        cell_to_lammps_box(rotated, (0, 0, 0))
-    with pytest.raises(LammpsPhaseError, match="positive"):
-        lammps_box_to_cell((0, 0, 0), (1, -1, 1))
 
 
 def test_wrap_moves_atoms_by_whole_cell_vectors_into_the_box():
