@@ -46,14 +46,25 @@ Errors (deck mistakes, missing checkpoint, a too thin ghost shell) stop the run 
 ``ERROR: lammps-phase: …`` on the screen (and in the log when raised outside a run), followed by LAMMPS'
 own ERROR line. A failure of the classifier itself does the same unless ``on_error="skip"``, which sets
 that step's labels to −1 and confidence to 0 on every rank and prints a WARNING.
+
+Statistics (always kept, a few integers per call): ``labeler.stats`` holds, on each rank, the last call and
+per-mode totals of atoms owned, atoms put through the model ("labelled": gather mode all atoms on rank 0 and
+none elsewhere; local mode the rows of the receptive graph, owned + the halo the graph needed), bytes this
+rank sent and received for the labelling, and wall seconds. ``labeler.report(ptr)`` (collective) prints one
+line per rank and mode; from the deck, define ``def phase_report(ptr): labeler.report(ptr)`` next to
+``phase_step`` and after the run::
+
+    python     phase_report input 1 SELF format p exists
+    python     phase_report invoke
 '''
 
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -66,7 +77,7 @@ from lammps_phase.insitu.lammps_glue import (VARIABLE_REFERENCE, as_lammps, atom
                                              write_property)
 from lammps_phase.insitu.local_mode import ClassifierFailure, GhostShell, label_owned
 
-__all__ = ["PhaseLabeler"]
+__all__ = ["CallStats", "LabelerStats", "PhaseLabeler"]
 
 MODES = ("gather", "local", "auto")
 #: mode="auto" on one node labels locally from this many atoms on: below it gathering is cheaper (rank 0 borrows
@@ -106,6 +117,111 @@ def _types_argument(types: Any) -> str:
             raise LammpsPhaseError(f"types {text!r}: {' '.join(bad)} is not an element symbol; give one symbol per "
                                    'LAMMPS atom type, separated by spaces, e.g. types="Si O"')
     return text
+
+
+@dataclass(frozen=True)
+class CallStats:
+    """One labelling seen from one rank.
+
+    Bytes are the payload of the collectives of that labelling as this rank sees them, its own share never
+    counted (MPI's algorithms may move more internally): Gatherv/Scatterv — a non-root rank its own atoms, the
+    root everybody else's; Allgather — own part out, the others' parts in; Allreduce — the vector out and in;
+    bcast — the root out, the others in; allgathered error agreements (a pickled None unless something
+    failed) as this rank's message out and one of the same size in from every other rank. ``atom_sent``/``atom_received`` are the part that scales with atoms
+    (gather mode: x 24 + type 4 + id 8 B per atom in, label 4 + confidence 8 B per atom back).
+    """
+
+    mode: str  # the path taken: "gather" or "local"
+    step: int
+    owned: int  # atoms this rank owns
+    labelled: int  # atoms this rank put through the model
+    sent: int  # bytes, all of this labelling's collectives
+    received: int
+    atom_sent: int  # of which per-atom arrays
+    atom_received: int
+    seconds: float  # wall time of the call on this rank (waiting included)
+
+
+@dataclass
+class ModeTotals:
+    """Sums over the labellings of one mode on one rank."""
+
+    calls: int = 0
+    owned: int = 0
+    labelled: int = 0
+    sent: int = 0
+    received: int = 0
+    atom_sent: int = 0
+    atom_received: int = 0
+    seconds: float = 0.0
+
+    def add(self, call: CallStats) -> None:
+        self.calls += 1
+        for name in ("owned", "labelled", "sent", "received", "atom_sent", "atom_received", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(call, name))
+
+
+@dataclass
+class LabelerStats:
+    """This rank's labelling statistics: the last call and totals per mode ("gather", "local")."""
+
+    last: Optional[CallStats] = None
+    by_mode: dict = field(default_factory=dict)  # mode -> ModeTotals
+
+    def add(self, call: CallStats) -> None:
+        self.last = call
+        self.by_mode.setdefault(call.mode, ModeTotals()).add(call)
+
+    def lines(self, rank: int, size: int) -> list[str]:
+        """One line per mode used, per-labelling means."""
+        out = []
+        for mode, t in self.by_mode.items():
+            n = max(t.calls, 1)
+            ratio = f"{t.labelled / t.owned:.2f}" if t.owned else "-"
+            out.append(f"lammps-phase: stats rank {rank} of {size}, mode {mode}: {t.calls} labelling(s); per "
+                       f"labelling owned {t.owned / n:.0f}, labelled {t.labelled / n:.0f} ({ratio} x owned), "
+                       f"sent {t.sent / n:.0f} B, received {t.received / n:.0f} B "
+                       f"(atom arrays {t.atom_sent / n:.0f} / {t.atom_received / n:.0f} B), {t.seconds / n:.4f} s")
+        return out or [f"lammps-phase: stats rank {rank} of {size}: no labelling yet"]
+
+
+class _Traffic:
+    """What the current call sends, receives and labels on this rank (see CallStats)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.mode = "gather"
+        self.labelled = 0
+        self.sent = self.received = self.atom_sent = self.atom_received = 0
+
+    def add(self, sent: int = 0, received: int = 0, atoms: bool = False) -> None:
+        if self.size < 2:  # one rank: nothing leaves it
+            return
+        self.sent += int(sent)
+        self.received += int(received)
+        if atoms:
+            self.atom_sent += int(sent)
+            self.atom_received += int(received)
+
+    def allgathered(self, obj: Any) -> None:
+        """An allgather of a pickled object (error agreement): the same-size message from every rank assumed."""
+        n = len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        self.add(n, n * (self.size - 1))
+
+
+class _CountingClassifier:
+    """The classifier as local mode's label_owned sees it, noting how many atoms go through the model."""
+
+    def __init__(self, classifier: Any) -> None:
+        self._classifier = classifier
+        self.rows = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._classifier, name)
+
+    def classify_neighbors(self, species_idx: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        self.rows = len(species_idx)
+        return self._classifier.classify_neighbors(species_idx, *args, **kwargs)
 
 
 @dataclass
@@ -200,6 +316,8 @@ class PhaseLabeler:
             compile = False
         self.compile = compile
         self._state: Optional[_State] = None
+        self.stats = LabelerStats()
+        self._traffic = _Traffic(1)
 
     # ------------------------------------------------------------------------------------------ entry point
 
@@ -209,6 +327,7 @@ class PhaseLabeler:
             first = self._state is None
             state = self._state or self._set_up(lmp)
             started = time.perf_counter()
+            self._traffic = _Traffic(state.size)
             if state.mode == "local" and lmp.is_running:
                 labels, confidence, counts = self._label_local(lmp, state)
             else:  # before the first run LAMMPS has no ghost atoms: the initial labelling is gathered
@@ -218,10 +337,38 @@ class PhaseLabeler:
         write_property(lmp, self.labels, labels)
         write_property(lmp, self.confidence, confidence)
         self._publish_fractions(lmp, state, counts)
+        t = self._traffic
+        self.stats.add(CallStats(mode=t.mode, step=int(lmp.extract_global("ntimestep")), owned=len(labels),
+                                 labelled=t.labelled, sent=t.sent, received=t.received, atom_sent=t.atom_sent,
+                                 atom_received=t.atom_received, seconds=time.perf_counter() - started))
         if first:  # the one-off cost (kernel compilation) is said once, so nobody mistakes it for the per-call cost
             kernels = state.classifier.kernels if state.classifier is not None else "no fused"
             announce(lmp, state.rank, f"lammps-phase: first labelling {time.perf_counter() - started:.1f} s "
                                        f"({kernels} kernels on rank 0)")
+
+    def report(self, ptr: Any = None) -> list[str]:
+        """Collective: the statistics of every rank (see CallStats), one line per rank and mode, in rank order.
+
+        Printed by rank 0 (through LAMMPS' print, so also to the log, when called outside a run with the
+        pointer, e.g. ``python phase_report invoke``); returned on every rank.
+        """
+        lmp = as_lammps(ptr) if ptr is not None else None
+        if self._state is not None:
+            comm = self._state.comm
+        elif lmp is not None:
+            comm = communicator(lmp)
+        else:
+            from mpi4py import MPI
+
+            comm = MPI.COMM_WORLD
+        rank, size = comm.Get_rank(), comm.Get_size()
+        lines = [line for mine in comm.allgather(self.stats.lines(rank, size)) for line in mine]
+        for line in lines:
+            if lmp is not None:
+                announce(lmp, rank, line)
+            elif rank == 0:
+                print(line, flush=True)
+        return lines
 
     # ------------------------------------------------------------------------------------------ set-up
 
@@ -336,8 +483,11 @@ class PhaseLabeler:
         types = atom_array(lmp, "type", nlocal, np.int32)
         ids = atom_array(lmp, "id", nlocal, np.int64)
 
+        traffic = self._traffic
+        traffic.mode = "gather"
         counts = np.zeros(state.size, dtype=np.int64)
         comm.Allgather(np.array([nlocal], dtype=np.int64), counts)
+        traffic.add(8, 8 * (state.size - 1))
         displs = np.concatenate([[0], np.cumsum(counts)[:-1]])
         total = int(counts.sum())
         if total == 0:  # every atom deleted: labels for zero atoms and the run carries on, as in local mode
@@ -350,6 +500,11 @@ class PhaseLabeler:
         comm.Gatherv(x, [x_all, counts * 3, displs * 3, MPI.DOUBLE], root=0)
         comm.Gatherv(types, [types_all, counts, displs, MPI.INT32_T], root=0)
         comm.Gatherv(ids, [ids_all, counts, displs, MPI.INT64_T], root=0)
+        others = total - nlocal  # the root's share of the gathered atoms
+        per_atom_in = x.itemsize * 3 + types.itemsize + ids.itemsize
+        traffic.add(0 if root else nlocal * per_atom_in, others * per_atom_in if root else 0, atoms=True)
+        if root:
+            traffic.labelled = total
 
         labels_all = np.empty(total if root else 0, dtype=np.int32)
         conf_all = np.empty(total if root else 0, dtype=np.float64)
@@ -364,6 +519,8 @@ class PhaseLabeler:
         if self.borrow_cores and state.size > 1:
             quiet_barrier(comm, sleep=not root)
         error = comm.bcast(error, root=0)
+        pickled = len(pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL))
+        traffic.add(pickled if root else 0, 0 if root else pickled)
         if error is not None:
             return self._failed(lmp, state, nlocal, error)
 
@@ -371,6 +528,8 @@ class PhaseLabeler:
         conf = np.empty(nlocal, dtype=np.float64)
         comm.Scatterv([labels_all, counts, displs, MPI.INT32_T], labels, root=0)
         comm.Scatterv([conf_all, counts, displs, MPI.DOUBLE], conf, root=0)
+        per_atom_out = labels.itemsize + conf.itemsize
+        traffic.add(others * per_atom_out if root else 0, 0 if root else nlocal * per_atom_out, atoms=True)
         return labels, conf, self._counts(comm, labels, state)
 
     def _classify_box(self, lmp: Any, state: _State, x: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -386,6 +545,8 @@ class PhaseLabeler:
         from mpi4py import MPI
 
         comm = state.comm
+        traffic = self._traffic
+        traffic.mode = "local"
         nlocal = int(lmp.extract_global("nlocal"))
         nall = nlocal + int(lmp.extract_global("nghost"))
         x = atom_array(lmp, "x", nall, np.float64, 3)
@@ -398,22 +559,29 @@ class PhaseLabeler:
         except LammpsPhaseError as err:
             shell, config_error = None, str(err)
         reach = comm.allreduce(shell.local_reach if shell is not None else 0.0, op=MPI.MAX)
+        traffic.add(8, 8)
+        counting = _CountingClassifier(state.classifier)
         try:
             if nlocal and shell is not None:
                 shell.use_reach(reach)
-                labels[:], conf[:] = label_owned(state.classifier, shell, x, types, nlocal, state.type_map,
+                labels[:], conf[:] = label_owned(counting, shell, x, types, nlocal, state.type_map,
                                                  with_margin=not state.shell_checked)
         except LammpsPhaseError as err:
             config_error = str(err)
         except ClassifierFailure as err:
             failure = str(err)
+        traffic.labelled = counting.rows
         if self.mode == "auto" and not state.shell_checked:
+            traffic.allgathered(config_error)
             thin = next((e for e in comm.allgather(config_error) if e is not None), None)
             if thin is not None:  # auto chose local, but the ghost shell cannot hold the receptive field: gather
                 state.mode = "gather"
                 announce(lmp, state.rank, f"lammps-phase: mode auto falls back to gather: {thin}")
+                self._traffic = _Traffic(state.size)  # the local attempt's graph was not used
                 return self._label_gathered(lmp, state)
+        traffic.allgathered(config_error)
         agree(lmp, comm, config_error)
+        traffic.allgathered(failure)
         failures = [f for f in comm.allgather(failure) if f is not None]
         if failures:
             return self._failed(lmp, state, nlocal, failures[0])
@@ -433,13 +601,13 @@ class PhaseLabeler:
         conf = np.zeros(nlocal, dtype=np.float64)
         return labels, conf, self._counts(state.comm, labels, state)
 
-    @staticmethod
-    def _counts(comm: Any, labels: np.ndarray, state: _State) -> np.ndarray:
+    def _counts(self, comm: Any, labels: np.ndarray, state: _State) -> np.ndarray:
         """Atoms per class over all ranks; the last entry counts "other" (−1)."""
         c = len(state.classes)
         local = np.bincount(np.where(labels < 0, c, labels), minlength=c + 1).astype(np.int64)
         total = np.empty_like(local)
         comm.Allreduce(local, total)
+        self._traffic.add(local.nbytes, total.nbytes)
         return total
 
     def _define_fraction_variables(self, lmp: Any, state: _State) -> None:
