@@ -185,6 +185,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
     true, pred, temps, press, unthresholded = [], [], [], [], []
     first_frames = {}
     places: dict[str, list[int]] = {}  # "variant" / "slab depth a-b Å" / "interface ≤ 3 Å" → [correct, atoms]
+    per_potential: dict[str, dict[str, list[int]]] = {}  # potential → class → [correct, atoms] (mixed configs)
     kth_max = 0.0  # largest k-th neighbour distance of a bulk test frame: the receptive radius in Å
 
     def tally(key: str, ok: np.ndarray) -> None:
@@ -204,8 +205,14 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         press.append(np.full(known.sum(), pres))
         ok = res.labels == labels
         tally(spec.variant, ok[known])
-        if any(p.potential for p in cfg.phases):  # a mixed-potential config: accuracy per potential too
-            tally(f"potential {potential_of(cfg, spec)}", ok[known])
+        if any(p.potential for p in cfg.phases):  # a mixed-potential config: accuracy per potential and class too
+            potential = potential_of(cfg, spec)
+            tally(f"potential {potential}", ok[known])
+            for code in np.unique(labels[known]):
+                mine = known & (labels == code)
+                c = per_potential.setdefault(potential, {}).setdefault(cfg.classes[int(code)], [0, 0])
+                c[0] += int(ok[mine].sum())
+                c[1] += int(mine.sum())
         if spec.variant == "slab":
             depth = surface_depth(pos, cell, origin, spec.axis)
             for lo, hi in ((0, 2), (2, 4), (4, 6), (6, 10), (10, 1e9)):
@@ -222,6 +229,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         raise LammpsPhaseError("no held-out test snapshots: check the heating report")
     true_a, pred_a = np.concatenate(true), np.concatenate(pred)
     by_place = {k: round(c / n, 4) for k, (c, n) in places.items() if n}
+    by_potential = {pot: {name: round(c / n, 4) for name, (c, n) in classes.items()} for pot, classes in per_potential.items()}
     n_rot = int(cfg.report.get("rotations", 24))
     gen = torch.Generator().manual_seed(0)
     rot_agree = {}
@@ -238,6 +246,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "rotation_agreement_overall": float(np.mean(list(rot_agree.values()))),
         "rotations": n_rot,
         "accuracy by place (held-out runs)": by_place,
+        **({"accuracy by potential and class (held-out runs)": by_potential} if by_potential else {}),
         "receptive radius": f"{clf.receptive_hops} hops × {kth_max:.2f} Å (largest k-th neighbour distance of a bulk "
                             f"test frame) = {clf.receptive_hops * kth_max:.1f} Å",
         "potential": ", ".join(dict.fromkeys(potential_of(cfg, spec) for spec in cfg.phases)),
@@ -269,6 +278,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "rotation_agreement": extra["rotation_agreement_overall"],
         "test_atoms": int(len(true_a)),
         "test_by_place": by_place,
+        **({"test_by_potential_class": by_potential} if by_potential else {}),
         "receptive_radius_angstrom": round(clf.receptive_hops * kth_max, 2),
     })
     ckpt_io.save(ckpt, output)
