@@ -47,15 +47,8 @@ Errors (deck mistakes, missing checkpoint, a too thin ghost shell) stop the run 
 own ERROR line. A failure of the classifier itself does the same unless ``on_error="skip"``, which sets
 that step's labels to −1 and confidence to 0 on every rank and prints a WARNING.
 
-Statistics (always kept, a few integers per call): ``labeler.stats`` holds, on each rank, the last call and
-per-mode totals of atoms owned, atoms put through the model ("labelled": gather mode all atoms on rank 0 and
-none elsewhere; local mode the rows of the receptive graph, owned + the halo the graph needed), bytes this
-rank sent and received for the labelling, and wall seconds. ``labeler.report(ptr)`` (collective) prints one
-line per rank and mode; from the deck, define ``def phase_report(ptr): labeler.report(ptr)`` next to
-``phase_step`` and after the run::
-
-    python     phase_report input 1 SELF format p exists
-    python     phase_report invoke
+Statistics (atoms owned and labelled, bytes moved, per rank): ``labeler.stats`` and ``labeler.report(ptr)``,
+see :mod:`lammps_phase.insitu.statistics`.
 '''
 
 from __future__ import annotations
@@ -64,7 +57,7 @@ import os
 import pickle
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -72,12 +65,13 @@ import numpy as np
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.insitu.collectives import (Stop, agree, announce, describe, node_cpus, on_cpus, quiet_barrier,
                                              stop)
-from lammps_phase.insitu.lammps_glue import (VARIABLE_REFERENCE, as_lammps, atom_array, check_properties,
-                                             check_type_map, communicator, deck_errors_to_log, substitute,
-                                             write_property)
+from lammps_phase.insitu.lammps_glue import (as_lammps, atom_array, check_properties, check_type_map,
+                                             checkpoint_argument, communicator, deck_errors_to_log, substitute,
+                                             types_argument, write_property)
 from lammps_phase.insitu.local_mode import ClassifierFailure, GhostShell, label_owned
+from lammps_phase.insitu.statistics import LabelerStats, Traffic
 
-__all__ = ["CallStats", "LabelerStats", "PhaseLabeler"]
+__all__ = ["PhaseLabeler"]
 
 MODES = ("gather", "local", "auto")
 #: mode="auto" on one node labels locally from this many atoms on: below it gathering is cheaper (rank 0 borrows
@@ -85,143 +79,6 @@ MODES = ("gather", "local", "auto")
 #: funnel through one rank dominate
 AUTO_LOCAL_ATOMS = 2_000_000
 ON_ERROR = ("stop", "skip")
-
-
-def _checkpoint_argument(checkpoint: Any) -> str:
-    """The checkpoint path, checked now unless it names a LAMMPS variable (resolved at the first call)."""
-    if not isinstance(checkpoint, (str, os.PathLike)) or not str(checkpoint).strip():
-        raise LammpsPhaseError(f"checkpoint {checkpoint!r} must be the path of a .pt file, e.g. \"checkpoints/sio2.pt\"")
-    text = str(checkpoint)
-    if not VARIABLE_REFERENCE.search(text):
-        if os.path.isdir(text):
-            raise LammpsPhaseError(f"checkpoint {text} is a folder: give the path of a .pt file (e.g. checkpoints/sio2.pt)")
-        if not os.path.isfile(text):
-            raise LammpsPhaseError(f"checkpoint {text} does not exist: give the path of a .pt file "
-                                   "(e.g. checkpoints/sio2.pt)")
-    return text
-
-
-def _types_argument(types: Any) -> str:
-    """The type map as text ("Si O"), checked for form now (the model's elements are checked at the first call)."""
-    if isinstance(types, str):
-        text = types
-    elif isinstance(types, (list, tuple)) and all(isinstance(t, str) for t in types):
-        text = " ".join(types)
-    else:
-        raise LammpsPhaseError(f'types {types!r} must name one element per LAMMPS atom type: types="Si O" or ["Si", "O"]')
-    if not VARIABLE_REFERENCE.search(text):
-        if not text.split():
-            raise LammpsPhaseError('types is empty: give one element per LAMMPS atom type, e.g. types="Si O"')
-        bad = [t for t in text.split() if not re.fullmatch(r"[A-Z][a-z]?", t)]
-        if bad:
-            raise LammpsPhaseError(f"types {text!r}: {' '.join(bad)} is not an element symbol; give one symbol per "
-                                   'LAMMPS atom type, separated by spaces, e.g. types="Si O"')
-    return text
-
-
-@dataclass(frozen=True)
-class CallStats:
-    """One labelling seen from one rank.
-
-    Bytes are the payload of the collectives of that labelling as this rank sees them, its own share never
-    counted (MPI's algorithms may move more internally): Gatherv/Scatterv — a non-root rank its own atoms, the
-    root everybody else's; Allgather — own part out, the others' parts in; Allreduce — the vector out and in;
-    bcast — the root out, the others in; allgathered error agreements (a pickled None unless something
-    failed) as this rank's message out and one of the same size in from every other rank. ``atom_sent``/``atom_received`` are the part that scales with atoms
-    (gather mode: x 24 + type 4 + id 8 B per atom in, label 4 + confidence 8 B per atom back).
-    """
-
-    mode: str  # the path taken: "gather" or "local"
-    step: int
-    owned: int  # atoms this rank owns
-    labelled: int  # atoms this rank put through the model
-    sent: int  # bytes, all of this labelling's collectives
-    received: int
-    atom_sent: int  # of which per-atom arrays
-    atom_received: int
-    seconds: float  # wall time of the call on this rank (waiting included)
-
-
-@dataclass
-class ModeTotals:
-    """Sums over the labellings of one mode on one rank."""
-
-    calls: int = 0
-    owned: int = 0
-    labelled: int = 0
-    sent: int = 0
-    received: int = 0
-    atom_sent: int = 0
-    atom_received: int = 0
-    seconds: float = 0.0
-
-    def add(self, call: CallStats) -> None:
-        self.calls += 1
-        for name in ("owned", "labelled", "sent", "received", "atom_sent", "atom_received", "seconds"):
-            setattr(self, name, getattr(self, name) + getattr(call, name))
-
-
-@dataclass
-class LabelerStats:
-    """This rank's labelling statistics: the last call and totals per mode ("gather", "local")."""
-
-    last: Optional[CallStats] = None
-    by_mode: dict = field(default_factory=dict)  # mode -> ModeTotals
-
-    def add(self, call: CallStats) -> None:
-        self.last = call
-        self.by_mode.setdefault(call.mode, ModeTotals()).add(call)
-
-    def lines(self, rank: int, size: int) -> list[str]:
-        """One line per mode used, per-labelling means."""
-        out = []
-        for mode, t in self.by_mode.items():
-            n = max(t.calls, 1)
-            ratio = f"{t.labelled / t.owned:.2f}" if t.owned else "-"
-            out.append(f"lammps-phase: stats rank {rank} of {size}, mode {mode}: {t.calls} labelling(s); per "
-                       f"labelling owned {t.owned / n:.0f}, labelled {t.labelled / n:.0f} ({ratio} x owned), "
-                       f"sent {t.sent / n:.0f} B, received {t.received / n:.0f} B "
-                       f"(atom arrays {t.atom_sent / n:.0f} / {t.atom_received / n:.0f} B), {t.seconds / n:.4f} s")
-        return out or [f"lammps-phase: stats rank {rank} of {size}: no labelling yet"]
-
-
-class _Traffic:
-    """What the current call sends, receives and labels on this rank (see CallStats)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.mode = "gather"
-        self.labelled = 0
-        self.sent = self.received = self.atom_sent = self.atom_received = 0
-
-    def add(self, sent: int = 0, received: int = 0, atoms: bool = False) -> None:
-        if self.size < 2:  # one rank: nothing leaves it
-            return
-        self.sent += int(sent)
-        self.received += int(received)
-        if atoms:
-            self.atom_sent += int(sent)
-            self.atom_received += int(received)
-
-    def allgathered(self, obj: Any) -> None:
-        """An allgather of a pickled object (error agreement): the same-size message from every rank assumed."""
-        n = len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
-        self.add(n, n * (self.size - 1))
-
-
-class _CountingClassifier:
-    """The classifier as local mode's label_owned sees it, noting how many atoms go through the model."""
-
-    def __init__(self, classifier: Any) -> None:
-        self._classifier = classifier
-        self.rows = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._classifier, name)
-
-    def classify_neighbors(self, species_idx: np.ndarray, *args: Any, **kwargs: Any) -> Any:
-        self.rows = len(species_idx)
-        return self._classifier.classify_neighbors(species_idx, *args, **kwargs)
 
 
 @dataclass
@@ -300,8 +157,8 @@ class PhaseLabeler:
                 threshold = float("nan")
             if not 0.0 <= threshold < 1.0:
                 raise LammpsPhaseError(f"threshold {threshold} must lie in [0, 1): it is a softmax probability")
-        self.checkpoint = _checkpoint_argument(checkpoint)
-        self.types = _types_argument(types)
+        self.checkpoint = checkpoint_argument(checkpoint)
+        self.types = types_argument(types)
         self.mode = mode
         self.device = device
         self.threshold = threshold
@@ -317,7 +174,7 @@ class PhaseLabeler:
         self.compile = compile
         self._state: Optional[_State] = None
         self.stats = LabelerStats()
-        self._traffic = _Traffic(1)
+        self._traffic = Traffic(1)
 
     # ------------------------------------------------------------------------------------------ entry point
 
@@ -327,7 +184,7 @@ class PhaseLabeler:
             first = self._state is None
             state = self._state or self._set_up(lmp)
             started = time.perf_counter()
-            self._traffic = _Traffic(state.size)
+            self._traffic = Traffic(state.size)
             if state.mode == "local" and lmp.is_running:
                 labels, confidence, counts = self._label_local(lmp, state)
             else:  # before the first run LAMMPS has no ghost atoms: the initial labelling is gathered
@@ -337,10 +194,8 @@ class PhaseLabeler:
         write_property(lmp, self.labels, labels)
         write_property(lmp, self.confidence, confidence)
         self._publish_fractions(lmp, state, counts)
-        t = self._traffic
-        self.stats.add(CallStats(mode=t.mode, step=int(lmp.extract_global("ntimestep")), owned=len(labels),
-                                 labelled=t.labelled, sent=t.sent, received=t.received, atom_sent=t.atom_sent,
-                                 atom_received=t.atom_received, seconds=time.perf_counter() - started))
+        self.stats.add(self._traffic.call(int(lmp.extract_global("ntimestep")), len(labels),
+                                          time.perf_counter() - started))
         if first:  # the one-off cost (kernel compilation) is said once, so nobody mistakes it for the per-call cost
             kernels = state.classifier.kernels if state.classifier is not None else "no fused"
             announce(lmp, state.rank, f"lammps-phase: first labelling {time.perf_counter() - started:.1f} s "
@@ -361,8 +216,7 @@ class PhaseLabeler:
             from mpi4py import MPI
 
             comm = MPI.COMM_WORLD
-        rank, size = comm.Get_rank(), comm.Get_size()
-        lines = [line for mine in comm.allgather(self.stats.lines(rank, size)) for line in mine]
+        rank, lines = comm.Get_rank(), self.stats.gathered_lines(comm)
         for line in lines:
             if lmp is not None:
                 announce(lmp, rank, line)
@@ -560,24 +414,22 @@ class PhaseLabeler:
             shell, config_error = None, str(err)
         reach = comm.allreduce(shell.local_reach if shell is not None else 0.0, op=MPI.MAX)
         traffic.add(8, 8)
-        counting = _CountingClassifier(state.classifier)
         try:
             if nlocal and shell is not None:
                 shell.use_reach(reach)
-                labels[:], conf[:] = label_owned(counting, shell, x, types, nlocal, state.type_map,
-                                                 with_margin=not state.shell_checked)
+                labels[:], conf[:], traffic.labelled = label_owned(state.classifier, shell, x, types, nlocal,
+                                                                   state.type_map, with_margin=not state.shell_checked)
         except LammpsPhaseError as err:
             config_error = str(err)
         except ClassifierFailure as err:
             failure = str(err)
-        traffic.labelled = counting.rows
         if self.mode == "auto" and not state.shell_checked:
             traffic.allgathered(config_error)
             thin = next((e for e in comm.allgather(config_error) if e is not None), None)
             if thin is not None:  # auto chose local, but the ghost shell cannot hold the receptive field: gather
                 state.mode = "gather"
                 announce(lmp, state.rank, f"lammps-phase: mode auto falls back to gather: {thin}")
-                self._traffic = _Traffic(state.size)  # the local attempt's graph was not used
+                self._traffic = Traffic(state.size)  # the local attempt's graph was not used
                 return self._label_gathered(lmp, state)
         traffic.allgathered(config_error)
         agree(lmp, comm, config_error)

@@ -19,7 +19,8 @@ import numpy as np
 from lammps_phase import runtime
 from lammps_phase.errors import LammpsPhaseError
 
-__all__ = ["VARIABLE_REFERENCE", "as_lammps", "atom_array", "check_properties", "check_type_map", "communicator",
+__all__ = ["VARIABLE_REFERENCE", "as_lammps", "atom_array", "check_properties", "check_type_map", "checkpoint_argument",
+           "communicator", "types_argument",
            "deck_errors_to_log", "substitute", "write_log_line", "write_property"]
 
 _LMP_INT, _LMP_DOUBLE = 0, 2  # lammps.constants LAMMPS_INT, LAMMPS_DOUBLE (extract_atom_datatype)
@@ -197,3 +198,35 @@ def substitute(lmp: Any, text: str, what: str) -> str:
         return c_char_p(address).value.decode()
 
     return VARIABLE_REFERENCE.sub(value, text)
+
+
+def checkpoint_argument(checkpoint: Any) -> str:
+    """The checkpoint path, checked now unless it names a LAMMPS variable (resolved at the first call)."""
+    if not isinstance(checkpoint, (str, os.PathLike)) or not str(checkpoint).strip():
+        raise LammpsPhaseError(f"checkpoint {checkpoint!r} must be the path of a .pt file, e.g. \"checkpoints/sio2.pt\"")
+    text = str(checkpoint)
+    if not VARIABLE_REFERENCE.search(text):
+        if os.path.isdir(text):
+            raise LammpsPhaseError(f"checkpoint {text} is a folder: give the path of a .pt file (e.g. checkpoints/sio2.pt)")
+        if not os.path.isfile(text):
+            raise LammpsPhaseError(f"checkpoint {text} does not exist: give the path of a .pt file "
+                                   "(e.g. checkpoints/sio2.pt)")
+    return text
+
+
+def types_argument(types: Any) -> str:
+    """The type map as text ("Si O"), checked for form now (the model's elements are checked at the first call)."""
+    if isinstance(types, str):
+        text = types
+    elif isinstance(types, (list, tuple)) and all(isinstance(t, str) for t in types):
+        text = " ".join(types)
+    else:
+        raise LammpsPhaseError(f'types {types!r} must name one element per LAMMPS atom type: types="Si O" or ["Si", "O"]')
+    if not VARIABLE_REFERENCE.search(text):
+        if not text.split():
+            raise LammpsPhaseError('types is empty: give one element per LAMMPS atom type, e.g. types="Si O"')
+        bad = [t for t in text.split() if not re.fullmatch(r"[A-Z][a-z]?", t)]
+        if bad:
+            raise LammpsPhaseError(f"types {text!r}: {' '.join(bad)} is not an element symbol; give one symbol per "
+                                   'LAMMPS atom type, separated by spaces, e.g. types="Si O"')
+    return text

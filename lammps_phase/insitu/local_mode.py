@@ -37,8 +37,9 @@ class ClassifierFailure(Exception):
 def label_owned(
     classifier: Any, shell: "GhostShell", x: np.ndarray, types: np.ndarray, nlocal: int, type_map: list[str],
     with_margin: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and confidences of the owned atoms ``x[:nlocal]`` from owned + ghost atoms ``x``.
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Labels and confidences of the owned atoms ``x[:nlocal]`` from owned + ghost atoms ``x``, and how many atoms
+    went through the model (the rows of the receptive graph: owned + the halo it needed).
 
     A ghost shell too thin for the receptive field is a deck mistake (LammpsPhaseError, checked with the
     set-up margin where ``with_margin``: the first labelling); a failing model or search raises ClassifierFailure.
@@ -60,7 +61,7 @@ def label_owned(
         result = classifier.classify_neighbors(species, graph.neighbors, labelled=nlocal)
     except Exception as err:  # noqa: BLE001
         raise ClassifierFailure(describe(err)) from None
-    return result.labels, result.confidence.astype(np.float64)
+    return result.labels, result.confidence.astype(np.float64), int(len(species))
 
 
 def local_ghost_cutoff(

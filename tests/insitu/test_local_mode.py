@@ -67,7 +67,8 @@ def test_owned_atoms_label_like_the_whole_periodic_sample(classifier, crystal):
     assert len(np.unique(ref.labels)) > 1  # the comparison is not vacuous
     x, all_types = owned_and_ghosts(positions, cell, types, local_ghost_cutoff(classifier, positions, cell))
     shell = GhostShell(OneRank(cell), x, len(positions))
-    labels, confidence = label_owned(classifier, shell, x, all_types, len(positions), TYPE_MAP, with_margin=True)
+    labels, confidence, rows = label_owned(classifier, shell, x, all_types, len(positions), TYPE_MAP, with_margin=True)
+    assert rows >= len(positions)  # the owned atoms and the halo the graph needed
     assert np.array_equal(labels, ref.labels)
     np.testing.assert_allclose(confidence, ref.confidence, atol=1e-5)
 
