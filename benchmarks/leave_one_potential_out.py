@@ -53,8 +53,15 @@ def score(classifier: Classifier, test_cfg, workdir: Path) -> dict:
     total: dict[str, int] = {}
     confused: dict[str, dict[str, int]] = {}
     known = set(classifier.classes)
-    for pos, cell, origin, species, labels, _t, _p, _run in iter_snapshots(test_cfg, workdir, "test"):
+    by_variant: dict[str, list[int]] = {}  # bulk / slab / ... → [right, atoms] over learnable classes
+    for pos, cell, origin, species, labels, _t, _p, run_id in iter_snapshots(test_cfg, workdir, "test"):
         result = classifier.classify(pos, cell, species, origin=origin, threshold=0.0)
+        variant = test_cfg.phases[(run_id // 100) % 1000].variant
+        names = np.array(test_cfg.classes + ["-"])[np.where(labels >= 0, labels, len(test_cfg.classes))]
+        learnable = np.isin(names, list(known))
+        tally = by_variant.setdefault(variant, [0, 0])
+        tally[0] += int((np.array(classifier.classes)[result.labels][learnable] == names[learnable]).sum())
+        tally[1] += int(learnable.sum())
         for code in np.unique(labels[labels >= 0]):
             name = test_cfg.classes[int(code)]
             mine = labels == code
@@ -69,6 +76,7 @@ def score(classifier: Classifier, test_cfg, workdir: Path) -> dict:
         "accuracy": sum(right[c] for c in learnable) / max(sum(total[c] for c in learnable), 1),
         "atoms": sum(total[c] for c in learnable),
         "per_class": {c: round(right[c] / total[c], 4) for c in total},
+        "by_variant": {v: round(r / n, 4) for v, (r, n) in by_variant.items() if n},
         "unlearnable_classes": sorted(c for c in total if c not in known),
         "wrong_as": confused,
     }
@@ -103,6 +111,7 @@ def main() -> int:
         print(f"held out {held_out}: accuracy {r['accuracy']:.4f} on {r['atoms']} atoms (trained on "
               f"{' + '.join(r['trained_on'])}, {r['epochs']} epochs, {r['seconds']} s); per class "
               + ", ".join(f"{c} {v:.3f}" for c, v in r["per_class"].items())
+              + "; by place " + ", ".join(f"{v} {a:.3f}" for v, a in r["by_variant"].items())
               + (f"; not learnable: {', '.join(r['unlearnable_classes'])}" if r["unlearnable_classes"] else ""),
               flush=True)
     if args.json:
