@@ -107,7 +107,7 @@ def _edge_conv(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo_t, tabl
 
 def _bond_order(vectors: torch.Tensor, l_max: int, counts: list[int], scale: torch.Tensor, shift: torch.Tensor):
     """The model's bond-order node inputs with their (folded) eval-mode batch norm applied."""
-    return bond_order_features(unit_vectors(vectors), l_max, counts, chunk=vectors.shape[0]) * scale + shift
+    return bond_order_features(unit_vectors(vectors), l_max, counts, chunk=None) * scale + shift
 
 
 def _edge_angles(vectors: torch.Tensor, l_max: int, neighbors: int) -> torch.Tensor:

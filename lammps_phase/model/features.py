@@ -6,7 +6,7 @@ Shared by the reference forward (:mod:`lammps_phase.model.network`) and the fuse
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Optional, TYPE_CHECKING
 
 import torch
 
@@ -35,7 +35,7 @@ def unit_vectors(vectors: torch.Tensor) -> torch.Tensor:
     return vectors / vectors.norm(dim=-1).clamp_min(1e-6).unsqueeze(-1)
 
 
-def bond_order_features(unit: torch.Tensor, l_max: int, counts: list[int], chunk: int = 8192) -> torch.Tensor:
+def bond_order_features(unit: torch.Tensor, l_max: int, counts: list[int], chunk: Optional[int] = 8192) -> torch.Tensor:
     """Rotation-invariant angular descriptors per atom, (N, l_max·len(counts)).
 
     For the n nearest neighbours, f_l = (1/n²) Σ_jj' (r̂_j · r̂_j')^l for l = 1..l_max: the power moments
@@ -45,8 +45,9 @@ def bond_order_features(unit: torch.Tensor, l_max: int, counts: list[int], chunk
     information that otherwise has to be learned from rotated examples (fcc vs hcp trains poorly without).
     """
     out = []
-    for s in range(0, unit.shape[0], chunk):
-        u = unit[s : s + chunk]
+    # chunk=None: one piece (the fused path, whose caller chunks already; a loop over a symbolic size would make
+    # torch.compile specialise on every sample size)
+    for u in ([unit] if chunk is None else [unit[s : s + chunk] for s in range(0, unit.shape[0], chunk)]):
         feats = []
         for n in counts:
             c = torch.bmm(u[:, :n], u[:, :n].transpose(1, 2))

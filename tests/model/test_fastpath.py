@@ -159,3 +159,26 @@ def test_fast_path_on_cuda_matches_cpu_reference(checkpoint, triclinic_quartz):
     gpu = Classifier(checkpoint, device="cuda", fast="auto")
     a, b = reference_and_fast_logits(ref, gpu, pos, cell, symbols)
     assert float((a - b.cpu()).abs().max()) < 1e-4
+
+
+@pytest.mark.parametrize("kernel, args", [
+    ("_bond_order", (6, [6, 16], torch.ones(12), torch.zeros(12))),
+    ("_edge_angles", (4, 6)),
+    ("_scaled_distances", (True,)),
+])
+def test_per_atom_kernels_compile_once_for_every_sample_size(kernel, args):
+    """dynamic=True must hold: a kernel that specialised on the atom count would recompile (seconds each) for
+    every new sample size — every frame of a local-mode run, every file of a different size."""
+    from lammps_phase.model import fastpath
+
+    graphs = []
+
+    def counting_backend(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    compiled = torch.compile(getattr(fastpath, kernel), dynamic=True, backend=counting_backend)
+    for n in (100, 157, 230, 1000):
+        compiled(torch.randn(n, 16, 3), *args)
+    assert len(graphs) == 1, f"{kernel} was traced {len(graphs)} times for 4 sample sizes"
