@@ -43,6 +43,7 @@ from lammps_phase.errors import LammpsPhaseError  # noqa: E402
 from lammps_phase.inference import formats  # noqa: E402
 from lammps_phase.inference.classify import Classifier  # noqa: E402
 from lammps_phase.insitu.local_mode import local_ghost_cutoff, receptive_graph  # noqa: E402
+from lammps_phase.insitu.statistics import recording_deck_code  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ("md", "md_cutoff", "gather", "local")
@@ -125,17 +126,7 @@ def scaling_deck(data: Path, checkpoint: Path, steps: int, every: int, mode: str
     text = text.replace(f"read_data {data}", f"processors {gx} {gy} {gz}\nread_data {data}\nreplicate {gx} {gy} {gz}")
     if mode is None:
         return text
-    text = text.replace("def phase_step(ptr): labeler(ptr)", "\n".join([
-        "import dataclasses, json",
-        "from mpi4py import MPI",
-        "history = []",
-        "def phase_step(ptr):",
-        "    labeler(ptr)",
-        "    history.append(dataclasses.asdict(labeler.stats.last))",
-        "def dump_stats(ptr):",
-        "    labeler.report(ptr)",
-        f"    with open(f'stats.{name}.{{MPI.COMM_WORLD.Get_rank()}}.json', 'w') as f: json.dump(history, f)",
-    ]))
+    text = text.replace("def phase_step(ptr): labeler(ptr)", recording_deck_code(f"stats.{name}.{{rank}}.json"))
     return text + "python dump_stats input 1 SELF format p exists\npython dump_stats invoke\n"
 
 

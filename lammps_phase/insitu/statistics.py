@@ -20,7 +20,7 @@ import pickle
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-__all__ = ["CallStats", "LabelerStats", "ModeTotals", "Traffic"]
+__all__ = ["CallStats", "LabelerStats", "ModeTotals", "Traffic", "recording_deck_code"]
 
 
 @dataclass(frozen=True)
@@ -122,3 +122,20 @@ class Traffic:
         """An allgather of a pickled object (error agreement): the same-size message from every rank assumed."""
         n = len(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
         self.add(n, n * (self.size - 1))
+
+
+def recording_deck_code(json_name: str) -> str:
+    """Python lines for a deck's ``python phase_step ... here`` block, replacing ``def phase_step(ptr): labeler(ptr)``:
+    label, keep every call's CallStats, and ``dump_stats(ptr)`` (call it after the run) reports and writes them to
+    ``json_name`` (``{rank}`` is replaced by the MPI rank). Used by benchmarks/scaling.py and the statistics test."""
+    return "\n".join([
+        "import dataclasses, json",
+        "from mpi4py import MPI",
+        "history = []",
+        "def phase_step(ptr):",
+        "    labeler(ptr)",
+        "    history.append(dataclasses.asdict(labeler.stats.last))",
+        "def dump_stats(ptr):",
+        "    labeler.report(ptr)",
+        f"    with open({json_name!r}.format(rank=MPI.COMM_WORLD.Get_rank()), 'w') as f: json.dump(history, f)",
+    ])

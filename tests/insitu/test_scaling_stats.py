@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from lammps_phase.insitu.statistics import recording_deck_code
 from lammps_runs import NEEDS_MPI_LAMMPS, common_vars, error_deck, quartz, run_deck, workdir
 
 pytestmark = NEEDS_MPI_LAMMPS
@@ -22,17 +23,7 @@ CONTROL_MAX = 256  # bytes per labelling of the small collectives (counts, error
 def stats_deck(mode: str, ghost: float | None) -> str:
     """error_deck (labels at steps 0, 5, 10 on 2 ranks) that keeps every call's stats and reports after the run."""
     deck = error_deck(f'"${{checkpoint}}", types="Si O", mode="{mode}"', ghost=ghost)
-    deck = deck.replace("def phase_step(ptr): labeler(ptr)", "\n".join([
-        "import dataclasses, json",
-        "from mpi4py import MPI",
-        "history = []",
-        "def phase_step(ptr):",
-        "    labeler(ptr)",
-        "    history.append(dataclasses.asdict(labeler.stats.last))",
-        "def dump_stats(ptr):",
-        "    labeler.report(ptr)",
-        "    with open(f'stats.{MPI.COMM_WORLD.Get_rank()}.json', 'w') as f: json.dump(history, f)",
-    ]))
+    deck = deck.replace("def phase_step(ptr): labeler(ptr)", recording_deck_code("stats.{rank}.json"))
     return deck + "python dump_stats input 1 SELF format p exists\npython dump_stats invoke\n"
 
 
