@@ -110,27 +110,25 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor, max_drop: float = MAX_
         other_fraction=float((conf_after < threshold).mean()), atoms=int(len(labels)))
 
 
-def validation_logits(classifier: Any, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits (N, C) and labels (N,) of every atom of a SampleSet, through the Classifier (the inference path)."""
+def snapshot_graphs(data: Any) -> Iterator[tuple[np.ndarray, Any, np.ndarray]]:
+    """(species, neighbour list, labels) per snapshot of a SampleSet: the graphs the network and the domain read."""
     from lammps_phase.inference.neighbors import NeighborList
 
-    logits, labels = [], []
     for s in range(len(data)):
         lo, hi = int(data.offsets[s]), int(data.offsets[s + 1])
         vectors = np.asarray(data.vectors[lo:hi], dtype=np.float32)
         graph = NeighborList(index=np.asarray(data.index[lo:hi], dtype=np.int64), vectors=vectors,
                              distances=np.linalg.norm(vectors, axis=-1).astype(np.float32))
-        logits.append(classifier.logits(np.asarray(data.species[lo:hi], dtype=np.int64), graph).float().cpu())
-        labels.append(torch.from_numpy(np.asarray(data.labels[lo:hi], dtype=np.int64)))
+        yield np.asarray(data.species[lo:hi], dtype=np.int64), graph, np.asarray(data.labels[lo:hi], dtype=np.int64)
+
+
+def validation_logits(classifier: Any, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (N, C) and labels (N,) of every atom of a SampleSet, through the Classifier (the inference path)."""
+    logits, labels = [], []
+    for species, graph, truth in snapshot_graphs(data):
+        logits.append(classifier.logits(species, graph).float().cpu())
+        labels.append(torch.from_numpy(truth))
     return torch.cat(logits), torch.cat(labels)
-
-
-def snapshot_graphs(data: Any) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(species, neighbour index, distances) per snapshot of a SampleSet: what `domain.measure` reads."""
-    for s in range(len(data)):
-        lo, hi = int(data.offsets[s]), int(data.offsets[s + 1])
-        yield (np.asarray(data.species[lo:hi], dtype=np.int64), np.asarray(data.index[lo:hi]),
-               np.linalg.norm(np.asarray(data.vectors[lo:hi], dtype=np.float32), axis=-1))
 
 
 def calibrate_checkpoint(checkpoint: Any, train: Any, val: Any) -> tuple[Calibration, Any]:
@@ -142,4 +140,5 @@ def calibrate_checkpoint(checkpoint: Any, train: Any, val: Any) -> tuple[Calibra
     raw.calibration, raw.domain = {}, {}  # fit on the raw softmax, whatever the checkpoint held before
     classifier = Classifier(raw, device="auto", threshold=0.0, check_domain=False)
     logits, labels = validation_logits(classifier, val)
-    return calibrate(logits, labels), domain.measure(snapshot_graphs(train), checkpoint.elements, checkpoint.k)
+    return calibrate(logits, labels), domain.measure(((sp, g.index, g.distances) for sp, g, _ in snapshot_graphs(train)),
+                                                  checkpoint.elements, checkpoint.k)
