@@ -113,6 +113,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "elements": ck.elements,
         "k": cfg.k,
         "receptive_field_hops": cfg.receptive_hops,
+        "receptive_hop_neighbors": cfg.hop_neighbors,
         "length_scale": cfg.length_scale,
         "config": cfg.to_dict(),
         "data_fingerprint": ck.data_fingerprint,
@@ -129,9 +130,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"elements         {' '.join(ck.elements)}")
     print(f"k                {cfg.k}")
     radius = ck.metrics.get("receptive_radius_angstrom")
-    extra = f" (≈{radius:.1f} Å in its training structures)" if radius else ""
-    print(f"receptive field  {cfg.receptive_hops} neighbour hops{extra}")
-    print(f"layers           EdgeConv {cfg.channels} → head {cfg.head}; graph {cfg.graph}; "
+    extra = f"{radius:.1f} Å in its training structures: " if radius else ""
+    print(f"receptive field  {extra}{cfg.receptive_hops} hops to the {cfg.hop_neighbors} nearest neighbours")
+    print(f"layers           EdgeConv {cfg.channels} over {cfg.layer_neighbors} neighbours → head {cfg.head}; graph {cfg.graph}; "
           f"spatial weighting {'on' if cfg.spatial_weighting else 'off'}; length scale {cfg.length_scale}")
     if ck.calibration:
         cal = ck.calibration

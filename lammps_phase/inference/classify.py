@@ -216,6 +216,11 @@ class Classifier:
         return self.checkpoint.config.receptive_hops
 
     @property
+    def hop_neighbors(self) -> list[int]:
+        """Neighbour count of each receptive hop, from the labelled atom outwards (ModelConfig.hop_neighbors)."""
+        return self.checkpoint.config.hop_neighbors
+
+    @property
     def kernels(self) -> str:
         """Which kernels label: "compiled" or "eager" (the fused fast path) or "no fused" (the reference forward)."""
         if self.fast is None:
@@ -223,8 +228,8 @@ class Classifier:
         return "compiled" if self.fast.compiled else "eager"
 
     def receptive_radius(self, neighbors: NeighborList) -> float:
-        """Distance (Å) beyond which atoms cannot influence labels in this structure: hops × max k-th NN distance."""
-        return self.receptive_hops * float(neighbors.distances[:, self.k - 1].max())
+        """Distance (Å) beyond which atoms cannot influence labels in this structure (ModelConfig.receptive_radius)."""
+        return self.checkpoint.config.receptive_radius(neighbors.distances)
 
     def species_indices(self, species: SpeciesLike, type_map: Optional[Sequence[str]] = None) -> np.ndarray:
         return element_indices(species_to_elements(species, type_map), self.elements,

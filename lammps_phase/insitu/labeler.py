@@ -36,9 +36,9 @@ Two modes, identical labels:
   mode was chosen but the ghost shell is too thin, it falls back to gather and names the ``comm_modify cutoff``
   that would allow local mode.
 * ``mode="local"``: every rank labels its own atoms from its owned + ghost atoms, no communication but
-  one small reduction. The model has no global pooling, so an atom's label depends only on atoms within
-  ``receptive_hops`` k-NN hops; the ghost shell must hold them all. Each call checks this exactly (every
-  atom within ``hops − 1`` hops of an owned atom must have its true k nearest neighbours inside the part
+  one small reduction. The model has no global pooling, so an atom's label depends only on atoms within its
+  receptive hops (``ModelConfig.hop_neighbors``); the ghost shell must hold them all. Each call checks this
+  exactly (every atom whose row the network reads must have its true k nearest neighbours inside the part
   of the ghost shell that is guaranteed complete); otherwise it stops with the ``comm_modify cutoff`` to
   set. With CUDA each rank uses the GPU of its node-local rank (modulo the device count).
 
@@ -92,7 +92,7 @@ class _State:
     type_map: list[str]
     classes: list[str]
     k: int
-    hops: int
+    hops: list[int]
     classifier: Any  # Classifier on ranks that label (rank 0 in gather mode, all ranks in local mode)
     variables_defined: bool
     shell_checked: bool = False
@@ -272,7 +272,7 @@ class PhaseLabeler:
             type_map=type_map,
             classes=list(ckpt.classes),
             k=int(ckpt.k),
-            hops=ckpt.config.receptive_hops,
+            hops=ckpt.config.hop_neighbors,
             classifier=classifier,
             variables_defined=False,
             cpus=cpus,
@@ -284,7 +284,7 @@ class PhaseLabeler:
             lmp,
             rank,
             f"lammps-phase: {self.labels} classes: {table}; model {checkpoint} (k = {state.k}, "
-            f"{state.hops} hops), mode {mode}{why}, device {device} on rank 0, {size} rank(s)",
+            f"receptive hops to the {state.hops} nearest), mode {mode}{why}, device {device} on rank 0, {size} rank(s)",
         )
         if not lmp.is_running:
             self._define_fraction_variables(lmp, state)

@@ -1,7 +1,7 @@
 """Local mode's geometry: each rank labels its own atoms from its owned + ghost atoms.
 
-The model has no global pooling, so an owned atom's label depends only on atoms within ``receptive_hops``
-k-NN hops. This module builds that receptive graph (with :func:`lammps_phase.inference.neighbors.knn`, the
+The model has no global pooling, so an owned atom's label depends only on atoms within its receptive hops
+(``ModelConfig.hop_neighbors``: each hop reaches a layer's nearest neighbours, the outermost a whole k row). This module builds that receptive graph (with :func:`lammps_phase.inference.neighbors.knn`, the
 search the Classifier itself uses) and checks that the ghost shell LAMMPS keeps really holds it.
 """
 
@@ -44,18 +44,17 @@ def label_owned(
     A ghost shell too thin for the receptive field is a deck mistake (LammpsPhaseError, checked with the
     set-up margin where ``with_margin``: the first labelling); a failing model or search raises ClassifierFailure.
     """
-    k, hops = classifier.k, classifier.receptive_hops
+    k, hops = classifier.k, classifier.hop_neighbors
     if len(x) <= k:
         raise LammpsPhaseError(f"only {len(x)} owned + ghost atoms on this rank, the model needs more than k = {k}")
     try:
         graph = receptive_graph(x, nlocal, k, hops)
     except Exception as err:  # noqa: BLE001 - e.g. non-finite coordinates after a blow-up
         raise ClassifierFailure(describe(err)) from None
-    kth = graph.kth
-    kth_max = float(kth[:nlocal].max())
+    radius = classifier.checkpoint.config.receptive_radius(graph.neighbors.distances[:nlocal])
     if with_margin:
-        shell.require(hops * kth_max * RECEPTIVE_SAFETY, hops, kth_max)
-    shell.require_exact(graph.atoms[: graph.n_rows], kth, hops, kth_max)
+        shell.require(radius * RECEPTIVE_SAFETY, hops, radius)
+    shell.require_exact(graph.atoms[: graph.n_rows], graph.kth, hops, radius)
     try:
         species = classifier.species_indices(types[graph.atoms], type_map)
         result = classifier.classify_neighbors(species, graph.neighbors, labelled=nlocal)
@@ -73,20 +72,20 @@ def local_ghost_cutoff(
 ) -> float:
     """The ``comm_modify cutoff`` (Å) that ``mode="local"`` needs for a structure like this one.
 
-    hops × largest k-th neighbour distance × RECEPTIVE_SAFETY + GHOST_GUARD, rounded up to whole Å:
-    the figure the labeler's own check asks for, known before the run.
+    receptive radius × RECEPTIVE_SAFETY + GHOST_GUARD, rounded up to whole Å: the figure the labeler's own
+    check asks for, known before the run.
     """
     neighbors = knn(positions, classifier.k, cell=cell, pbc=tuple(bool(p) for p in pbc), origin=origin)
-    kth = float(neighbors.distances[:, classifier.k - 1].max())
-    return float(np.ceil(classifier.receptive_hops * kth * RECEPTIVE_SAFETY + GHOST_GUARD))
+    return float(np.ceil(classifier.receptive_radius(neighbors) * RECEPTIVE_SAFETY + GHOST_GUARD))
 
 
 @dataclass(frozen=True)
 class ReceptiveGraph:
     """The k-NN graph of everything the owned atoms' labels depend on, in compact numbering (owned atoms first).
 
-    Rows ``:n_rows`` are true neighbour rows; the atoms after them lie exactly ``hops`` away and enter only
-    through their species, so their rows are placeholder self-loops that no owned atom's label reads.
+    Rows ``:n_rows`` are true neighbour rows, in breadth-first order (owned atoms, then each hop's new atoms);
+    the atoms after them enter only through their position in a row (or their species), so their rows are
+    placeholder self-loops that no owned atom's label reads.
     """
 
     atoms: np.ndarray  # (M,) indices into the owned + ghost positions
@@ -99,31 +98,40 @@ class ReceptiveGraph:
         return self.neighbors.distances[: self.n_rows, self.neighbors.k - 1]
 
 
-def receptive_graph(x: np.ndarray, nlocal: int, k: int, hops: int) -> ReceptiveGraph:
-    """Breadth-first over ``hops`` k-NN hops from the owned atoms (``x[:nlocal]``), among owned + ghost atoms.
+def receptive_graph(x: np.ndarray, nlocal: int, k: int, hops: Sequence[int]) -> ReceptiveGraph:
+    """Breadth-first over the receptive hops from the owned atoms (``x[:nlocal]``), among owned + ghost atoms.
 
-    Atoms within ``hops − 1`` hops of an owned atom need their true neighbour rows; atoms exactly ``hops``
-    away get placeholder rows (see :class:`ReceptiveGraph`). Needs more than k atoms in ``x``.
+    ``hops``: neighbour count of each hop, from the owned atoms outwards (``ModelConfig.hop_neighbors``). Hop s
+    reaches the ``hops[s]`` nearest neighbours of every atom reached before it. Every atom reached within the
+    first ``len(hops) − 1`` hops gets its true k-neighbour row (the network reads its features, which need its
+    whole row); the atoms of the last hop's rows are placeholders (see
+    :class:`ReceptiveGraph`). Needs more than k atoms in ``x``.
     """
-    compact = np.full(len(x), -1, dtype=np.int64)
-    compact[:nlocal] = np.arange(nlocal)
-    atoms = [np.arange(nlocal)]
-    rows = []
+    has_row = np.zeros(len(x), dtype=bool)
+    has_row[:nlocal] = True
     frontier = np.arange(nlocal)
-    n = nlocal
-    for _ in range(hops):
+    rows = []
+    for step, reach in enumerate(hops):
         if frontier.size == 0:
             break
         found = knn(x, k, cell=None, pbc=_OPEN_BOUNDARIES, query=frontier)
         rows.append((frontier, found))
-        new = np.unique(found.index)
-        new = new[compact[new] < 0]
-        compact[new] = n + np.arange(len(new))
-        n += len(new)
-        atoms.append(new)
-        frontier = new
-    atoms_arr = np.concatenate(atoms)
-    n_rows = sum(len(f) for f, _ in rows)
+        if step == len(hops) - 1:
+            break
+        # every atom read so far passes its own features on too (the self term, and the head reads every layer
+        # at the owned atoms), so the next hop starts from all of them, not only the newest
+        new = np.unique(np.concatenate([f.index[:, :reach].ravel() for _, f in rows]))
+        frontier = new[~has_row[new]]
+        has_row[frontier] = True
+    row_atoms = np.concatenate([f for f, _ in rows])
+    seen = np.zeros(len(x), dtype=bool)
+    for _, found in rows:
+        seen[found.index.ravel()] = True
+    placeholders = np.flatnonzero(seen & ~has_row)
+    atoms_arr = np.concatenate([row_atoms, placeholders])
+    compact = np.full(len(x), -1, dtype=np.int64)
+    compact[atoms_arr] = np.arange(len(atoms_arr))
+    n_rows = len(row_atoms)
     index = np.empty((len(atoms_arr), k), dtype=np.int64)
     index[:n_rows] = compact[np.concatenate([found.index for _, found in rows])]
     index[n_rows:] = np.arange(n_rows, len(atoms_arr))[:, None]  # never read by owned atoms' labels
@@ -184,12 +192,12 @@ class GhostShell:
     def _fractional(self, x: np.ndarray) -> np.ndarray:
         return (x - self.origin) @ self.inverse
 
-    def require(self, needed: float, hops: int, kth: float) -> None:
+    def require(self, needed: float, hops: Sequence[int], radius: float) -> None:
         """Set-up check: the complete part of the shell must be at least ``needed`` Å wide (if it matters)."""
         if not (self.open_lo.all() and self.open_hi.all()) and self.width < needed:
-            raise LammpsPhaseError(self._message(needed, hops, kth))
+            raise LammpsPhaseError(self._message(needed, hops, radius))
 
-    def require_exact(self, row_atoms: np.ndarray, kth: np.ndarray, hops: int, kth_max: float) -> None:
+    def require_exact(self, row_atoms: np.ndarray, kth: np.ndarray, hops: Sequence[int], radius: float) -> None:
         """Every atom whose neighbour row matters must have all its k neighbours inside the complete region."""
         frac = self._fractional(self.x[row_atoms])
         lo = np.where(self.open_lo, -np.inf, self.sub_lo - self.width / self.spacing)
@@ -198,13 +206,13 @@ class GhostShell:
         if np.any(kth > room * (1.0 + 1e-9)):
             depth = np.maximum(np.maximum(self.sub_lo - frac, frac - self.sub_hi), 0.0) * self.spacing
             needed = float((kth + depth.max(axis=1)).max())
-            raise LammpsPhaseError(self._message(max(needed, hops * kth_max * RECEPTIVE_SAFETY), hops, kth_max))
+            raise LammpsPhaseError(self._message(max(needed, radius * RECEPTIVE_SAFETY), hops, radius))
 
-    def _message(self, needed: float, hops: int, kth: float) -> str:
+    def _message(self, needed: float, hops: Sequence[int], radius: float) -> str:
         cutoff = np.ceil(needed + GHOST_GUARD)
         return (
             f"mode='local' needs every atom within {needed:.1f} Å of each subdomain (model receptive field: "
-            f"{hops} hops x {kth:.2f} Å k-th neighbour distance), but the ghost atoms reach only "
+            f"{radius:.1f} Å, hops to the {list(hops)} nearest neighbours), but the ghost atoms reach only "
             f"{self.reach:.1f} Å (of which {GHOST_GUARD:g} Å skin are not guaranteed): "
             f"add `comm_modify cutoff {cutoff:g}` before the run, or use mode='gather'"
         )

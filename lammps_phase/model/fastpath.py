@@ -366,7 +366,7 @@ class FastPhaseNet:
             for c in chunks:
                 angles[c] = self._call("edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
         offset = 0
-        for layer in self.layers:
+        for layer, kl in zip(self.layers, self.cfg.layer_neighbors):
             v = F.linear(h, layer.w_j) if layer.w_j is not None else None
             out = feats[:, offset : offset + layer.width]
             for c in chunks:
@@ -374,8 +374,10 @@ class FastPhaseNet:
                 if layer.geo.startswith("angles"):
                     geometry = angles[c] if angles is not None else self._call(
                         "edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
-                out[c] = self._call("edge_conv", h[c], layer.w_i, layer.bias, v, index[c], geometry, sdist[c],
-                                    inv_scale[c], layer.w_geo_t, layer.table, layer.inv_step, layer.mlp, geo=layer.geo)
+                # the layer's kl nearest neighbours (rows are sorted by distance)
+                out[c] = self._call("edge_conv", h[c], layer.w_i, layer.bias, v, index[c, :kl], geometry[:, :kl],
+                                    sdist[c, :kl], inv_scale[c], layer.w_geo_t, layer.table, layer.inv_step,
+                                    layer.mlp, geo=layer.geo)
             del v
             h = out
             offset += layer.width

@@ -8,7 +8,8 @@ W ← a ⊙ W, b ← a ⊙ b + c (:func:`batch_norm_affine` is that fold, the on
 
 Node inputs: h_i⁰ = [E(species_i), a_bo ⊙ f_bo(i) + c_bo] (embedding, folded bond-order features).
 
-Layer (EdgeConv), over i's k nearest neighbours j, with s_i the mean neighbour distance (or 1):
+Layer (EdgeConv) l, over i's k_l nearest neighbours j (``layer_k``; k by default), with s_i the mean distance
+to all k neighbours (or 1):
 
     h_i' = max_j  w(s_ij) ⊙ LeakyReLU(W_i·h_i + W_j·h_j + W_g·g_ij + b),    s_ij = |r_ij| / s_i
     w(s) = sigmoid(W₂·SiLU(W₁·rbf(s) + b₁) + b₂),                          rbf_m(s) = exp(−((s − c_m)/δ)²)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -65,6 +66,10 @@ class ModelConfig:
     edge_geometry: str = "vectors"
     edge_angle_l: int = 4
     edge_angle_neighbors: int = 8
+    # nearest neighbours each EdgeConv layer aggregates over (empty: k in every layer). The geometric inputs of
+    # every atom still come from its k neighbours; fewer neighbours in the layers shrink the receptive field
+    # (see receptive_radius) while the per-atom descriptors keep their reach
+    layer_k: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.graph not in ("input", "embedding"):
@@ -82,6 +87,14 @@ class ModelConfig:
             raise LammpsPhaseError("bond_order_neighbors must list neighbour counts between 2 and k")
         self.channels = [int(c) for c in self.channels]
         self.head = [int(c) for c in self.head]
+        self.layer_k = [int(c) for c in self.layer_k]
+        if self.layer_k and (len(self.layer_k) != len(self.channels) or not all(1 <= c <= self.k for c in self.layer_k)):
+            raise LammpsPhaseError(
+                f"layer_k must give one neighbour count between 1 and k = {self.k} per EdgeConv layer "
+                f"({len(self.channels)} layers), got {self.layer_k}"
+            )
+        if self.layer_k and self.graph != "input":
+            raise LammpsPhaseError("layer_k applies to the input-space graph (graph = 'input') only")
         self.elements = [str(e) for e in self.elements]
 
     @classmethod
@@ -96,10 +109,36 @@ class ModelConfig:
         return asdict(self)
 
     @property
+    def layer_neighbors(self) -> list[int]:
+        """Neighbours aggregated by each EdgeConv layer, first layer first."""
+        return list(self.layer_k) if self.layer_k else [self.k] * len(self.channels)
+
+    @property
+    def hop_neighbors(self) -> list[int]:
+        """Neighbour count of each hop of the receptive field, from the labelled atom outwards.
+
+        The last layer reads its k_L nearest neighbours' features, those read their k_(L-1) nearest, and so on;
+        the outermost hop is a whole k-neighbour row: the bond-order inputs of the first layer's neighbours
+        when they are on, else the geometry (k neighbours) of the atoms the first layer runs on.
+        """
+        ks = self.layer_neighbors
+        inner = ks[::-1] if self.bond_order_l else ks[:0:-1]
+        return inner + [self.k]
+
+    @property
     def receptive_hops(self) -> int:
         """Neighbour hops that can influence an atom's label: one per EdgeConv layer, plus one when the
         bond-order inputs are on (a neighbour's input already depends on *its* neighbours)."""
-        return len(self.channels) + (1 if self.bond_order_l else 0)
+        return len(self.hop_neighbors)
+
+    def receptive_radius(self, distances: Any, percentile: float = 100.0) -> float:
+        """Upper bound (Å) on how far an atom that changes a label can lie: Σ over hops of the largest distance
+        to the hop's n-th neighbour (``percentile`` < 100: a typical rather than the extreme atom).
+        ``distances``: sorted neighbour distances (N, ≥ k) of a structure."""
+        d = np.asarray(distances, dtype=np.float64)
+        if d.ndim != 2 or d.shape[1] < self.k or d.shape[0] == 0:
+            raise LammpsPhaseError(f"receptive_radius needs sorted neighbour distances (N, >= {self.k}), got {d.shape}")
+        return float(sum(np.percentile(d[:, n - 1], percentile) for n in self.hop_neighbors))
 
 
 class _AffineBN(nn.Module):
@@ -302,11 +341,11 @@ class PhaseNet(nn.Module):
                 )
             h = torch.cat([h, centre_offset / scale], dim=-1)
         outs = []
-        for i, conv in enumerate(self.convs):
+        for i, (conv, kl) in enumerate(zip(self.convs, cfg.layer_neighbors)):
             if i > 0 and cfg.graph == "embedding":
                 index, rbf = self._dynamic_graph(h, index, vectors, centre_offset, env_size, scale)
                 geo = None  # feature-space neighbours: input-space geometry no longer applies
-            h = conv(h, index, geo, rbf, chunk)
+            h = conv(h, index[:, :kl], _nearest(geo, kl), _nearest(rbf, kl), chunk)
             outs.append(h)
         return self.head(torch.cat(outs, dim=-1))
 
@@ -331,6 +370,11 @@ class PhaseNet(nn.Module):
         if self.cfg.spatial_weighting:
             rbf = radial_basis(vec.norm(dim=-1) / scale, self.cfg.radial_basis, self.cfg.radial_max)
         return new_index, rbf
+
+
+def _nearest(edges: Optional[torch.Tensor], n: int) -> Optional[torch.Tensor]:
+    """Per-edge inputs (N, k, ...) of the n nearest neighbours only (rows are sorted by distance)."""
+    return None if edges is None else edges[:, :n]
 
 
 def environment_graph(positions: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

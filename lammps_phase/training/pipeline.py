@@ -186,7 +186,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
     first_frames = {}
     places: dict[str, list[int]] = {}  # "variant" / "slab depth a-b Å" / "interface ≤ 3 Å" → [correct, atoms]
     per_potential: dict[str, dict[str, list[int]]] = {}  # potential → class → [correct, atoms] (mixed configs)
-    kth_max = 0.0  # largest k-th neighbour distance of a bulk test frame: the receptive radius in Å
+    radius = 0.0  # largest receptive radius (Å) of a bulk test frame
 
     def tally(key: str, ok: np.ndarray) -> None:
         c = places.setdefault(key, [0, 0])
@@ -222,7 +222,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
             near = known & (interface_distance(pos, cell, origin, spec.axis) <= 3.0)
             tally("interface, atoms ≤ 3 Å from it", ok[near])
         elif spec.variant == "bulk":
-            kth_max = max(kth_max, float(knn(pos, clf.k, cell=cell, origin=origin).distances[:, clf.k - 1].max()))
+            radius = max(radius, clf.receptive_radius(knn(pos, clf.k, cell=cell, origin=origin)))
         if spec.variant == "bulk" and (labels == labels[0]).all():  # rotation check on one bulk frame per class
             first_frames.setdefault(int(labels[0]), (pos, cell, origin, species))
     if not true:
@@ -247,8 +247,8 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "rotations": n_rot,
         "accuracy by place (held-out runs)": by_place,
         **({"accuracy by potential and class (held-out runs)": by_potential} if by_potential else {}),
-        "receptive radius": f"{clf.receptive_hops} hops × {kth_max:.2f} Å (largest k-th neighbour distance of a bulk "
-                            f"test frame) = {clf.receptive_hops * kth_max:.1f} Å",
+        "receptive radius": f"{radius:.1f} Å: {clf.receptive_hops} hops to the {clf.hop_neighbors} nearest neighbours "
+                            "(sum of each hop's largest neighbour distance in a bulk test frame)",
         "potential": ", ".join(dict.fromkeys(potential_of(cfg, spec) for spec in cfg.phases)),
         "calibration": (f"temperature {clf.temperature:.3f}; default threshold {clf.threshold:.3f}: accuracy "
                         f"{float(np.concatenate(unthresholded).mean()):.4f} without it, "
@@ -279,7 +279,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "test_atoms": int(len(true_a)),
         "test_by_place": by_place,
         **({"test_by_potential_class": by_potential} if by_potential else {}),
-        "receptive_radius_angstrom": round(clf.receptive_hops * kth_max, 2),
+        "receptive_radius_angstrom": round(radius, 2),
     })
     ckpt_io.save(ckpt, output)
     log(f"[report] test accuracy {ckpt.metrics['test_accuracy']:.4f}; checkpoint {output}; report {report_dir}")

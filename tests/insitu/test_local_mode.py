@@ -33,9 +33,16 @@ class OneRank:
         return {"triclinic": 0, "sublo": [0.0, 0.0, 0.0], "subhi": list(np.diag(self.cell))}[name]
 
 
-@pytest.fixture(scope="module")
-def classifier(random_sio2_checkpoint) -> Classifier:
-    return Classifier.load(random_sio2_checkpoint, device="cpu")
+@pytest.fixture(scope="module", params=["all k", "layer_k"])
+def classifier(request, random_sio2_checkpoint, tmp_path_factory) -> Classifier:
+    """The random k = 12 model, and one whose layers read fewer neighbours (hops of 4, 6 and 12 nearest, then a
+    k row): its receptive graph takes a different frontier at every hop."""
+    if request.param == "all k":
+        return Classifier.load(random_sio2_checkpoint, device="cpu")
+    from conftest import make_random_checkpoint
+
+    path = make_random_checkpoint(tmp_path_factory.mktemp("lk") / "lk.pt", channels=(16, 16, 16), layer_k=[12, 6, 4])
+    return Classifier.load(path, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +83,7 @@ def test_owned_atoms_label_like_the_whole_periodic_sample(classifier, crystal):
 def test_receptive_graph_rows_are_the_true_neighbours(classifier, crystal):
     positions, cell, types = crystal
     x, _ = owned_and_ghosts(positions, cell, types, local_ghost_cutoff(classifier, positions, cell))
-    k, hops = classifier.k, classifier.receptive_hops
+    k, hops = classifier.k, classifier.hop_neighbors
     graph = receptive_graph(x, 10, k, hops)
     assert np.array_equal(graph.atoms[:10], np.arange(10)) and len(np.unique(graph.atoms)) == len(graph.atoms)
     rows = graph.atoms[: graph.n_rows]
@@ -84,7 +91,7 @@ def test_receptive_graph_rows_are_the_true_neighbours(classifier, crystal):
     np.testing.assert_allclose(graph.neighbors.distances[: graph.n_rows], brute, rtol=1e-6)
     vectors = x[graph.atoms[graph.neighbors.index[: graph.n_rows]]] - x[rows, None, :]
     np.testing.assert_allclose(graph.neighbors.vectors[: graph.n_rows], vectors, atol=1e-5)
-    # the atoms after the true rows are exactly `hops` away: self-loop placeholders
+    # the atoms after the true rows enter only through the last hop's rows: self-loop placeholders
     assert np.array_equal(graph.neighbors.index[graph.n_rows:, 0], np.arange(graph.n_rows, len(graph.atoms)))
 
 

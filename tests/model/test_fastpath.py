@@ -77,6 +77,28 @@ def test_fast_path_matches_reference_with_invariant_edge_geometry(angles_checkpo
     assert float(a.std(dim=0).max()) > 0.1  # logits differ between atoms: the comparison has teeth
 
 
+@pytest.mark.parametrize("cache_angles", [True, False])
+def test_fast_path_matches_reference_with_fewer_neighbours_per_layer(tmp_path, triclinic_quartz, cache_angles,
+                                                                     monkeypatch):
+    """layer_k: each layer reads only its nearest neighbours, in both paths."""
+    from lammps_phase.model import fastpath
+
+    if not cache_angles:
+        monkeypatch.setattr(fastpath, "_ANGLE_CACHE_BYTES", 0)
+    ckpt = ckpt_io.load(make_random_checkpoint(tmp_path / "lk.pt", k=K, seed=2, edge_geometry="angles",
+                                               edge_angle_l=4, edge_angle_neighbors=6, layer_k=[K, 6, 4]))
+    pos, cell, symbols = triclinic_quartz
+    ref = Classifier(ckpt, device="cpu", fast=False)
+    fast = Classifier(ckpt, device="cpu", fast="eager")
+    fast.fast = FastPhaseNet(fast.model, compile=False, chunk=100)
+    a, b = reference_and_fast_logits(ref, fast, pos, cell, symbols)
+    assert float((a - b).abs().max()) < 1e-4
+    full = Classifier(ckpt_io.load(make_random_checkpoint(tmp_path / "full.pt", k=K, seed=2, edge_geometry="angles",
+                                                          edge_angle_l=4, edge_angle_neighbors=6)), device="cpu", fast=False)
+    _, c = reference_and_fast_logits(ref, full, pos, cell, symbols)
+    assert float((a - c).abs().max()) > 1e-3  # same weights, all k neighbours per layer: different logits
+
+
 def test_classify_default_is_fast_and_agrees(checkpoint, triclinic_quartz):
     pos, cell, symbols = triclinic_quartz
     fast = Classifier(checkpoint, device="cpu")

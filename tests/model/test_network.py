@@ -104,6 +104,40 @@ def test_locality_atoms_beyond_receptive_field_do_not_matter():
     assert np.abs(out2[0] - ref[0]).max() > 1e-4
 
 
+@pytest.mark.parametrize("extra", [
+    dict(layer_k=[2, 4, 2], bond_order_l=4, bond_order_neighbors=[4, K]),  # hops 2, 4, 2 nearest, then a k row
+    dict(layer_k=[3, 2, 2]),  # no bond-order inputs: hops 2, 2 nearest, then the first layer's k rows
+])
+def test_layer_k_shrinks_the_receptive_field_to_its_bound(extra):
+    torch.manual_seed(4)
+    model = trained_like(PhaseNet(small_cfg(**extra)))
+    cfg = model.cfg
+    pos, sp, box = jittered_lattice(14, 2.3, 5)
+    cell = np.eye(3) * box
+    ref, nl = whole_logits(model, pos, sp, cell)
+    radius = cfg.receptive_radius(nl.distances)
+    full = small_cfg(bond_order_l=cfg.bond_order_l, bond_order_neighbors=cfg.bond_order_neighbors)
+    assert radius < 0.9 * full.receptive_radius(nl.distances)  # fewer neighbours per hop: a smaller field
+    d = pos - pos[0]
+    d -= box * np.round(d / box)
+    r = np.linalg.norm(d, axis=1)
+    far = r > radius + 1e-3
+    moved = pos.copy()
+    moved[far] += np.random.default_rng(6).normal(scale=0.3, size=(far.sum(), 3))
+    out, _ = whole_logits(model, moved, sp, cell)
+    np.testing.assert_allclose(out[0], ref[0], atol=1e-5)
+    assert np.abs(out[far] - ref[far]).max() > 1e-3  # the perturbation is real
+
+
+def test_layer_k_is_checked():
+    with pytest.raises(LammpsPhaseError, match="one neighbour count between 1 and k"):
+        small_cfg(layer_k=[4, 4])  # three layers
+    with pytest.raises(LammpsPhaseError, match="one neighbour count between 1 and k"):
+        small_cfg(layer_k=[4, 4, K + 1])
+    assert small_cfg().layer_neighbors == [K, K, K] and small_cfg().hop_neighbors == [K, K, K]
+    assert small_cfg(layer_k=[2, 3, 4], bond_order_l=2, bond_order_neighbors=[K]).hop_neighbors == [4, 3, 2, K]
+
+
 def test_whole_sample_equals_overlapping_chunks():
     torch.manual_seed(2)
     model = trained_like(PhaseNet(small_cfg()))
