@@ -360,9 +360,9 @@ def test_neighbor_cache_backs_off_when_reuse_keeps_failing(jittered_quartz):
         nl = cache.get(frame, cell)
         assert same_neighbors(nl, knn(frame, K, cell=cell)), f"call {i}"
         assert nl.index.shape == (len(pos), K)
-    # call 0 builds with candidates; calls 1, 2 try reuse and fail; calls 3-5 build plainly without trying;
-    # call 6 builds with candidates again, calls 7, 8 try and fail
-    assert cache.failed_reuses == 4 and cache.reuses == 0 and cache.builds == 9
+    # call 0 builds with candidates; call 1 tries reuse, fails and builds plainly, as do calls 2, 3 without trying;
+    # call 4 builds with candidates again, call 5 tries and fails: now 6 plain builds (calls 5-10)
+    assert cache.failed_reuses == 2 and cache.reuses == 0 and cache.builds == 9
 
 
 def test_neighbor_cache_rebuilds_when_the_system_changes(jittered_quartz):
@@ -378,3 +378,31 @@ def test_neighbor_cache_rebuilds_when_the_system_changes(jittered_quartz):
     assert cache.last_rebuilt and cache.builds == 3
     cache.get(pos[:-1], cell * 1.01, species=swapped[:-1])  # an atom was lost
     assert cache.builds == 4
+
+
+def test_neighbor_cache_probes_the_atoms_that_moved_most_first(monkeypatch):
+    """Above 2 × _REUSE_PROBE atoms the reuse test starts with the atoms that moved most: one far jump ends it
+    there (rebuild, exact), while small moves still pass the probe and the full test (reuse, exact)."""
+    from lammps_phase.inference import neighbors as nb
+
+    monkeypatch.setattr(nb, "_REUSE_PROBE", 256)
+    crystal = supercell(build("alpha_quartz"), 22.0)
+    cell = crystal.cell
+    rng = np.random.default_rng(4)
+    pos = crystal.positions + rng.normal(scale=0.05, size=crystal.positions.shape)
+    assert len(pos) > 2 * nb._REUSE_PROBE
+    passes = []
+    original = np.einsum
+    monkeypatch.setattr(nb.np, "einsum", lambda spec, *a: (passes.append(len(a[0])) if spec == "ijk,ijk->ij" else None)
+                        or original(spec, *a))
+    cache = NeighborCache(K, extra=8)
+    cache.get(pos, cell)
+    small = pos + rng.normal(scale=0.01, size=pos.shape)
+    passes.clear()
+    assert same_neighbors(cache.get(small, cell), knn(small, K, cell=cell)) and cache.reuses == 1
+    assert passes == [nb._REUSE_PROBE, len(pos)]  # probe, then the full pass
+    far = small.copy()
+    far[7] += np.array([1.1, -0.8, 0.6])
+    passes.clear()
+    assert same_neighbors(cache.get(far, cell), knn(far, K, cell=cell)) and cache.failed_reuses == 1
+    assert passes == [nb._REUSE_PROBE]  # stopped at the probe
