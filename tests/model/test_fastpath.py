@@ -204,3 +204,30 @@ def test_per_atom_kernels_compile_once_for_every_sample_size(kernel, args):
     for n in (100, 157, 230, 1000):
         compiled(torch.randn(n, 16, 3), *args)
     assert len(graphs) == 1, f"{kernel} was traced {len(graphs)} times for 4 sample sizes"
+
+
+@pytest.mark.parametrize("geo", ["angles4", "vectors", "none"])
+def test_both_forms_of_the_edge_kernel_agree(angles_checkpoint, checkpoint, geo):
+    """The per-neighbour form (what the compiler gets) and the whole-array form (what runs eager) are one equation:
+    checked here without compiling, so CI covers the compiled path's maths too."""
+    from lammps_phase.model import fastpath
+
+    ckpt = angles_checkpoint if geo == "angles4" else checkpoint
+    fast = FastPhaseNet(Classifier(ckpt, device="cpu", fast=False).model, compile=False)
+    layer = fast.layers[0]
+    g = torch.Generator().manual_seed(0)
+    n, k, c_in = 50, K, fast.embed.shape[1] + (fast.bond_order[0].shape[0] if fast.bond_order else 0)
+    h = torch.randn(n, c_in, generator=g)
+    v = torch.randn(n, layer.width, generator=g) if layer.w_j is not None else None
+    index = torch.randint(0, n, (n, k), generator=g)
+    dims = 4 if geo == "angles4" else 3
+    geometry = torch.randn(n, k, dims, generator=g)
+    sdist = torch.rand(n, k, generator=g) * 3
+    inv_scale = torch.rand(n, 1, generator=g) + 0.5
+    w_geo_t = layer.w_geo_t if geo != "none" else None
+    args = (h, layer.w_i, layer.bias, v, index, geometry, sdist, inv_scale, w_geo_t, layer.table, layer.inv_step,
+            layer.mlp)
+    loop = fastpath._edge_conv(*args, geo=geo)
+    whole = fastpath._edge_conv_batched(*args, geo=geo)
+    assert loop.shape == whole.shape == (n, layer.width)
+    assert float((loop - whole).abs().max()) < 1e-5 and float(loop.std()) > 0.01
