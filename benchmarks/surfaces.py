@@ -36,6 +36,10 @@ def _last_kept(run) -> checks.Snapshot:
     return kept[-1]
 
 
+#: up to this temperature (0 GPa) inputs/train_sio2.toml calls quartz α; above it a quartz crystal is β
+ALPHA_QUARTZ_MAX_K = 650.0
+
+
 def _frame(snap: checks.Snapshot, labels: Any, coordinate: np.ndarray, pbc=(True, True, True),
            note: str = "") -> dict[str, Any]:
     return {"positions": snap.positions, "cell": snap.cell, "origin": snap.origin, "species": list(snap.species),
@@ -73,9 +77,12 @@ def make_cases(min_length: float) -> dict[str, Callable[[], dict[str, Any]]]:
             s = run.snapshots[-1]
             if not s.check.holds:
                 raise SystemExit(f"interface check failed: {s.check.reason}")
-            lut = np.array([crystal.name, partner, "none"], dtype=object)
+            # the training config's rule: quartz above 650 K at 0 GPa is β (crystal | melt sits near 3000 K)
+            name = "beta_quartz" if crystal.name == "alpha_quartz" and s.temperature > ALPHA_QUARTZ_MAX_K else crystal.name
+            lut = np.array([name, partner, "none"], dtype=object)
             return _frame(s, lut[s.atom_labels.astype(int)], geometry.interface_distance(s.positions, s.cell, s.origin, "y"),
-                          note=f"{crystal.name} | {partner} at {p:g} GPa, interfaces normal to y")
+                          note=f"{name} (built as {crystal.name}) | {partner} at {p:g} GPa and {s.temperature:.0f} K, "
+                               "interfaces normal to y")
         return make
 
     def strained(crystal, axis, strain, label):
