@@ -33,6 +33,7 @@ _QUERY_CHUNK = 1 << 16  # rows per tree query: bounds the float64 temporaries to
 _SHELL_SAFETY = 1.5  # initial shell = 1.5 x radius of a sphere holding k atoms at mean density
 _MAX_SHELL_GROWTH = 4.0  # a retry widens the shell at most this much, so one outlier cannot explode the ghosts
 _REUSE_CHUNK = 1 << 16  # rows per pass when re-deriving neighbour vectors from a cached candidate list
+_MAX_PAUSES = 16  # the longest pause between reuse attempts, in units of NeighborCache.backoff
 _REUSE_PROBE = 1024  # atoms that moved most, tested first: a failing reuse test stops after them
 
 
@@ -316,7 +317,8 @@ class NeighborCache:
     When atoms move too far between calls for reuse (e.g. labels every 100 MD steps, where the fastest atoms
     move ~0.6 Å), the cache stops paying for it after the first failed attempt: the next ``backoff`` builds
     search only k neighbours and skip the reuse test, then it tries once more; every further failure in a
-    row doubles the pause (a candidate build and a failed test cost ≈ 4 plain builds, measured at 31k atoms).
+    row doubles the pause, up to ``_MAX_PAUSES`` × ``backoff`` (a candidate build and a failed test cost ≈ 4 plain
+    builds, measured at 31k atoms), so a run that later labels more often still finds reuse again.
     """
 
     def __init__(self, k: int, extra: int = 8, workers: int = 1, backoff: int = 20) -> None:
@@ -366,7 +368,7 @@ class NeighborCache:
                 return nl
             self.failed_reuses += 1
             self._plain_builds_left = self._pause
-            self._pause *= 2
+            self._pause = min(2 * self._pause, _MAX_PAUSES * self.backoff)
         return self._build(pos, cell_arr, periodic, origin, key, species_arr)
 
     def _build(self, pos, cell, periodic, origin, key, species) -> NeighborList:

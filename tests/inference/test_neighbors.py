@@ -406,3 +406,23 @@ def test_neighbor_cache_probes_the_atoms_that_moved_most_first(monkeypatch):
     passes.clear()
     assert same_neighbors(cache.get(far, cell), knn(far, K, cell=cell)) and cache.failed_reuses == 1
     assert passes == [nb._REUSE_PROBE]  # stopped at the probe
+
+
+def test_neighbor_cache_pauses_double_up_to_a_limit(jittered_quartz, monkeypatch):
+    """Each failed retry doubles the plain builds before the next try, but never beyond _MAX_PAUSES × backoff."""
+    from lammps_phase.inference import neighbors as nb
+
+    monkeypatch.setattr(nb, "_MAX_PAUSES", 4)
+    pos, cell, _ = jittered_quartz
+    cache = NeighborCache(K, extra=8, backoff=1)
+    rng = np.random.default_rng(2)
+    tried = []
+    for call in range(40):
+        before = cache.failed_reuses
+        cache.get(pos + rng.normal(scale=0.4, size=pos.shape), cell)  # always too far to reuse
+        if cache.failed_reuses > before:
+            tried.append(call)
+    # a failed try and the calls after it build plainly, 1, 2, 4, 4, ... calls in all, then one candidate build
+    # precedes the next try: gaps of pause + 1
+    gaps = np.diff(tried).tolist()
+    assert gaps[:4] == [2, 3, 5, 5] and set(gaps[3:]) == {5}
