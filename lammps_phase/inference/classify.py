@@ -236,15 +236,23 @@ class Classifier:
                                "fix the type map or use a checkpoint trained for these elements")
 
     @torch.no_grad()
-    def logits(self, species_idx: np.ndarray, neighbors: NeighborList) -> torch.Tensor:
-        """Raw logits (M, C) for the atoms that own rows of ``neighbors`` (all atoms unless a query was used)."""
+    def logits(self, species_idx: np.ndarray, neighbors: NeighborList, halo: Optional[fastpath.Halo] = None
+               ) -> torch.Tensor:
+        """Raw logits (M, C) for the atoms that own rows of ``neighbors`` (all atoms unless a query was used).
+
+        ``halo``: the atoms after the rows get their layer inputs from it (:meth:`FastPhaseNet.__call__
+        <lammps_phase.model.fastpath.FastPhaseNet.__call__>`; in-situ local mode), which needs the fused path."""
         dev = self.device
         t0 = time.perf_counter()
         sp = torch.as_tensor(species_idx, device=dev)
         index = torch.as_tensor(neighbors.index[:, : self.k], device=dev)
         vec = torch.as_tensor(np.ascontiguousarray(neighbors.vectors[:, : self.k]), dtype=torch.float32, device=dev)
         t1 = time.perf_counter()
-        if self.fast is not None and index.shape[0] == sp.shape[0]:
+        if halo is not None:
+            if self.fast is None:
+                raise LammpsPhaseError("labelling with a halo from other ranks needs the fused path (fast != False)")
+            out = self.fast(sp, index, vec, halo=halo)
+        elif self.fast is not None and index.shape[0] == sp.shape[0]:
             out = self.fast(sp, index, vec)
         else:  # reference path, also for neighbour lists of a query subset
             out = self.model(sp, index, vec, chunk=self.chunk)
@@ -314,14 +322,15 @@ class Classifier:
         neighbors: NeighborList,
         labelled: Optional[int] = None,
         threshold: Optional[float] = None,
+        halo: Optional[fastpath.Halo] = None,
     ) -> PhaseResult:
         """Label from a neighbour list already built: the one road from a graph to labels.
 
         :meth:`classify` builds the periodic graph of a whole sample; the in-situ local mode builds the graph
         of its owned + ghost atoms and labels only the owned ones, the first ``labelled`` rows (default: all).
-        ``species_idx`` comes from :meth:`species_indices`, one per row of ``neighbors``.
+        ``species_idx`` comes from :meth:`species_indices`, one per atom the rows point at; ``halo``: see :meth:`logits`.
         """
-        logits = self.logits(species_idx, neighbors)
+        logits = self.logits(species_idx, neighbors, halo)
         t1 = time.perf_counter()
         n = len(logits) if labelled is None else int(labelled)
         unfamiliar = None

@@ -68,7 +68,8 @@ from lammps_phase.insitu.collectives import (Stop, agree, announce, describe, no
 from lammps_phase.insitu.lammps_glue import (as_lammps, atom_array, check_properties, check_type_map,
                                              checkpoint_argument, communicator, deck_errors_to_log, substitute,
                                              types_argument, write_property)
-from lammps_phase.insitu.local_mode import ClassifierFailure, GhostShell, label_owned
+from lammps_phase.insitu.halo import HaloExchange, HaloPlan
+from lammps_phase.insitu.local_mode import ROW_SAFETY, ClassifierFailure, GhostShell, owned_rows
 from lammps_phase.insitu.statistics import LabelerStats, Traffic
 
 __all__ = ["PhaseLabeler"]
@@ -98,6 +99,7 @@ class _State:
     shell_checked: bool = False
     cpus: Optional[frozenset] = None  # gather mode, rank 0: the cores of every rank on its node (borrowed while labelling)
     mode: str = "gather"  # the mode in use: the user's, or what mode="auto" chose
+    halo_plan: Optional[HaloPlan] = None  # local mode: who sends whom which atoms' features, while it holds
 
 
 class PhaseLabeler:
@@ -396,6 +398,8 @@ class PhaseLabeler:
     # ------------------------------------------------------------------------------------------ local mode
 
     def _label_local(self, lmp: Any, state: _State) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every rank labels its own atoms; the layers' features of the ghosts in their rows come from the ranks
+        that own them (:mod:`lammps_phase.insitu.halo`). Collective throughout: every rank takes every step."""
         from mpi4py import MPI
 
         comm = state.comm
@@ -405,20 +409,31 @@ class PhaseLabeler:
         nall = nlocal + int(lmp.extract_global("nghost"))
         x = atom_array(lmp, "x", nall, np.float64, 3)
         types = atom_array(lmp, "type", nall, np.int32)
-        labels = np.empty(nlocal, dtype=np.int32)
-        conf = np.empty(nlocal, dtype=np.float64)
-        config_error, failure = None, None
+        ids = atom_array(lmp, "id", nall, np.int64)
+        config_error, failure, rows, shell = None, None, None, None
         try:
             shell = GhostShell(lmp, x, nlocal)
         except LammpsPhaseError as err:
-            shell, config_error = None, str(err)
+            config_error = str(err)
         reach = comm.allreduce(shell.local_reach if shell is not None else 0.0, op=MPI.MAX)
         traffic.add(8, 8)
+        k = state.k
         try:
             if nlocal and shell is not None:
                 shell.use_reach(reach)
-                labels[:], conf[:], traffic.labelled = label_owned(state.classifier, shell, x, types, nlocal,
-                                                                   state.type_map, with_margin=not state.shell_checked)
+                if not ids[:nlocal].any():
+                    raise LammpsPhaseError("mode='local' tells atoms apart by their IDs, but this run has none "
+                                           "(atom_modify id no): drop that line or use mode='gather'")
+                if nall <= k:
+                    raise LammpsPhaseError(f"only {nall} owned + ghost atoms on this rank, the model needs more "
+                                           f"than k = {k}")
+                try:
+                    rows = owned_rows(x, ids, types, nlocal, k)
+                except Exception as err:  # noqa: BLE001 - e.g. non-finite coordinates after a blow-up
+                    raise ClassifierFailure(describe(err)) from None
+                if not state.shell_checked:
+                    shell.require(float(rows.kth.max()) * ROW_SAFETY, k)
+                shell.require_exact(rows.kth, k)
         except LammpsPhaseError as err:
             config_error = str(err)
         except ClassifierFailure as err:
@@ -426,10 +441,10 @@ class PhaseLabeler:
         if self.mode == "auto" and not state.shell_checked:
             traffic.allgathered(config_error)
             thin = next((e for e in comm.allgather(config_error) if e is not None), None)
-            if thin is not None:  # auto chose local, but the ghost shell cannot hold the receptive field: gather
+            if thin is not None:  # auto chose local, but the ghost shell cannot hold the rows: gather
                 state.mode = "gather"
                 announce(lmp, state.rank, f"lammps-phase: mode auto falls back to gather: {thin}")
-                self._traffic = Traffic(state.size)  # the local attempt's graph was not used
+                self._traffic = Traffic(state.size)  # the local attempt's rows were not used
                 return self._label_gathered(lmp, state)
         traffic.allgathered(config_error)
         agree(lmp, comm, config_error)
@@ -438,6 +453,39 @@ class PhaseLabeler:
         if failures:
             return self._failed(lmp, state, nlocal, failures[0])
         state.shell_checked = True
+
+        if rows is None:  # no atoms here: this rank still takes part in every exchange
+            rows = owned_rows(x, ids, types, 0, k)
+        owned_ids = ids[:nlocal]
+        plan = state.halo_plan
+        if plan is not None:
+            traffic.add(8, 8)  # the validity vote
+        if plan is None or not plan.still_valid(owned_ids, rows.halo_ids):
+            box = (shell.sub_lo, shell.sub_hi) if shell is not None else (np.zeros(3), np.zeros(3))
+            plan = state.halo_plan = HaloPlan(comm, owned_ids, rows.halo_ids, shell.fractional(rows.halo_x),
+                                              box, shell.spacing, shell.periodic, traffic)
+            error = None if not len(plan.unowned) else (
+                f"{len(plan.unowned)} ghost atom(s) in this rank's neighbour rows have IDs no rank owns "
+                f"(e.g. {plan.unowned[:3].tolist()}): atom IDs must be unique; use mode='gather'")
+            traffic.allgathered(error)
+            agree(lmp, comm, error)
+        exchange = HaloExchange(plan, state.classifier.fast.layer_input_widths, traffic)
+        labels = np.empty(nlocal, dtype=np.int32)
+        conf = np.empty(nlocal, dtype=np.float64)
+        try:
+            if nlocal:
+                species = state.classifier.species_indices(np.concatenate([types[:nlocal], rows.halo_types]),
+                                                           state.type_map)
+                result = state.classifier.classify_neighbors(species, rows.neighbors, labelled=nlocal, halo=exchange)
+                labels[:], conf[:] = result.labels, result.confidence
+        except Exception as err:  # noqa: BLE001 - the other ranks' exchanges must still complete
+            failure = describe(err)
+        exchange.finish()
+        traffic.labelled = nlocal
+        traffic.allgathered(failure)
+        failures = [f for f in comm.allgather(failure) if f is not None]
+        if failures:
+            return self._failed(lmp, state, nlocal, failures[0])
         return labels, conf, self._counts(comm, labels, state)
 
     # ------------------------------------------------------------------------------------------ shared

@@ -157,6 +157,8 @@ _KERNELS = {
 #: uncompiled twins that differ from the function the compiler gets (same equation, faster without a compiler)
 _EAGER = {"edge_conv": _edge_conv_batched}
 _COMPILED: dict[str, Callable] = {}
+#: a layer's inputs at the rows (R, D) -> the same at the halo atoms (H, D) (see FastPhaseNet.__call__)
+Halo = Callable[[torch.Tensor], torch.Tensor]
 _COMPILE_FAILED: dict[str, str] = {}  # device type -> reason, so a failing compiler is tried once per process
 
 
@@ -337,40 +339,56 @@ class FastPhaseNet:
         return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
     @torch.no_grad()
-    def __call__(self, species: torch.Tensor, index: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-        """Logits (N, C): species (N,), index (N, ≥k) int32/int64, vectors (N, ≥k, 3) float32, rows = all N atoms."""
+    def __call__(self, species: torch.Tensor, index: torch.Tensor, vectors: torch.Tensor,
+                 halo: Optional[Halo] = None) -> torch.Tensor:
+        """Logits (R, C) of the R atoms that own rows: species (N,), index (R, ≥k) int32/int64, vectors (R, ≥k, 3).
+
+        Without ``halo`` every atom owns a row (R = N). With it, rows are the first R atoms and the other N − R
+        (the halo) enter only as neighbours: before each layer ``halo(h)`` turns the rows' layer inputs (R, D)
+        into the halo's (N − R, D), which someone else computed (in-situ local mode: the ranks that own them).
+        It is called once per layer, ``len(cfg.channels)`` times, in layer order.
+        """
         k = self.cfg.k
-        n = species.shape[0]
-        if index.ndim != 2 or index.shape[1] < k or index.shape[0] != n or vectors.shape[:2] != index.shape:
+        n, rows = species.shape[0], index.shape[0]
+        if (index.ndim != 2 or index.shape[1] < k or vectors.shape[:2] != index.shape
+                or (rows != n if halo is None else rows > n)):
             raise LammpsPhaseError(
-                f"the fast path needs an (N, >= {k}) neighbour index and (N, k, 3) vectors for N = {n} atoms, "
-                f"got {tuple(index.shape)} and {tuple(vectors.shape)}"
+                f"the fast path needs an (R, >= {k}) neighbour index and (R, k, 3) vectors, R = N = {n} atoms "
+                f"(R <= N with a halo), got {tuple(index.shape)} and {tuple(vectors.shape)}"
             )
         dev = self.device
         index = index[:, :k].to(device=dev, dtype=torch.int64)
         vectors = vectors[:, :k].to(device=dev, dtype=torch.float32)
         species = species.to(device=dev, dtype=torch.long)
-        self.atoms_seen += n
-        if n < _MIN_COMPILED_ATOMS or self.atoms_seen < self.compile_after_atoms:
-            return self._forward_eager(species, index, vectors)
-        return self._forward(species, index, vectors)
+        self.atoms_seen += rows
+        if rows < _MIN_COMPILED_ATOMS or self.atoms_seen < self.compile_after_atoms:
+            return self._forward_eager(species, index, vectors, halo)
+        return self._forward(species, index, vectors, halo)
 
-    def _forward_eager(self, species: torch.Tensor, index: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    def _forward_eager(self, species: torch.Tensor, index: torch.Tensor, vectors: torch.Tensor,
+                       halo: Optional[Halo] = None) -> torch.Tensor:
         dev = self.device
         species, index, vectors = species.to(dev), index.to(dev, torch.int64), vectors.to(dev, torch.float32)
         saved, self.compile = self.compile, False
         try:
-            return self._forward(species, index, vectors)
+            return self._forward(species, index, vectors, halo)
         finally:
             self.compile = saved
+
+    @property
+    def layer_input_widths(self) -> list[int]:
+        """Width of each layer's input h, first layer first: what a halo supplies before each layer."""
+        first = int(self.embed.shape[1]) + (int(self.bond_order[0].shape[0]) if self.bond_order is not None else 0)
+        return [first] + self.widths[:-1]
 
     @property
     def compiled(self) -> bool:
         """Whether the next large call runs compiled kernels."""
         return self.compile and self.device.type not in _COMPILE_FAILED
 
-    def _forward(self, species: torch.Tensor, index: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
-        n, k = index.shape
+    def _forward(self, species: torch.Tensor, index: torch.Tensor, vectors: torch.Tensor,
+                 halo: Optional[Halo] = None) -> torch.Tensor:
+        n, k = index.shape  # rows; with a halo, index also points at the atoms after them
         dev = self.device
         chunks = self._chunks(n)
         local = self.cfg.length_scale == "local"
@@ -380,7 +398,7 @@ class FastPhaseNet:
             sdist[c], inv_scale[c] = self._call("scaled_distances", vectors[c], local)
         # Layer outputs go straight into the head's input buffer: no concatenation copy.
         feats = torch.empty((n, sum(self.widths)), dtype=torch.float32, device=dev)
-        h = self.embed[species]
+        h = self.embed[species[:n]]
         if self.bond_order is not None:
             cfg = self.cfg
             bo = torch.empty((n, self.bond_order[0].shape[0]), dtype=torch.float32, device=dev)
@@ -397,6 +415,8 @@ class FastPhaseNet:
                 angles[c] = self._call("edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
         offset = 0
         for layer, kl in zip(self.layers, self.cfg.layer_neighbors):
+            if halo is not None:  # the neighbours' inputs: rows first, then the halo's from whoever computed them
+                h = torch.cat([h, halo(h)])
             v = F.linear(h, layer.w_j) if layer.w_j is not None else None
             out = feats[:, offset : offset + layer.width]
             for c in chunks:

@@ -1,7 +1,7 @@
 """The labeler's statistics (PhaseLabeler.stats, .report): atoms owned and labelled, bytes per labelling, on 2 ranks
 under ``mpirun … lmp``. They feed benchmarks/scaling.py and docs/scaling.md, so they must be exact where they can be:
 gather mode moves 36 B per atom to rank 0 (x, type, id) and 12 B back (label, confidence) and rank 0 labels every
-atom; local mode moves no atom data and every rank labels at least its own atoms."""
+atom; local mode labels exactly the atoms each rank owns and moves only its halo's features, layer by layer."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import re
 import pytest
 
 from lammps_phase.insitu.statistics import recording_deck_code
-from lammps_runs import NEEDS_MPI_LAMMPS, common_vars, error_deck, quartz, run_deck, workdir
+from lammps_runs import NEEDS_MPI_LAMMPS, classifier, common_vars, error_deck, quartz, run_deck, workdir
 
 pytestmark = NEEDS_MPI_LAMMPS
-SHARED_FIXTURES = (common_vars, quartz, workdir)  # module-scoped, from lammps_runs
+SHARED_FIXTURES = (classifier, common_vars, quartz, workdir)  # module-scoped, from lammps_runs
 
 GATHER_IN, GATHER_OUT = 24 + 4 + 8, 4 + 8  # bytes per atom: x, type, id to rank 0; label, confidence back
 CONTROL_MAX = 256  # bytes per labelling of the small collectives (counts, error agreement, class counts)
@@ -55,19 +55,27 @@ def test_gather_mode_rank0_labels_all_and_bytes_are_the_arrays(workdir, quartz, 
     assert "3 labelling(s)" in lines[0]
 
 
-@pytest.mark.parametrize("ghost", [19.0])
-def test_local_mode_labels_owned_plus_halo_with_no_atom_traffic(workdir, quartz, common_vars, ghost):
-    ranks, natoms, log = run_stats(workdir, "stats_local", "local", ghost, quartz, common_vars)
+def test_local_mode_labels_its_own_atoms_and_moves_only_halo_features(workdir, quartz, common_vars, classifier):
+    ranks, natoms, log = run_stats(workdir, "stats_local", "local", 8.0, quartz, common_vars)
+    per_halo_atom = 4 * sum(classifier.fast.layer_input_widths)  # float32 layer inputs, one exchange per layer
     calls = list(zip(*ranks))
     # the initial labelling (python … invoke, before the run: no ghost atoms yet) is gathered; the rest are local
     assert [c[0]["mode"] for c in calls] == ["gather", "local", "local"]
-    for step_calls in calls[1:]:
-        assert sum(c["owned"] for c in step_calls) == natoms
-        for c in step_calls:
+    for first, second in calls[1:]:
+        assert first["owned"] + second["owned"] == natoms
+        # what one rank sends of its atoms' features is what the other receives, whole halo rows of every layer
+        assert first["atom_sent"] == second["atom_received"] and second["atom_sent"] == first["atom_received"]
+        for c in (first, second):
             assert c["mode"] == "local" and c["owned"] > 0
-            assert c["labelled"] >= c["owned"]
-            assert c["atom_sent"] == c["atom_received"] == 0
-            assert 0 < c["sent"] <= CONTROL_MAX and 0 < c["received"] <= CONTROL_MAX
+            assert c["labelled"] == c["owned"]  # no receptive halo put through the model: its features arrive
+            assert c["atom_received"] > 0 and c["atom_received"] % per_halo_atom == 0
+            halo = c["atom_received"] // per_halo_atom
+            assert halo < c["owned"]
+            # besides the features: the small collectives and, when the plan is (re)built, 8 B per atom ID asked
+            # and 1 B per answer, both ways
+            control = c["sent"] - c["atom_sent"]
+            assert 0 < control <= CONTROL_MAX + 9 * (halo + c["atom_sent"] // per_halo_atom)
     lines = [line for line in log.splitlines() if line.startswith("lammps-phase: stats rank")]
     # per rank: one line for the gathered initial call, one for the local ones
     assert len(lines) == 4 and sum("mode local: 2 labelling(s)" in line for line in lines) == 2
+    assert sum("(1.00 x owned)" in line for line in lines) == 2
