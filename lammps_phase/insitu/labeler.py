@@ -256,6 +256,11 @@ class PhaseLabeler:
                         fast={True: "compile", False: "eager"}.get(self.compile, "auto"),
                         compile_after_atoms=0,  # every later call is another labelling: compile at once
                     )
+                    if mode == "local" and classifier.fast is not None:
+                        # now (at `python … invoke`, before the run), not at the first labelling inside the run,
+                        # where every rank would wait for the slowest compiler; gather mode's rank 0 compiles at
+                        # its first labelling, which is this same invoke
+                        classifier.fast.warm_up()
                 ckpt = classifier.checkpoint
             else:
                 from lammps_phase.model import checkpoint as ckpt_io

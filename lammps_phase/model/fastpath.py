@@ -285,12 +285,7 @@ class FastPhaseNet:
 
     def _verify(self, model: PhaseNet, atoms: int = 40, seed: int = 0) -> None:
         """Refuse to run if the eager fast kernels disagree with the reference forward on a random graph."""
-        g = torch.Generator().manual_seed(seed)
-        k = self.cfg.k
-        species = torch.randint(0, len(self.cfg.elements), (atoms,), generator=g)
-        index = torch.randint(0, atoms, (atoms, k), generator=g)
-        vectors = torch.randn(atoms, k, 3, generator=g)
-        vectors = vectors / vectors.norm(dim=-1, keepdim=True) * torch.linspace(1.0, 3.0, k).view(1, k, 1)
+        species, index, vectors = self._random_graph(atoms, seed)
         was_training = model.training
         model.eval()
         try:
@@ -306,6 +301,31 @@ class FastPhaseNet:
                 "changed in a way lammps_phase.model.fastpath does not reproduce); use fast=False until it is updated"
             )
 
+    def _random_graph(self, atoms: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """species, index, vectors of a random k-NN-like graph (neighbours at 1–3 Å, nearest first), on the CPU."""
+        g = torch.Generator().manual_seed(seed)
+        k = self.cfg.k
+        species = torch.randint(0, len(self.cfg.elements), (atoms,), generator=g)
+        index = torch.randint(0, atoms, (atoms, k), generator=g)
+        vectors = torch.randn(atoms, k, 3, generator=g)
+        vectors = vectors / vectors.norm(dim=-1, keepdim=True) * torch.linspace(1.0, 3.0, k).view(1, k, 1)
+        return species, index, vectors
+
+    @torch.no_grad()
+    def warm_up(self, atoms: int = 4 * _MIN_COMPILED_ATOMS) -> None:
+        """Compile the kernels now, on a small random graph, if this evaluator compiles (else nothing to do): so
+        the first real call (in situ: inside the MD loop, with every other rank waiting) does not pay for it.
+
+        The graph has a halo: the compiler gives sizes that are equal when it traces one symbol, so kernels
+        first traced with as many neighbour features as rows would be traced again for a call with a halo."""
+        if not self.compiled:
+            return
+        species, index, vectors = self._random_graph(atoms, seed=1)
+        dev = self.device
+        rows = atoms - atoms // 3
+        self._forward(species.to(dev), index[:rows].clone().to(dev), vectors[:rows].clone().to(dev, torch.float32),
+                      halo=lambda h: h[: atoms - rows].clone())
+
     # ------------------------------------------------------------------ evaluation
 
     def _call(self, name: str, *args, **kwargs):
@@ -313,7 +333,7 @@ class FastPhaseNet:
         use = self.compile and self.device.type not in _COMPILE_FAILED
         if use:
             try:
-                return _kernel(name, True)(*args, **kwargs)
+                return _kernel(name, True)(*(_standalone(a) for a in args), **kwargs)
             except Exception as err:  # inductor/triton failures surface as many exception types
                 if self._compile_requested is True:
                     raise LammpsPhaseError(
@@ -435,6 +455,17 @@ class FastPhaseNet:
         for c in chunks:
             logits[c] = self._call("head", feats[c], self.head_w, self.head_b)
         return logits
+
+
+def _standalone(arg):
+    """A tensor argument for a compiled kernel as a contiguous tensor of its own (views copied; others as they are).
+
+    The compiler guards on the memory layout of its inputs (strides, and the size of the base of a view), so
+    row chunks, column blocks of the head's buffer and whole tensors would each trace the kernels anew; a copy
+    of a chunk's inputs costs ~1 % of the kernel."""
+    if isinstance(arg, torch.Tensor) and (arg._base is not None or not arg.is_contiguous()):
+        return arg.clone(memory_format=torch.contiguous_format)
+    return arg
 
 
 def _weight_table(weighting: SpatialWeighting) -> tuple[torch.Tensor, float]:
