@@ -231,3 +231,22 @@ def test_both_forms_of_the_edge_kernel_agree(angles_checkpoint, checkpoint, geo)
     whole = fastpath._edge_conv_batched(*args, geo=geo)
     assert loop.shape == whole.shape == (n, layer.width)
     assert float((loop - whole).abs().max()) < 1e-5 and float(loop.std()) > 0.01
+
+
+@pytest.mark.skipif(not compile_available("cpu"), reason="torch.compile needs a C++ compiler")
+def test_warm_up_compiles_every_kernel_variant_a_labelling_needs(checkpoint):
+    """In situ, nothing may compile inside the MD loop: after warm_up, whole samples (one chunk or several, any size)
+    and halo calls (local mode) run the kernels traced there (torch._dynamo counts every graph it compiles)."""
+    from torch._dynamo.utils import counters
+
+    fast = FastPhaseNet(checkpoint.build(), compile=True, chunk=200, compile_after_atoms=0)
+    fast.warm_up()
+    traced = counters["stats"]["unique_graphs"]
+    assert traced > 0
+    for rows, halo in [(150, 0), (530, 0), (90, 40), (450, 120), (77, 0)]:
+        species, index, vectors = fast._random_graph(rows + halo, seed=rows)
+        if halo:
+            fast(species, index[:rows].clone(), vectors[:rows].clone(), halo=lambda h, n=halo: h[:n].clone())
+        else:
+            fast(species, index, vectors)
+    assert counters["stats"]["unique_graphs"] == traced
