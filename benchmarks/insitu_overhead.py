@@ -40,8 +40,10 @@ PAIR_GHOSTS = potentials.BKS_CUTOFF + 2.0
 STATS_JSON = "phase_stats_{rank}.json"
 
 
-def deck(data: Path, checkpoint: Path, steps: int, every: int, mode: str | None, comm_cutoff: float | None) -> str:
-    """An NVT run of the data file; mode None = no labelling."""
+def deck(data: Path, checkpoint: Path, steps: int, every: int, mode: str | None, comm_cutoff: float | None,
+         stats_json: str = STATS_JSON) -> str:
+    """An NVT run of the data file; mode None = no labelling. The labeler's per-call statistics go to ``stats_json``
+    (``{rank}`` = the MPI rank) after the run."""
     bks = potentials.get("bks_dsf")
     lines = [*bks.init_commands(), f"read_data {data}", *bks.commands({"Si": 1, "O": 2}),
              "velocity all create 300 20240 loop geom", "fix nvt all nvt temp 300 300 0.1", "timestep 0.001"]
@@ -53,7 +55,7 @@ def deck(data: Path, checkpoint: Path, steps: int, every: int, mode: str | None,
             'python phase_step input 1 SELF format p here """',
             "from lammps_phase.insitu import PhaseLabeler",
             f'labeler = PhaseLabeler("{checkpoint}", types="Si O", mode="{mode}")',
-            recording_deck_code(STATS_JSON),
+            recording_deck_code(stats_json),
             '"""',
             "python dump_stats input 1 SELF format p exists",
             "python phase_step invoke",

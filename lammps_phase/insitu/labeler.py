@@ -30,17 +30,21 @@ Two modes, identical labels:
 * ``mode="gather"`` (default): owned atoms of every rank are gathered to rank 0 with ``MPI Gatherv`` of
   numpy buffers, labelled there as one periodic sample (sorted by atom ID, so the result does not depend
   on the decomposition), and scattered back.
-* ``mode="auto"``: local where it pays — more than one node, or at least ``auto_local_atoms`` atoms on one
-  node — and the ghost shell holds the receptive field; gather otherwise (one node: rank 0 borrows all of the
-  node's cores, cheaper than every rank labelling its halo). The choice and why is printed once; when local
-  mode was chosen but the ghost shell is too thin, it falls back to gather and names the ``comm_modify cutoff``
-  that would allow local mode.
-* ``mode="local"``: every rank labels its own atoms from its owned + ghost atoms, no communication but
-  one small reduction. The model has no global pooling, so an atom's label depends only on atoms within its
-  receptive hops (``ModelConfig.hop_neighbors``); the ghost shell must hold them all. Each call checks this
-  exactly (every atom whose row the network reads must have its true k nearest neighbours inside the part
-  of the ghost shell that is guaranteed complete); otherwise it stops with the ``comm_modify cutoff`` to
-  set. With CUDA each rank uses the GPU of its node-local rank (modulo the device count).
+* ``mode="auto"``: local on more than one rank (from ``auto_local_atoms`` atoms, default 0) when the ghost shell
+  holds every owned atom's neighbour row, gather otherwise. Local mode costs no more than gather on one node
+  (benchmarks/insitu_overhead.py: +1.5 % against +2.0 % at 38 880 atoms on 2 ranks) and keeps rank 0's memory
+  and the funnel through it out of the way. The choice and why is printed once; when local mode was chosen but
+  the ghost shell is too thin, it falls back to gather and names the ``comm_modify cutoff`` that would allow
+  local mode.
+* ``mode="local"``: every rank labels its own atoms and only those. The model has no global pooling and each
+  layer reads an atom's nearest neighbours, so a rank needs the true k nearest neighbours of its atoms (their
+  rows: within the ghost atoms the pair style keeps anyway, ≈ 4–5 Å for SiO2 against BKS's 12 Å) and, before
+  each layer, the features of the ghosts in those rows, which the ranks that own them send
+  (:mod:`lammps_phase.insitu.halo`: one exchange per layer, bytes ∝ the subdomain's surface). Each call checks
+  that every owned atom's row lies in the part of the ghost shell that is guaranteed complete; otherwise it
+  stops with the ``comm_modify cutoff`` to set (pair styles with short cutoffs, e.g. Tersoff). With CUDA each
+  rank uses the GPU of its node-local rank (modulo the device count). The kernels are compiled when the
+  labeler is set up (at ``python <function> invoke``, before the run), so no rank stalls inside the run.
 
 Errors (deck mistakes, missing checkpoint, a too thin ghost shell) stop the run on all ranks with one line
 ``ERROR: lammps-phase: …`` on the screen (and in the log when raised outside a run), followed by LAMMPS'
@@ -62,6 +66,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from lammps_phase import runtime
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.insitu.collectives import (Stop, agree, announce, describe, node_cpus, on_cpus, quiet_barrier,
                                              stop)
@@ -75,10 +80,8 @@ from lammps_phase.insitu.statistics import LabelerStats, Traffic
 __all__ = ["PhaseLabeler"]
 
 MODES = ("gather", "local", "auto")
-#: mode="auto" on one node labels locally from this many atoms on: below it gathering is cheaper (rank 0 borrows
-#: every core of the node, and a rank's receptive halo costs extra work), above it rank 0's memory and the
-#: funnel through one rank dominate
-AUTO_LOCAL_ATOMS = 2_000_000
+#: mode="auto" labels locally on several ranks from this many atoms on (0: always); below it, gathered
+AUTO_LOCAL_ATOMS = 0
 ON_ERROR = ("stop", "skip")
 
 
@@ -107,8 +110,8 @@ class PhaseLabeler:
 
     checkpoint  path of a segmentation checkpoint (may contain ``${var}``); loaded once per process.
     types       element per LAMMPS atom type, "Si O" or ["Si", "O"] (type 1 = Si).
-    mode        "gather" (classify on rank 0), "local" (each rank from its ghost shell) or "auto" (local on
-                several nodes or from ``auto_local_atoms`` atoms, when the ghost shell allows; else gather).
+    mode        "gather" (classify on rank 0), "local" (each rank its own atoms) or "auto" (local on several
+                ranks from ``auto_local_atoms`` atoms, when the ghost shell allows; else gather).
     device      "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:N".
     threshold   confidence below which an atom is labelled −1 ("other"); None: the checkpoint's calibrated default.
     on_error    "stop" (default) or "skip": a failing classification gives −1 labels for that step.
@@ -248,11 +251,12 @@ class PhaseLabeler:
             if mode == "local" or rank == 0:
                 from lammps_phase.inference.classify import Classifier
 
-                with on_cpus(cpus):  # torch's worker threads start here and keep these cores
+                borrowed = cpus if mode == "gather" else None  # local mode: each rank its own cores
+                with on_cpus(borrowed):  # torch's worker threads start here and keep these cores
                     classifier = Classifier.load(
                         checkpoint, device=self._rank_device(comm), threshold=self.threshold, type_map=type_map,
                         reuse_neighbors=mode == "gather",  # consecutive calls see the same atoms, slightly moved
-                        threads=len(cpus) if cpus else "auto",
+                        threads=len(borrowed) if borrowed else "auto",
                         fast={True: "compile", False: "eager"}.get(self.compile, "auto"),
                         compile_after_atoms=0,  # every later call is another labelling: compile at once
                     )
@@ -314,11 +318,11 @@ class PhaseLabeler:
         nodes = len(set(comm.allgather(MPI.Get_processor_name())))
         atoms = int(lmp.get_natoms())
         where = f"{atoms} atoms on {size} rank(s), {nodes} node(s)"
-        if size > 1 and nodes > 1:
-            return "local", f" (auto: {where}; gathering would funnel every node's atoms through rank 0)"
-        if size > 1 and atoms >= self.auto_local_atoms:
+        if size == 1:
+            return "gather", f" (auto: {where}; one rank labels its whole periodic box)"
+        if atoms >= self.auto_local_atoms:
             return "local", f" (auto: {where}, >= {self.auto_local_atoms} atoms: each rank labels its own)"
-        return "gather", f" (auto: {where}; one node labels fastest gathered, rank 0 borrowing every core)"
+        return "gather", f" (auto: {where}, < {self.auto_local_atoms} atoms: rank 0 labels all, borrowing the node's cores)"
 
     def _rank_device(self, comm: Any) -> str:
         """Local mode with CUDA: one GPU per node-local rank (round robin); otherwise the user's choice."""
@@ -448,6 +452,8 @@ class PhaseLabeler:
             thin = next((e for e in comm.allgather(config_error) if e is not None), None)
             if thin is not None:  # auto chose local, but the ghost shell cannot hold the rows: gather
                 state.mode = "gather"
+                if state.cpus and state.classifier is not None:  # rank 0 now borrows the node's cores
+                    state.classifier.threads = runtime.set_threads(len(state.cpus))
                 announce(lmp, state.rank, f"lammps-phase: mode auto falls back to gather: {thin}")
                 self._traffic = Traffic(state.size)  # the local attempt's rows were not used
                 return self._label_gathered(lmp, state)

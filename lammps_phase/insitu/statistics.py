@@ -5,7 +5,7 @@ Exact counts, not timings: they are what a scaling study on a shared or oversubs
 
 Kept always (a few integers per call): ``labeler.stats`` holds, on each rank, the last call and
 per-mode totals of atoms owned, atoms put through the model ("labelled": gather mode all atoms on rank 0 and
-none elsewhere; local mode the rows of the receptive graph, owned + the halo the graph needed), bytes this
+none elsewhere; local mode exactly the atoms the rank owns), bytes this
 rank sent and received for the labelling, and wall seconds. ``labeler.report(ptr)`` (collective) prints one
 line per rank and mode; from the deck, define ``def phase_report(ptr): labeler.report(ptr)`` next to
 ``phase_step`` and after the run::
@@ -32,7 +32,9 @@ class CallStats:
     root everybody else's; Allgather — own part out, the others' parts in; Allreduce — the vector out and in;
     bcast — the root out, the others in; allgathered error agreements (a pickled None unless something
     failed) as this rank's message out and one of the same size in from every other rank. ``atom_sent``/``atom_received`` are the part that scales with atoms
-    (gather mode: x 24 + type 4 + id 8 B per atom in, label 4 + confidence 8 B per atom back).
+    (gather mode: x 24 + type 4 + id 8 B per atom in, label 4 + confidence 8 B per atom back; local mode: each
+    layer's float32 inputs of the halo atoms, 4 B × the summed layer input widths per halo atom; building the
+    halo plan adds 8 B per atom ID asked and 1 B per answer to the other bytes).
     """
 
     mode: str  # the path taken: "gather" or "local"

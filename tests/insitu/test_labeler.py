@@ -52,9 +52,9 @@ def test_compiled_kernels_in_situ_label_like_the_offline_classifier(workdir, qua
 
 
 @pytest.mark.parametrize("extra, ghost, chosen, falls_back", [
-    ("", None, "mode gather (auto: 432 atoms on 2 rank(s), 1 node(s)", False),  # one node, few atoms: gather
-    ("auto_local_atoms=0", 19.0, "mode local (auto: 432 atoms on 2 rank(s), 1 node(s), >= 0 atoms", False),
-    ("auto_local_atoms=0", None, "mode local (auto:", True),  # local wanted, but the ghost shell is too thin
+    ("", 8.0, "mode local (auto: 432 atoms on 2 rank(s), 1 node(s), >= 0 atoms", False),  # several ranks: local
+    ("", None, "mode local (auto:", True),  # local wanted, but Tersoff's ghost shell is too thin for the rows
+    ("auto_local_atoms=1000", None, "mode gather (auto: 432 atoms on 2 rank(s), 1 node(s), < 1000 atoms", False),
 ])
 def test_mode_auto_says_what_it_chose_and_labels_like_gather(extra, ghost, chosen, falls_back, workdir, quartz,
                                                               common_vars, classifier):
