@@ -150,6 +150,23 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kernels(args: argparse.Namespace) -> int:
+    """Build the fused kernels of each checkpoint ahead of time (lammps_phase.model.aot), once per machine."""
+    from lammps_phase.inference.classify import Classifier
+    from lammps_phase.model import aot, fastpath
+
+    if not fastpath.compile_available(args.device):
+        raise LammpsPhaseError(f"building kernels for {args.device} needs a C++ compiler (CPU: g++) or Triton (CUDA); "
+                               "without them lammps-phase runs its eager kernels")
+    for path in args.checkpoint:
+        clf = Classifier.load(path, device=args.device, fast="eager", check_domain=False)
+        built = clf.fast.build_kernels()
+        fresh = [(p, t) for p, t in built if t > 1.0]
+        print(f"{path}: {len(built)} kernel(s) in {aot.cache_dir()} ({len(fresh)} built now, "
+              f"{sum(t for _, t in fresh):.0f} s); {clf.fast.kernel_kind} kernels from now on")
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from lammps_phase.doctor import run_doctor
 
@@ -189,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("checkpoint")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
+
+    k = sub.add_parser("kernels", help="build a checkpoint's fused kernels ahead of time (once per machine: later "
+                                        "runs load them instead of compiling)")
+    k.add_argument("checkpoint", nargs="+")
+    k.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
+    k.set_defaults(func=cmd_kernels)
 
     from lammps_phase.doctor import DOCTOR_DESCRIPTION, add_doctor_arguments
 

@@ -222,10 +222,11 @@ class Classifier:
 
     @property
     def kernels(self) -> str:
-        """Which kernels label: "compiled" or "eager" (the fused fast path) or "no fused" (the reference forward)."""
+        """Which kernels label: "ahead-of-time", "compiled" or "eager" (the fused fast path) or "no fused" (the
+        reference forward)."""
         if self.fast is None:
             return "no fused"
-        return "compiled" if self.fast.compiled else "eager"
+        return self.fast.kernel_kind
 
     def receptive_radius(self, neighbors: NeighborList) -> float:
         """Distance (Å) beyond which atoms cannot influence labels in this structure (ModelConfig.receptive_radius)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
@@ -30,6 +31,7 @@ import torch
 from torch.nn import functional as F
 
 from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.model import aot
 from lammps_phase.model.features import bond_order_features, edge_angle_features, unit_vectors
 from lammps_phase.model.folded import NEG_SLOPE, FoldedLayer, SpatialWeighting, spatial_weight
 from lammps_phase.model.network import PhaseNet
@@ -258,8 +260,13 @@ class FastPhaseNet:
         self.head_w = [w.float().contiguous() for w in folded.head_weights]
         self.head_b = [b.float().contiguous() for b in folded.head_biases]
         self.widths = [layer.width for layer in self.layers]
+        self._eager = False  # set while _forward_eager runs
+        self._record: Optional[list] = None  # set while _kernel_calls records
         if verify:
             self._verify(model)
+        # kernels built ahead of time for this model (lammps_phase.model.aot): usable whenever compiling is allowed,
+        # with or without a compiler, from the first call on
+        self.aot: Optional[dict[str, Callable]] = None if compile is False else self._load_ahead_of_time()
 
     def _kernel_layer(self, layer: FoldedLayer) -> _KernelLayer:
         cfg = self.cfg
@@ -318,7 +325,7 @@ class FastPhaseNet:
 
         The graph has a halo: the compiler gives sizes that are equal when it traces one symbol, so kernels
         first traced with as many neighbour features as rows would be traced again for a call with a halo."""
-        if not self.compiled:
+        if not self.compiled or self.aot is not None:  # nothing to compile
             return
         species, index, vectors = self._random_graph(atoms, seed=1)
         dev = self.device
@@ -328,8 +335,51 @@ class FastPhaseNet:
 
     # ------------------------------------------------------------------ evaluation
 
+    def _kernel_calls(self) -> list[tuple[str, tuple, dict]]:
+        """Every kernel call (name, arguments) a forward of this model makes, from an eager run on a small graph:
+        what :meth:`build_kernels` exports (row counts differ between calls; nothing else does)."""
+        species, index, vectors = self._random_graph(4 * _MIN_COMPILED_ATOMS, seed=2)
+        self._record = []
+        try:
+            self._forward_eager(species, index, vectors)
+            return self._record
+        finally:
+            self._record = None
+
+    def _load_ahead_of_time(self) -> Optional[dict[str, Callable]]:
+        """The ahead-of-time kernels of every call this model makes, by key; None unless all of them are built."""
+        found: dict[str, Callable] = {}
+        for name, args, kwargs in self._kernel_calls():
+            key = aot.kernel_key(name, args, kwargs, self.device)
+            fn = aot.find(name, args, kwargs, self.device) if key is not None else None
+            if fn is None:
+                return None
+            found[key] = fn
+        return found
+
+    def build_kernels(self) -> list[tuple[str, float]]:
+        """Export and compile every kernel this model calls into the kernel cache (skipping those already there),
+        then use them: [(package path, build seconds)]. Needs a C++ compiler (CPU) or Triton (CUDA)."""
+        built = []
+        for name, args, kwargs in self._kernel_calls():
+            started = time.perf_counter()
+            path = aot.build(name, _KERNELS[name], args, kwargs, self.device)
+            if path is not None:
+                built.append((str(path), time.perf_counter() - started))
+        self.aot = self._load_ahead_of_time()
+        return built
+
     def _call(self, name: str, *args, **kwargs):
-        """Run a kernel compiled if possible; a compiler failure switches this process to eager, once, loudly."""
+        """Run a kernel built ahead of time or compiled if possible; a compiler failure switches this process to
+        eager, once, loudly."""
+        if self._record is not None:
+            self._record.append((name, args, kwargs))
+        if self._eager:
+            return _kernel(name, False)(*args, **kwargs)
+        if self.aot is not None:
+            fn = self.aot.get(aot.kernel_key(name, args, kwargs, self.device) or "")
+            if fn is not None:
+                return fn(*(_standalone(a) for a in args))
         use = self.compile and self.device.type not in _COMPILE_FAILED
         if use:
             try:
@@ -381,7 +431,7 @@ class FastPhaseNet:
         vectors = vectors[:, :k].to(device=dev, dtype=torch.float32)
         species = species.to(device=dev, dtype=torch.long)
         self.atoms_seen += rows
-        if rows < _MIN_COMPILED_ATOMS or self.atoms_seen < self.compile_after_atoms:
+        if rows < _MIN_COMPILED_ATOMS or (self.aot is None and self.atoms_seen < self.compile_after_atoms):
             return self._forward_eager(species, index, vectors, halo)
         return self._forward(species, index, vectors, halo)
 
@@ -389,11 +439,11 @@ class FastPhaseNet:
                        halo: Optional[Halo] = None) -> torch.Tensor:
         dev = self.device
         species, index, vectors = species.to(dev), index.to(dev, torch.int64), vectors.to(dev, torch.float32)
-        saved, self.compile = self.compile, False
+        saved, self._eager = self._eager, True
         try:
             return self._forward(species, index, vectors, halo)
         finally:
-            self.compile = saved
+            self._eager = saved
 
     @property
     def layer_input_widths(self) -> list[int]:
@@ -403,8 +453,17 @@ class FastPhaseNet:
 
     @property
     def compiled(self) -> bool:
-        """Whether the next large call runs compiled kernels."""
-        return self.compile and self.device.type not in _COMPILE_FAILED
+        """Whether the next large call runs compiled kernels (built ahead of time or by torch.compile)."""
+        if self._eager:
+            return False
+        return self.aot is not None or (self.compile and self.device.type not in _COMPILE_FAILED)
+
+    @property
+    def kernel_kind(self) -> str:
+        """"ahead-of-time", "compiled" or "eager": what the next large call runs."""
+        if self._eager or not self.compiled:
+            return "eager"
+        return "ahead-of-time" if self.aot is not None else "compiled"
 
     def _forward(self, species: torch.Tensor, index: torch.Tensor, vectors: torch.Tensor,
                  halo: Optional[Halo] = None) -> torch.Tensor:

@@ -1,0 +1,44 @@
+"""Ahead-of-time kernels (lammps_phase.model.aot): built once into the kernel cache, then found by every new
+evaluator of the same model, which runs them from its first call without compiling and gives the eager path's
+logits (whole samples and halo calls); another model misses the cache; eager stays eager when asked."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import make_random_checkpoint
+from lammps_phase.model import aot
+from lammps_phase.model import checkpoint as ckpt_io
+from lammps_phase.model.fastpath import FastPhaseNet, compile_available
+
+pytestmark = pytest.mark.skipif(not compile_available("cpu"), reason="building kernels needs a C++ compiler")
+
+
+def test_kernels_built_ahead_of_time_are_found_and_agree_with_eager(tmp_path, monkeypatch):
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setenv(aot.KERNEL_CACHE_ENV, str(tmp_path / "kernels"))
+    model = ckpt_io.load(make_random_checkpoint(tmp_path / "m.pt", edge_geometry="angles")).build()
+    builder = FastPhaseNet(model, compile="auto")
+    assert builder.aot is None  # an empty cache
+    built = builder.build_kernels()
+    assert len(built) >= 5 and all(path.endswith(".pt2") for path, _ in built)
+    assert builder.kernel_kind == "ahead-of-time"
+
+    fresh = FastPhaseNet(model, compile="auto")  # e.g. a new process: found in the cache, used at once
+    assert fresh.kernel_kind == "ahead-of-time"
+    eager = FastPhaseNet(model, compile=False)
+    assert eager.aot is None and eager.kernel_kind == "eager"
+    traced = counters["stats"]["unique_graphs"]
+    for rows, halo in [(150, 0), (90, 40), (333, 0)]:
+        species, index, vectors = fresh._random_graph(rows + halo, seed=rows)
+        index, vectors = index[:rows].clone(), vectors[:rows].clone()
+        extra = {"halo": (lambda h, n=halo: h[:n].clone())} if halo else {}
+        got, want = fresh(species, index, vectors, **extra), eager(species, index, vectors, **extra)
+        assert got.shape == (rows, want.shape[1])
+        assert float((got - want).abs().max()) < 1e-4
+    assert counters["stats"]["unique_graphs"] == traced  # nothing was compiled: the packages ran
+
+    other = ckpt_io.load(make_random_checkpoint(tmp_path / "o.pt", channels=(24, 24, 24))).build()
+    assert FastPhaseNet(other, compile="auto").aot is None  # other widths: other kernels, not built
