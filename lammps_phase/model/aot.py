@@ -116,7 +116,9 @@ def find(name: str, args: Sequence[Any], kwargs: dict, device: torch.device) -> 
         if not path.is_file():
             return None
         try:
-            _LOADED[key] = torch._inductor.aoti_load_package(str(path))
+            # the package's C++ loader itself: torch._inductor.aoti_load_package wraps the same, but importing
+            # torch._inductor costs 3 s, more than a one-off classification of 10⁵ atoms
+            _LOADED[key] = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
         except Exception as err:  # noqa: BLE001 - a package this torch cannot load is a cache miss, said once
             warnings.warn(f"kernel package {path} does not load ({type(err).__name__}: {err}); "
                           "rebuild with `lammps-phase kernels`", RuntimeWarning, stacklevel=2)
@@ -124,7 +126,8 @@ def find(name: str, args: Sequence[Any], kwargs: dict, device: torch.device) -> 
     package = _LOADED[key]
 
     def run(*call_args: Any, **_: Any) -> Any:
-        return package(*_flatten(call_args)[0])
+        out = package.boxed_run(list(_flatten(call_args)[0]))  # a flat list: one tensor, or a tuple's tensors
+        return out[0] if len(out) == 1 else tuple(out)
 
     return run
 
