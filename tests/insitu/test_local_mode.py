@@ -195,3 +195,27 @@ def test_local_mode_needs_no_ghosts_beyond_the_pair_styles_own(workdir, quartz, 
         assert len(np.unique(labels)) > 1  # non-trivial labels
     rc, screen, _, _ = run_deck(workdir, "tersoff_local", plain, quartz, common_vars)
     assert rc != 0 and "add `comm_modify cutoff" in screen and "k = 12 nearest neighbours" in screen
+
+
+@needs_mpi_lammps
+def test_local_labels_stay_exact_while_atoms_change_ranks(workdir, quartz, common_vars):
+    """A hot run reneighbours every step and atoms cross between the ranks: every labelling rebuilds or reuses the
+    halo plan, and local mode must still label exactly as gather mode at every step."""
+    deck = with_local_labeler(error_deck('"${checkpoint}", types="Si O"', ghost=8.0)).replace(
+        "i_phase d_phase_conf\ndump_modify", "i_phase d_phase_conf i_phase_local d_phase_local_conf\ndump_modify")
+    deck = deck.replace("velocity all create 600", "velocity all create 5000").replace(
+        "fix nve all nve", "fix nve all nve\nneigh_modify every 1 delay 0 check yes").replace("run 10", "run 60")
+    deck = deck.replace("    local(ptr)", "    local(ptr)\n    owned.append(local.stats.last.owned)").replace(
+        "def phase_step(ptr):", "owned = []\ndef phase_step(ptr):")
+    deck += ("python dump_owned input 1 SELF format p here \"\"\"\ndef dump_owned(ptr):\n"
+             "    from mpi4py import MPI\n    open(f'owned.{MPI.COMM_WORLD.Get_rank()}', 'w').write(' '.join(map(str, owned)))\n"
+             "\"\"\"\npython dump_owned invoke\n")
+    rc, screen, _, cwd = run_deck(workdir, "migration_local", deck, quartz, common_vars)
+    assert rc == 0, screen[-3000:]
+    owned = [[int(v) for v in (cwd / f"owned.{r}").read_text().split()] for r in range(2)]
+    assert len(set(owned[0][1:])) > 1, owned  # atoms did move between the ranks during the run
+    frames = list(formats.read_dump(cwd / "dump.phase"))
+    assert [f.timestep for f in frames] == list(range(0, 61, 5))
+    for frame in frames:
+        assert np.array_equal(frame.columns["i_phase_local"], frame.columns["i_phase"]), frame.timestep
+        np.testing.assert_allclose(frame.columns["d_phase_local_conf"], frame.columns["d_phase_conf"], atol=1e-5)
