@@ -16,7 +16,7 @@ from typing import Any, Iterator, Optional
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.insitu.lammps_glue import write_log_line
 
-__all__ = ["Stop", "agree", "announce", "describe", "node_cpus", "on_cpus", "quiet_barrier", "stop"]
+__all__ = ["Stop", "agree", "announce", "describe", "node_cpus", "node_device", "on_cpus", "quiet_barrier", "stop"]
 
 
 class Stop(Exception):
@@ -89,6 +89,19 @@ def node_cpus(comm: Any) -> Optional[frozenset]:
         return None
     host = everyone[0][0]
     return frozenset(c for name, cores in everyone if name == host for c in cores)
+
+
+def node_device(comm: Any) -> str:
+    """"cuda:<node-local rank modulo the GPUs>" (one GPU per rank, round robin), or "cpu" without CUDA.
+    Collective where CUDA is available."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    from mpi4py import MPI
+
+    node_rank = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+    return f"cuda:{node_rank % torch.cuda.device_count()}"
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ import torch
 
 from lammps_phase.insitu.statistics import Traffic
 
-__all__ = ["OWNER_SLACK", "HaloExchange", "HaloPlan"]
+__all__ = ["OWNER_SLACK", "HaloExchange", "HaloPlan", "current_plan"]
 
 #: How far (Å) outside its subdomain an owned atom is looked for first: atoms move at most skin/2 between
 #: reneighborings (the default skin of metal/real units is 2 Å); any atom not found there is asked of every rank.
@@ -91,6 +91,9 @@ class HaloPlan:
             for r in range(size):
                 have[requests2[r][found2[r]]] = True
         self.unowned = self.halo_ids[~have]  # atom IDs no rank owns (duplicate or missing IDs): an error upstream
+        self.error = None if not len(self.unowned) else (
+            f"{len(self.unowned)} ghost atom(s) in this rank's neighbour rows have IDs no rank owns "
+            f"(e.g. {self.unowned[:3].tolist()}): atom IDs must be unique; use mode='gather'")
         self.send_index = np.concatenate([np.concatenate([send[r], send2[r]]) for r in range(size)]).astype(np.int64)
         self.send_counts = np.array([len(send[r]) + len(send2[r]) for r in range(size)], dtype=np.int64)
         self.recv_slots = np.concatenate(
@@ -142,6 +145,19 @@ class HaloPlan:
         out = np.zeros((len(self.halo_ids), width), dtype=np.float32)
         out[self.recv_slots] = received
         return out
+
+
+def current_plan(plan: Optional[HaloPlan], comm: Any, owned_ids: np.ndarray, rows: Any, shell: Any,
+                 traffic: Traffic) -> HaloPlan:
+    """Collective: ``plan`` while every rank owns and reads the same atoms in the same order, else a new one for
+    ``rows`` (:class:`~lammps_phase.insitu.local_mode.OwnedRows`) in ``shell``'s subdomain
+    (:class:`~lammps_phase.insitu.local_mode.GhostShell`). A new plan's ``error`` must be agreed on by the caller."""
+    if plan is not None:
+        traffic.add(8, 8)  # the validity vote
+        if plan.still_valid(owned_ids, rows.halo_ids):
+            return plan
+    return HaloPlan(comm, owned_ids, rows.halo_ids, shell.fractional(rows.halo_x), (shell.sub_lo, shell.sub_hi),
+                    shell.spacing, shell.periodic, traffic)
 
 
 class HaloExchange:

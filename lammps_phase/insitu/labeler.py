@@ -25,26 +25,21 @@ that line the class table goes to the screen only.
 Text ``${name}`` in ``checkpoint`` and ``types`` is replaced by the LAMMPS variable ``name`` at the first
 call (LAMMPS does not substitute inside the triple-quoted block), so ``-var checkpoint my.pt`` works.
 
-Two modes, identical labels:
+Three modes, identical labels:
 
-* ``mode="gather"`` (default): owned atoms of every rank are gathered to rank 0 with ``MPI Gatherv`` of
-  numpy buffers, labelled there as one periodic sample (sorted by atom ID, so the result does not depend
-  on the decomposition), and scattered back.
+* ``mode="gather"`` (default): owned atoms of every rank are gathered to rank 0 (``MPI Gatherv``), labelled
+  there as one periodic sample (sorted by atom ID: independent of the decomposition), and scattered back.
+* ``mode="local"``: every rank labels exactly its own atoms (:mod:`lammps_phase.insitu.local_mode`): their k
+  nearest neighbours lie within the ghost atoms the pair style keeps anyway (≈ 4–5 Å for SiO2; BKS keeps 12 Å),
+  and before each layer the ranks exchange the features of the ghosts in those rows
+  (:mod:`lammps_phase.insitu.halo`; bytes ∝ the subdomain's surface). A ghost shell too thin for the rows stops
+  the run with the ``comm_modify cutoff`` to set (short-cutoff potentials, e.g. Tersoff). With CUDA each rank
+  uses the GPU of its node-local rank. Kernels are compiled at set-up (``python <function> invoke``), not in
+  the run.
 * ``mode="auto"``: local on more than one rank (from ``auto_local_atoms`` atoms, default 0) when the ghost shell
-  holds every owned atom's neighbour row, gather otherwise. Local mode costs no more than gather on one node
-  (benchmarks/insitu_overhead.py: +1.5 % against +2.0 % at 38 880 atoms on 2 ranks) and keeps rank 0's memory
-  and the funnel through it out of the way. The choice and why is printed once; when local mode was chosen but
-  the ghost shell is too thin, it falls back to gather and names the ``comm_modify cutoff`` that would allow
-  local mode.
-* ``mode="local"``: every rank labels its own atoms and only those. The model has no global pooling and each
-  layer reads an atom's nearest neighbours, so a rank needs the true k nearest neighbours of its atoms (their
-  rows: within the ghost atoms the pair style keeps anyway, ≈ 4–5 Å for SiO2 against BKS's 12 Å) and, before
-  each layer, the features of the ghosts in those rows, which the ranks that own them send
-  (:mod:`lammps_phase.insitu.halo`: one exchange per layer, bytes ∝ the subdomain's surface). Each call checks
-  that every owned atom's row lies in the part of the ghost shell that is guaranteed complete; otherwise it
-  stops with the ``comm_modify cutoff`` to set (pair styles with short cutoffs, e.g. Tersoff). With CUDA each
-  rank uses the GPU of its node-local rank (modulo the device count). The kernels are compiled when the
-  labeler is set up (at ``python <function> invoke``, before the run), so no rank stalls inside the run.
+  holds the rows, else gather: local costs no more than gather on one node (benchmarks/insitu_overhead.py:
+  +1.5 % against +2.0 % at 38 880 atoms, 2 ranks) and spares rank 0's memory. The choice and why is printed
+  once; a fallback to gather names the ``comm_modify cutoff`` local mode would need.
 
 Errors (deck mistakes, missing checkpoint, a too thin ghost shell) stop the run on all ranks with one line
 ``ERROR: lammps-phase: …`` on the screen (and in the log when raised outside a run), followed by LAMMPS'
@@ -68,13 +63,14 @@ import numpy as np
 
 from lammps_phase import runtime
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.insitu.collectives import (Stop, agree, announce, describe, node_cpus, on_cpus, quiet_barrier,
-                                             stop)
+from lammps_phase.insitu.collectives import (Stop, agree, announce, describe, node_cpus, node_device, on_cpus,
+                                             quiet_barrier, stop)
 from lammps_phase.insitu.lammps_glue import (as_lammps, atom_array, check_properties, check_type_map,
-                                             checkpoint_argument, communicator, deck_errors_to_log, substitute,
+                                             checkpoint_argument, communicator, deck_errors_to_log,
+                                             define_fraction_variables, publish_fractions, substitute,
                                              types_argument, write_property)
-from lammps_phase.insitu.halo import HaloExchange, HaloPlan
-from lammps_phase.insitu.local_mode import ROW_SAFETY, ClassifierFailure, GhostShell, owned_rows
+from lammps_phase.insitu.halo import HaloExchange, HaloPlan, current_plan
+from lammps_phase.insitu.local_mode import ClassifierFailure, GhostShell, checked_rows, owned_rows
 from lammps_phase.insitu.statistics import LabelerStats, Traffic
 
 __all__ = ["PhaseLabeler"]
@@ -119,10 +115,10 @@ class PhaseLabeler:
                 the fraction variables are named after ``labels`` without its ``i_`` (v_phase_<class>).
     borrow_cores  gather mode: while rank 0 classifies, the other ranks sleep instead of spinning in MPI
                 and rank 0 runs its threads on their cores too (they would idle otherwise).
-    compile     "auto": compile the fused kernels at the first labelling (a one-off 5-60 s, best done by
-                `python <function> invoke` before the run; ~4x faster calls after), eager kernels where no
-                compiler works; False: eager kernels only; True: compile or fail. The environment variable
-                LAMMPS_PHASE_COMPILE=0 forces False.
+    compile     "auto": the fused kernels built ahead of time (`lammps-phase kernels`) if there are, else
+                compiled at set-up (a one-off 5-60 s, best done by `python <function> invoke` before the run;
+                ~3x faster calls after), eager kernels where no compiler works; False: eager kernels only;
+                True: compile or fail. The environment variable LAMMPS_PHASE_COMPILE=0 forces False.
 
     Call with the pointer LAMMPS passes (``SELF`` with ``format p``) or with a ``lammps`` object.
     """
@@ -198,7 +194,8 @@ class PhaseLabeler:
             raise LammpsPhaseError(str(stopped)) from None
         write_property(lmp, self.labels, labels)
         write_property(lmp, self.confidence, confidence)
-        self._publish_fractions(lmp, state, counts)
+        if state.variables_defined:
+            publish_fractions(lmp, self._fraction_names(state), counts)
         self.stats.add(self._traffic.call(int(lmp.extract_global("ntimestep")), len(labels),
                                           time.perf_counter() - started))
         if first:  # the one-off cost (kernel compilation) is said once, so nobody mistakes it for the per-call cost
@@ -254,7 +251,7 @@ class PhaseLabeler:
                 borrowed = cpus if mode == "gather" else None  # local mode: each rank its own cores
                 with on_cpus(borrowed):  # torch's worker threads start here and keep these cores
                     classifier = Classifier.load(
-                        checkpoint, device=self._rank_device(comm), threshold=self.threshold, type_map=type_map,
+                        checkpoint, device=self._rank_device(comm, mode), threshold=self.threshold, type_map=type_map,
                         reuse_neighbors=mode == "gather",  # consecutive calls see the same atoms, slightly moved
                         threads=len(borrowed) if borrowed else "auto",
                         fast={True: "compile", False: "eager"}.get(self.compile, "auto"),
@@ -298,7 +295,8 @@ class PhaseLabeler:
             f"receptive hops to the {state.hops} nearest), mode {mode}{why}, device {device} on rank 0, {size} rank(s)",
         )
         if not lmp.is_running:
-            self._define_fraction_variables(lmp, state)
+            define_fraction_variables(lmp, self._fraction_names(state), self.prefix)
+            state.variables_defined = True
         elif rank == 0:
             print(
                 f"lammps-phase: phase fractions are not available to thermo: put `python <function> invoke` "
@@ -324,18 +322,9 @@ class PhaseLabeler:
             return "local", f" (auto: {where}, >= {self.auto_local_atoms} atoms: each rank labels its own)"
         return "gather", f" (auto: {where}, < {self.auto_local_atoms} atoms: rank 0 labels all, borrowing the node's cores)"
 
-    def _rank_device(self, comm: Any) -> str:
-        """Local mode with CUDA: one GPU per node-local rank (round robin); otherwise the user's choice."""
-        if self.device != "auto" or self.mode == "gather":
-            return self.device
-        import torch
-
-        if not torch.cuda.is_available():
-            return "cpu"
-        from mpi4py import MPI
-
-        node_rank = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
-        return f"cuda:{node_rank % torch.cuda.device_count()}"
+    def _rank_device(self, comm: Any, mode: str) -> str:
+        """Local mode with CUDA: one GPU per node-local rank (round robin; collective); otherwise the user's choice."""
+        return self.device if self.device != "auto" or mode == "gather" else node_device(comm)
 
     # ------------------------------------------------------------------------------------------ gather mode
 
@@ -426,23 +415,10 @@ class PhaseLabeler:
             config_error = str(err)
         reach = comm.allreduce(shell.local_reach if shell is not None else 0.0, op=MPI.MAX)
         traffic.add(8, 8)
-        k = state.k
         try:
             if nlocal and shell is not None:
                 shell.use_reach(reach)
-                if not ids[:nlocal].any():
-                    raise LammpsPhaseError("mode='local' tells atoms apart by their IDs, but this run has none "
-                                           "(atom_modify id no): drop that line or use mode='gather'")
-                if nall <= k:
-                    raise LammpsPhaseError(f"only {nall} owned + ghost atoms on this rank, the model needs more "
-                                           f"than k = {k}")
-                try:
-                    rows = owned_rows(x, ids, types, nlocal, k)
-                except Exception as err:  # noqa: BLE001 - e.g. non-finite coordinates after a blow-up
-                    raise ClassifierFailure(describe(err)) from None
-                if not state.shell_checked:
-                    shell.require(float(rows.kth.max()) * ROW_SAFETY, k)
-                shell.require_exact(rows.kth, k)
+                rows = checked_rows(shell, x, ids, types, nlocal, state.k, first=not state.shell_checked)
         except LammpsPhaseError as err:
             config_error = str(err)
         except ClassifierFailure as err:
@@ -466,20 +442,12 @@ class PhaseLabeler:
         state.shell_checked = True
 
         if rows is None:  # no atoms here: this rank still takes part in every exchange
-            rows = owned_rows(x, ids, types, 0, k)
-        owned_ids = ids[:nlocal]
-        plan = state.halo_plan
-        if plan is not None:
-            traffic.add(8, 8)  # the validity vote
-        if plan is None or not plan.still_valid(owned_ids, rows.halo_ids):
-            box = (shell.sub_lo, shell.sub_hi) if shell is not None else (np.zeros(3), np.zeros(3))
-            plan = state.halo_plan = HaloPlan(comm, owned_ids, rows.halo_ids, shell.fractional(rows.halo_x),
-                                              box, shell.spacing, shell.periodic, traffic)
-            error = None if not len(plan.unowned) else (
-                f"{len(plan.unowned)} ghost atom(s) in this rank's neighbour rows have IDs no rank owns "
-                f"(e.g. {plan.unowned[:3].tolist()}): atom IDs must be unique; use mode='gather'")
-            traffic.allgathered(error)
-            agree(lmp, comm, error)
+            rows = owned_rows(x, ids, types, 0, state.k)
+        plan = current_plan(state.halo_plan, comm, ids[:nlocal], rows, shell, traffic)
+        if plan is not state.halo_plan:
+            state.halo_plan = plan
+            traffic.allgathered(plan.error)
+            agree(lmp, comm, plan.error)
         exchange = HaloExchange(plan, state.classifier.fast.layer_input_widths, traffic)
         labels = np.empty(nlocal, dtype=np.int32)
         conf = np.empty(nlocal, dtype=np.float64)
@@ -521,22 +489,5 @@ class PhaseLabeler:
         self._traffic.add(local.nbytes, total.nbytes)
         return total
 
-    def _define_fraction_variables(self, lmp: Any, state: _State) -> None:
-        names = self._fraction_names(state)
-        for name in names:
-            lmp.command(f"variable {name}_value string 0")
-            lmp.command(f"variable {name} equal v_{name}_value")
-        # all of them as thermo keywords, so a deck need not know the class names: thermo_style ... ${phase_thermo}
-        lmp.command(f'variable {self.prefix}_thermo string "{" ".join("v_" + n for n in names)}"')
-        state.variables_defined = True
-
     def _fraction_names(self, state: _State) -> list[str]:
         return [f"{self.prefix}_{re.sub(r'[^0-9A-Za-z_]', '_', c)}" for c in state.classes] + [f"{self.prefix}_other"]
-
-    def _publish_fractions(self, lmp: Any, state: _State, counts: np.ndarray) -> None:
-        if not state.variables_defined:
-            return
-        fractions = counts / max(int(counts.sum()), 1)
-        for name, value in zip(self._fraction_names(state), fractions):
-            lmp.set_variable(f"{name}_value", f"{value:.6f}")
-

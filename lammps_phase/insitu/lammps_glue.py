@@ -20,8 +20,8 @@ from lammps_phase import runtime
 from lammps_phase.errors import LammpsPhaseError
 
 __all__ = ["VARIABLE_REFERENCE", "as_lammps", "atom_array", "check_properties", "check_type_map", "checkpoint_argument",
-           "communicator", "types_argument",
-           "deck_errors_to_log", "substitute", "write_log_line", "write_property"]
+           "communicator", "deck_errors_to_log", "define_fraction_variables", "publish_fractions", "substitute",
+           "types_argument", "write_log_line", "write_property"]
 
 _LMP_INT, _LMP_DOUBLE = 0, 2  # lammps.constants LAMMPS_INT, LAMMPS_DOUBLE (extract_atom_datatype)
 #: ``${name}``: a LAMMPS variable in an argument, replaced at the first call (LAMMPS does not substitute
@@ -256,3 +256,20 @@ def types_argument(types: Any) -> str:
             raise LammpsPhaseError(f"types {text!r}: {' '.join(bad)} is not an element symbol; give one symbol per "
                                    'LAMMPS atom type, separated by spaces, e.g. types="Si O"')
     return text
+
+
+def define_fraction_variables(lmp: Any, names: list[str], prefix: str) -> None:
+    """Outside a run: one equal-style variable per name (its value a string variable ``<name>_value`` that
+    :func:`publish_fractions` sets), and ``${<prefix>_thermo}`` listing them all, so a deck need not know the
+    class names: ``thermo_style custom step ${phase_thermo}``."""
+    for name in names:
+        lmp.command(f"variable {name}_value string 0")
+        lmp.command(f"variable {name} equal v_{name}_value")
+    lmp.command(f'variable {prefix}_thermo string "{" ".join("v_" + n for n in names)}"')
+
+
+def publish_fractions(lmp: Any, names: list[str], counts: np.ndarray) -> None:
+    """Set the variables of :func:`define_fraction_variables` to the fractions of ``counts`` (one per name)."""
+    fractions = counts / max(int(counts.sum()), 1)
+    for name, value in zip(names, fractions):
+        lmp.set_variable(f"{name}_value", f"{value:.6f}")

@@ -17,9 +17,10 @@ import numpy as np
 
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.neighbors import NeighborList, knn
+from lammps_phase.insitu.collectives import describe
 
-__all__ = ["GHOST_GUARD", "ROW_SAFETY", "ClassifierFailure", "GhostShell", "OwnedRows", "local_ghost_cutoff",
-           "owned_rows"]
+__all__ = ["GHOST_GUARD", "ROW_SAFETY", "ClassifierFailure", "GhostShell", "OwnedRows", "checked_rows",
+           "local_ghost_cutoff", "owned_rows"]
 
 #: How far beyond the observed ghost shell atoms may have moved in or out since the last reneighboring:
 #: the default neighbour skin of metal/real units (2 Å). Ghosts are exchanged within cutghost of the
@@ -51,6 +52,27 @@ def local_ghost_cutoff(
     """
     neighbors = knn(positions, classifier.k, cell=cell, pbc=tuple(bool(p) for p in pbc), origin=origin)
     return float(np.ceil(float(neighbors.distances[:, -1].max()) * ROW_SAFETY + GHOST_GUARD))
+
+
+def checked_rows(shell: "GhostShell", x: np.ndarray, ids: np.ndarray, types: np.ndarray, nlocal: int, k: int,
+                 first: bool) -> "OwnedRows":
+    """:func:`owned_rows` of a rank with atoms, checked exact: every owned atom's k neighbours lie in the part of
+    the ghost shell that is guaranteed complete (at the ``first`` labelling also with the ROW_SAFETY margin).
+    A deck that cannot give that raises LammpsPhaseError; a failing search (non-finite coordinates after a
+    blow-up) ClassifierFailure."""
+    if not ids[:nlocal].any():
+        raise LammpsPhaseError("mode='local' tells atoms apart by their IDs, but this run has none "
+                               "(atom_modify id no): drop that line or use mode='gather'")
+    if len(x) <= k:
+        raise LammpsPhaseError(f"only {len(x)} owned + ghost atoms on this rank, the model needs more than k = {k}")
+    try:
+        rows = owned_rows(x, ids, types, nlocal, k)
+    except Exception as err:  # noqa: BLE001
+        raise ClassifierFailure(describe(err)) from None
+    if first:
+        shell.require(float(rows.kth.max()) * ROW_SAFETY, k)
+    shell.require_exact(rows.kth, k)
+    return rows
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Ahead-of-time fused kernels: each kernel a model calls, exported once and compiled to a shared library.
 
-``torch.compile`` traces and compiles the fused kernels of :mod:`lammps_phase.model.fastpath` anew in every
+``torch.compile`` traces and compiles the fused kernels of :mod:`lammps_phase.model.kernels` anew in every
 process (10–60 s), which a one-off ``lammps-phase classify`` cannot amortise and an in-situ labeler must pay
 before its run. Here each kernel, with the arguments one model passes it, is exported (``torch.export``, row
 counts dynamic) and compiled by AOTInductor into a package in the kernel cache, once per machine
@@ -28,7 +28,7 @@ import torch
 __all__ = ["KERNEL_CACHE_ENV", "build", "cache_dir", "find", "kernel_key"]
 
 KERNEL_CACHE_ENV = "LAMMPS_PHASE_KERNEL_CACHE"
-_SOURCES = ("fastpath.py", "features.py", "folded.py")  # the code the kernels run
+_SOURCES = ("kernels.py", "features.py", "folded.py")  # the code the kernels run
 #: per kernel: the dimensions of its positional tensor arguments that vary between calls, by name
 DYNAMIC: dict[str, dict[int, dict[int, str]]] = {
     "scaled_distances": {0: {0: "rows"}},

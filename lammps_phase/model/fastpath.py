@@ -3,7 +3,7 @@
 In eager PyTorch every EdgeConv materialises several (N, k, C) tensors (gather, add, activation,
 weighting MLP, product) and is memory-bound at ~100 µs/atom for the default width; at 10^6 atoms the
 reference path also holds the (N, k, 16) radial basis for the whole sample. Here each layer is one
-function of a chunk of atoms, :func:`_edge_conv`, that ``torch.compile`` fuses into a single loop
+function of a chunk of atoms, :func:`lammps_phase.model.kernels._edge_conv`, that ``torch.compile`` fuses into a single loop
 (gather W_j·h_j + W_i·h_i + geometry, LeakyReLU, spatial weight, max over k), with fixed-size chunks
 so the compiled code is reused for every N; the same Python function runs uncompiled when there is no
 compiler or the sample is too small to pay for compiling.
@@ -19,8 +19,6 @@ midpoints (where it is largest), is below ``TABLE_TOLERANCE`` — far below floa
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -32,12 +30,13 @@ from torch.nn import functional as F
 
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model import aot
-from lammps_phase.model.features import bond_order_features, edge_angle_features, unit_vectors
-from lammps_phase.model.folded import NEG_SLOPE, FoldedLayer, SpatialWeighting, spatial_weight
+from lammps_phase.model.folded import FoldedLayer, SpatialWeighting, spatial_weight
+from lammps_phase.model.kernels import COMPILE_FAILED, KERNELS, compile_available, kernel, standalone
 from lammps_phase.model.network import PhaseNet
 
 __all__ = [
     "FastPhaseNet",
+    "Halo",
     "TABLE_TOLERANCE",
     "compile_available",
 ]
@@ -47,155 +46,15 @@ DEFAULT_CHUNK = 16384  # atoms per compiled call (the fused loop keeps only (chu
 EAGER_CHUNK = 2048  # atoms per eager call: its (chunk, k, C) temporaries stay in cache (measured: 4096 is 1.7x slower)
 _ANGLE_CACHE_BYTES = 64 * 2**20  # keep the (N, k, D) edge angles for all layers up to this size (~250k atoms)
 _MIN_COMPILED_ATOMS = 64  # below this the eager kernels are as fast and avoid size-0/1 specialisations
-
-# --------------------------------------------------------------------------------------------- kernels
-# Plain functions of tensors, so that one compiled version serves every model of the same widths.
-
-
-def _scaled_distances(vectors: torch.Tensor, local_scale: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(s_ij = |r_ij| / s_i, 1 / s_i) with s_i the mean neighbour distance, as PhaseNet.forward computes them."""
-    dist = vectors.norm(dim=-1)
-    if local_scale:
-        scale = dist.mean(dim=1, keepdim=True).clamp_min(1e-6)
-    else:
-        scale = torch.ones_like(dist[:, :1])
-    return dist / scale, 1.0 / scale
-
-
-def _spatial_weight(s, table, inv_step, mlp) -> torch.Tensor:
-    """w(s) per channel, (..., C), for scaled distances s (...): one neighbour's (n,) or all of them (n, k).
-
-    With ``mlp`` (the arguments of :func:`spatial_weight`) the MLP itself; else linear interpolation in
-    ``table``, whose row m holds w(m / inv_step). Beyond the last row w is constant (see :func:`_weight_table`).
-    """
-    if mlp is not None:
-        return spatial_weight(s, *mlp)
-    rows = table.shape[0]
-    x = (s * inv_step).clamp(0.0, rows - 1)
-    below = x.floor().clamp(max=rows - 2)
-    t = (x - below).unsqueeze(-1)
-    below = below.long()
-    return table[below] * (1.0 - t) + table[below + 1] * t
-
-
-def _edge_conv(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo_t, table, inv_step, mlp, geo: str):
-    """One folded EdgeConv for a chunk of atoms i: h_i' = max_j w(s_ij) ⊙ LeakyReLU(W_i·h_i + b + v_j + W_g·g_ij).
-
-    ``v`` = W_j·h for all atoms (None without W_j). ``geo``: "vectors" (``geometry`` holds r_ij and
-    g_ij = [r_ij / s_i, s_ij]), "angles<D>" (``geometry`` holds the D edge-angle moments, g_ij = [moments,
-    s_ij]) or "none"; ``w_geo_t`` is W_g transposed so that its rows load as vectors. The weight comes from
-    :func:`_spatial_weight`; without ``table`` and ``mlp`` the layer has none (w ≡ 1).
-
-    The max over neighbours is written as k explicit maxima of (n, C) terms rather than a reduction over
-    a (n, k, C) tensor: compiled, inductor then vectorises along the contiguous channel dimension, so
-    each neighbour costs a few contiguous vector loads of v[j] instead of C scalar gathers (measured
-    ~10x faster); uncompiled, the temporaries are (n, C) instead of (n, k, C).
-    """
-    u = F.linear(h, w_i, bias)
-    dims = 0 if geo == "none" else 3 if geo == "vectors" else int(geo[6:])
-    rel = geometry * inv_scale.unsqueeze(-1) if geo == "vectors" else geometry
-    out = None
-    for j in range(index.shape[1]):
-        m = u if v is None else u + v[index[:, j]]
-        if dims:
-            for a in range(dims):
-                m = m + rel[:, j, a : a + 1] * w_geo_t[a]
-            m = m + sdist[:, j : j + 1] * w_geo_t[dims]
-        m = F.leaky_relu(m, NEG_SLOPE)
-        if table is not None or mlp is not None:
-            m = m * _spatial_weight(sdist[:, j], table, inv_step, mlp)
-        out = m if out is None else torch.maximum(out, m)
-    return out
-
-
-def _edge_conv_batched(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo_t, table, inv_step, mlp, geo: str):
-    """:func:`_edge_conv` (same arguments, same equation) as a few whole-array ops over all k neighbours at once.
-
-    Uncompiled, the per-neighbour form runs ~25 small kernels per neighbour and layer and is bound by their
-    dispatch (19 µs/atom for the shipped model, 2 threads); here the geometry term is one (n·k, D+1) × (D+1, C)
-    product, the weight one :func:`_spatial_weight` over (n, k), the max one reduction, the sums and the
-    activation in place on one (n, k, C) buffer: 10–11 µs/atom at ``EAGER_CHUNK`` atoms per call, whose
-    temporaries stay in cache. Compiled, the per-neighbour form is the faster one.
-    """
-    u = F.linear(h, w_i, bias).unsqueeze(1)
-    dims = 0 if geo == "none" else 3 if geo == "vectors" else int(geo[6:])
-    if dims:
-        rel = geometry * inv_scale.unsqueeze(-1) if geo == "vectors" else geometry
-        m = torch.cat([rel, sdist.unsqueeze(-1)], dim=-1) @ w_geo_t
-        m += u
-    else:
-        m = u.repeat(1, index.shape[1], 1)
-    if v is not None:
-        m += v[index]
-    F.leaky_relu(m, NEG_SLOPE, inplace=True)
-    if table is not None or mlp is not None:
-        m *= _spatial_weight(sdist, table, inv_step, mlp)
-    return m.amax(dim=1)
-
-
-def _bond_order(vectors: torch.Tensor, l_max: int, counts: list[int], scale: torch.Tensor, shift: torch.Tensor):
-    """The model's bond-order node inputs with their (folded) eval-mode batch norm applied."""
-    return bond_order_features(unit_vectors(vectors), l_max, counts, chunk=None) * scale + shift
-
-
-def _edge_angles(vectors: torch.Tensor, l_max: int, neighbors: int) -> torch.Tensor:
-    """The invariant edge geometry (features.edge_angle_features) of a chunk, (n, k, l_max)."""
-    return edge_angle_features(unit_vectors(vectors), l_max, neighbors)
-
-
-def _head(x: torch.Tensor, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> torch.Tensor:
-    for w, b in zip(weights[:-1], biases[:-1]):
-        x = F.leaky_relu(F.linear(x, w, b), NEG_SLOPE)
-    return F.linear(x, weights[-1], biases[-1])
-
-
-_KERNELS = {
-    "scaled_distances": _scaled_distances,
-    "edge_conv": _edge_conv,
-    "head": _head,
-    "bond_order": _bond_order,
-    "edge_angles": _edge_angles,
-}
-#: uncompiled twins that differ from the function the compiler gets (same equation, faster without a compiler)
-_EAGER = {"edge_conv": _edge_conv_batched}
-_COMPILED: dict[str, Callable] = {}
 #: a layer's inputs at the rows (R, D) -> the same at the halo atoms (H, D) (see FastPhaseNet.__call__)
 Halo = Callable[[torch.Tensor], torch.Tensor]
-_COMPILE_FAILED: dict[str, str] = {}  # device type -> reason, so a failing compiler is tried once per process
-
-
-def compile_available(device: Union[str, torch.device] = "cpu") -> bool:
-    """Whether torch.compile can be expected to work here: a C++ compiler (CPU) or Triton (CUDA)."""
-    dev = torch.device(device)
-    if dev.type in _COMPILE_FAILED:
-        return False
-    if dev.type == "cpu":
-        return any(shutil.which(cc) for cc in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++"))
-    if dev.type == "cuda":
-        try:
-            import triton  # noqa: F401
-        except ImportError:
-            return False
-        return True
-    return False
-
-
-def _kernel(name: str, compiled: bool) -> Callable:
-    """The kernel ``name``: the plain function, or its torch.compile'd twin."""
-    if not compiled:
-        return _EAGER.get(name, _KERNELS[name])
-    if name not in _COMPILED:
-        # dynamic=True: one compilation serves every chunk length and sample size (no recompiles per N).
-        _COMPILED[name] = torch.compile(_KERNELS[name], dynamic=True)
-    return _COMPILED[name]
-
 
 # --------------------------------------------------------------------------------------------- network
 
 
 @dataclass(frozen=True)
 class _KernelLayer:
-    """A :class:`FoldedLayer` as :func:`_edge_conv` takes it: float32, contiguous, W_g transposed."""
+    """A :class:`FoldedLayer` as :func:`~lammps_phase.model.kernels._edge_conv` takes it: float32, contiguous, W_g transposed."""
 
     w_i: torch.Tensor
     bias: torch.Tensor
@@ -363,7 +222,7 @@ class FastPhaseNet:
         built = []
         for name, args, kwargs in self._kernel_calls():
             started = time.perf_counter()
-            path = aot.build(name, _KERNELS[name], args, kwargs, self.device)
+            path = aot.build(name, KERNELS[name], args, kwargs, self.device)
             if path is not None:
                 built.append((str(path), time.perf_counter() - started))
         self.aot = self._load_ahead_of_time()
@@ -375,29 +234,29 @@ class FastPhaseNet:
         if self._record is not None:
             self._record.append((name, args, kwargs))
         if self._eager:
-            return _kernel(name, False)(*args, **kwargs)
+            return kernel(name, False)(*args, **kwargs)
         if self.aot is not None:
             fn = self.aot.get(aot.kernel_key(name, args, kwargs, self.device) or "")
             if fn is not None:
-                return fn(*(_standalone(a) for a in args))
-        use = self.compile and self.device.type not in _COMPILE_FAILED
+                return fn(*(standalone(a) for a in args))
+        use = self.compile and self.device.type not in COMPILE_FAILED
         if use:
             try:
-                return _kernel(name, True)(*(_standalone(a) for a in args), **kwargs)
+                return kernel(name, True)(*(standalone(a) for a in args), **kwargs)
             except Exception as err:  # inductor/triton failures surface as many exception types
                 if self._compile_requested is True:
                     raise LammpsPhaseError(
                         f"torch.compile failed on {self.device.type} ({type(err).__name__}: {str(err).splitlines()[0]}); "
                         "use compile='auto' or False to run the eager kernels"
                     ) from None
-                _COMPILE_FAILED[self.device.type] = f"{type(err).__name__}: {err}"
+                COMPILE_FAILED[self.device.type] = f"{type(err).__name__}: {err}"
                 warnings.warn(
                     f"torch.compile failed on {self.device.type}; using the eager fast path "
                     f"({type(err).__name__}: {str(err).splitlines()[0][:200]})",
                     RuntimeWarning,
                     stacklevel=3,
                 )
-        return _kernel(name, False)(*args, **kwargs)
+        return kernel(name, False)(*args, **kwargs)
 
     def _chunks(self, n: int) -> list[slice]:
         """Fixed-size chunks (at most EAGER_CHUNK atoms for the eager kernels, whose temporaries are (n, k, C));
@@ -456,7 +315,7 @@ class FastPhaseNet:
         """Whether the next large call runs compiled kernels (built ahead of time or by torch.compile)."""
         if self._eager:
             return False
-        return self.aot is not None or (self.compile and self.device.type not in _COMPILE_FAILED)
+        return self.aot is not None or (self.compile and self.device.type not in COMPILE_FAILED)
 
     @property
     def kernel_kind(self) -> str:
@@ -514,17 +373,6 @@ class FastPhaseNet:
         for c in chunks:
             logits[c] = self._call("head", feats[c], self.head_w, self.head_b)
         return logits
-
-
-def _standalone(arg):
-    """A tensor argument for a compiled kernel as a contiguous tensor of its own (views copied; others as they are).
-
-    The compiler guards on the memory layout of its inputs (strides, and the size of the base of a view), so
-    row chunks, column blocks of the head's buffer and whole tensors would each trace the kernels anew; a copy
-    of a chunk's inputs costs ~1 % of the kernel."""
-    if isinstance(arg, torch.Tensor) and (arg._base is not None or not arg.is_contiguous()):
-        return arg.clone(memory_format=torch.contiguous_format)
-    return arg
 
 
 def _weight_table(weighting: SpatialWeighting) -> tuple[torch.Tensor, float]:

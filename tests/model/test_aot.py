@@ -5,7 +5,6 @@ logits (whole samples and halo calls); another model misses the cache; eager sta
 from __future__ import annotations
 
 import pytest
-import torch
 
 from conftest import make_random_checkpoint
 from lammps_phase.model import aot

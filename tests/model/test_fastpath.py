@@ -11,6 +11,7 @@ from conftest import make_random_checkpoint
 from lammps_phase.model import checkpoint as ckpt_io
 from lammps_phase.inference.classify import Classifier
 from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.model import kernels
 from lammps_phase.model.fastpath import FastPhaseNet, compile_available
 from lammps_phase.inference.neighbors import knn
 from lammps_phase.data.structures import build, supercell
@@ -191,8 +192,6 @@ def test_fast_path_on_cuda_matches_cpu_reference(checkpoint, triclinic_quartz):
 def test_per_atom_kernels_compile_once_for_every_sample_size(kernel, args):
     """dynamic=True must hold: a kernel that specialised on the atom count would recompile (seconds each) for
     every new sample size — every frame of a local-mode run, every file of a different size."""
-    from lammps_phase.model import fastpath
-
     graphs = []
 
     def counting_backend(graph_module, example_inputs):
@@ -200,7 +199,7 @@ def test_per_atom_kernels_compile_once_for_every_sample_size(kernel, args):
         return graph_module.forward
 
     torch._dynamo.reset()
-    compiled = torch.compile(getattr(fastpath, kernel), dynamic=True, backend=counting_backend)
+    compiled = torch.compile(getattr(kernels, kernel), dynamic=True, backend=counting_backend)
     for n in (100, 157, 230, 1000):
         compiled(torch.randn(n, 16, 3), *args)
     assert len(graphs) == 1, f"{kernel} was traced {len(graphs)} times for 4 sample sizes"
@@ -210,7 +209,6 @@ def test_per_atom_kernels_compile_once_for_every_sample_size(kernel, args):
 def test_both_forms_of_the_edge_kernel_agree(angles_checkpoint, checkpoint, geo):
     """The per-neighbour form (what the compiler gets) and the whole-array form (what runs eager) are one equation:
     checked here without compiling, so CI covers the compiled path's maths too."""
-    from lammps_phase.model import fastpath
 
     ckpt = angles_checkpoint if geo == "angles4" else checkpoint
     fast = FastPhaseNet(Classifier(ckpt, device="cpu", fast=False).model, compile=False)
@@ -227,8 +225,8 @@ def test_both_forms_of_the_edge_kernel_agree(angles_checkpoint, checkpoint, geo)
     w_geo_t = layer.w_geo_t if geo != "none" else None
     args = (h, layer.w_i, layer.bias, v, index, geometry, sdist, inv_scale, w_geo_t, layer.table, layer.inv_step,
             layer.mlp)
-    loop = fastpath._edge_conv(*args, geo=geo)
-    whole = fastpath._edge_conv_batched(*args, geo=geo)
+    loop = kernels._edge_conv(*args, geo=geo)
+    whole = kernels._edge_conv_batched(*args, geo=geo)
     assert loop.shape == whole.shape == (n, layer.width)
     assert float((loop - whole).abs().max()) < 1e-5 and float(loop.std()) > 0.01
 
