@@ -180,13 +180,15 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
     ckpt = ckpt_io.load(work / "model.pt")
     clf = Classifier(ckpt, device="auto")
     from lammps_phase.inference.neighbors import knn
-    from lammps_phase.data.geometry import interface_distance, surface_depth
+    from lammps_phase.data.geometry import interface_distance, interface_side, sphere_depth, surface_depth
 
     true, pred, temps, press, unthresholded = [], [], [], [], []
     first_frames = {}
     places: dict[str, list[int]] = {}  # "variant" / "slab depth a-b Å" / "interface ≤ 3 Å" → [correct, atoms]
     per_potential: dict[str, dict[str, list[int]]] = {}  # potential → class → [correct, atoms] (mixed configs)
     radius = 0.0  # largest receptive radius (Å) of a bulk test frame
+    interface_errors: dict[str, int] = {}  # "true → predicted" → atoms, within 3 Å of an interface
+    interface_near = [0]  # atoms within 3 Å of an interface
 
     def tally(key: str, ok: np.ndarray) -> None:
         c = places.setdefault(key, [0, 0])
@@ -213,14 +215,28 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
                 c = per_potential.setdefault(potential, {}).setdefault(cfg.classes[int(code)], [0, 0])
                 c[0] += int(ok[mine].sum())
                 c[1] += int(mine.sum())
-        if spec.variant == "slab":
-            depth = surface_depth(pos, cell, origin, spec.axis)
+        if spec.variant in ("slab", "sphere"):
+            depth = (surface_depth(pos, cell, origin, spec.axis) if spec.variant == "slab"
+                     else sphere_depth(pos, cell, origin, spec.geometry))
+            name = "slab" if spec.variant == "slab" else spec.geometry
             for lo, hi in ((0, 2), (2, 4), (4, 6), (6, 10), (10, 1e9)):
                 sel = known & (depth >= lo) & (depth < hi)
-                tally(f"slab, depth {lo}-{hi:g} Å" if hi < 1e9 else f"slab, depth > {lo} Å", ok[sel])
+                tally(f"{name}, depth {lo}-{hi:g} Å" if hi < 1e9 else f"{name}, depth > {lo} Å", ok[sel])
         elif spec.variant == "interface":
-            near = known & (interface_distance(pos, cell, origin, spec.axis) <= 3.0)
+            distance = interface_distance(pos, cell, origin, spec.axis)
+            disordered = interface_side(pos, cell, origin, spec.axis)
+            near = known & (distance <= 3.0)
             tally("interface, atoms ≤ 3 Å from it", ok[near])
+            tally("interface, atoms > 3 Å from it", ok[known & (distance > 3.0)])
+            tally(f"interface ≤ 3 Å, crystal side ({spec.name})", ok[near & ~disordered])
+            tally(f"interface ≤ 3 Å, {spec.partner} side", ok[near & disordered])
+            for lo, hi in ((0, 1), (1, 2), (2, 3), (3, 6), (6, 1e9)):
+                sel = known & (distance >= lo) & (distance < hi)
+                tally(f"interface, {lo}-{hi:g} Å from it" if hi < 1e9 else f"interface, > {lo} Å from it", ok[sel])
+            for t, q in zip(labels[near & ~ok], res.labels[near & ~ok]):  # what the errors near it are
+                key = f"{cfg.classes[int(t)]} → {cfg.classes[int(q)] if q >= 0 else 'other'}"
+                interface_errors[key] = interface_errors.get(key, 0) + 1
+            interface_near[0] += int(near.sum())
         elif spec.variant == "bulk":
             radius = max(radius, clf.receptive_radius(knn(pos, clf.k, cell=cell, origin=origin)))
         if spec.variant == "bulk" and (labels == labels[0]).all():  # rotation check on one bulk frame per class
@@ -246,6 +262,9 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "rotation_agreement_overall": float(np.mean(list(rot_agree.values()))),
         "rotations": n_rot,
         "accuracy by place (held-out runs)": by_place,
+        **({"errors within 3 Å of an interface (share of those atoms)": {
+            key: round(n / interface_near[0], 4) for key, n in sorted(interface_errors.items(), key=lambda kv: -kv[1])[:8]}}
+           if interface_errors else {}),
         **({"accuracy by potential and class (held-out runs)": by_potential} if by_potential else {}),
         "receptive radius": f"{radius:.1f} Å: {clf.receptive_hops} hops to the {clf.hop_neighbors} nearest neighbours "
                             "(sum of each hop's largest neighbour distance in a bulk test frame)",
