@@ -118,12 +118,24 @@ def measure(samples: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], elemen
     return TrainingDomain(list(elements), int(k), near_ranges, kth_ranges, required)
 
 
-def outside(domain: TrainingDomain, species: np.ndarray, index: np.ndarray, distances: np.ndarray) -> np.ndarray:
-    """(N,) bool: atoms whose neighbourhood lies outside the training envelope (rows of index/distances = atoms)."""
+def outside(domain: TrainingDomain, species: np.ndarray, index: np.ndarray, distances: np.ndarray,
+            chunk: int = 65536) -> np.ndarray:
+    """(N,) bool: atoms whose neighbourhood lies outside the training envelope (rows of index/distances = atoms).
+    In chunks of rows: the per-atom distance tables are ≈ 0.6 kB per atom."""
     species = np.asarray(species, dtype=np.int64)
+    rows = len(index)
+    if rows > chunk:
+        return np.concatenate([_outside(domain, species, index[s : s + chunk], distances[s : s + chunk], s)
+                               for s in range(0, rows, chunk)])
+    return _outside(domain, species, index, distances, 0)
+
+
+def _outside(domain: TrainingDomain, species: np.ndarray, index: np.ndarray, distances: np.ndarray, start: int
+             ) -> np.ndarray:
+    """:func:`outside` of the rows ``start`` … ``start + len(index)`` (``species``: int64, every atom)."""
     n_el = len(domain.elements)
     rows = len(index)
-    centre = species[:rows]
+    centre = species[start : start + rows]
     k = min(domain.k, np.asarray(distances).shape[1])
     near, kth = _per_atom(species, np.asarray(index)[:, :k], np.asarray(distances, dtype=np.float64)[:, :k], n_el)
     flagged = np.zeros(rows, dtype=bool)

@@ -326,16 +326,17 @@ class FastPhaseNet:
 
     def _forward(self, species: torch.Tensor, index: torch.Tensor, vectors: torch.Tensor,
                  halo: Optional[Halo] = None) -> torch.Tensor:
+        """Layer by layer over row chunks. What lives for all rows at once is only what other rows read (each
+        layer's input h and W_j·h) and what the head needs later (the outputs of all layers but the last, 4 B ×
+        their widths per atom); the scaled distances are recomputed per chunk, and the last layer's chunks go
+        straight into the head: 260 B per atom less at the peak than holding them all."""
         n, k = index.shape  # rows; with a halo, index also points at the atoms after them
         dev = self.device
         chunks = self._chunks(n)
         local = self.cfg.length_scale == "local"
-        sdist = torch.empty((n, k), dtype=torch.float32, device=dev)
-        inv_scale = torch.empty((n, 1), dtype=torch.float32, device=dev)
-        for c in chunks:
-            sdist[c], inv_scale[c] = self._call("scaled_distances", vectors[c], local)
-        # Layer outputs go straight into the head's input buffer: no concatenation copy.
-        feats = torch.empty((n, sum(self.widths)), dtype=torch.float32, device=dev)
+        # the outputs of every layer but the last, for the head: no concatenation copy
+        feats = torch.empty((n, sum(self.widths[:-1])), dtype=torch.float32, device=dev)
+        logits = torch.empty((n, self.cfg.num_classes), dtype=torch.float32, device=dev)
         h = self.embed[species[:n]]
         if self.bond_order is not None:
             cfg = self.cfg
@@ -352,26 +353,29 @@ class FastPhaseNet:
             for c in chunks:
                 angles[c] = self._call("edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
         offset = 0
-        for layer, kl in zip(self.layers, self.cfg.layer_neighbors):
+        for number, (layer, kl) in enumerate(zip(self.layers, self.cfg.layer_neighbors)):
+            last = number == len(self.layers) - 1
             if halo is not None:  # the neighbours' inputs: rows first, then the halo's from whoever computed them
                 h = torch.cat([h, halo(h)])
             v = F.linear(h, layer.w_j) if layer.w_j is not None else None
-            out = feats[:, offset : offset + layer.width]
+            out = None if last else feats[:, offset : offset + layer.width]
             for c in chunks:
                 geometry = vectors[c]
                 if layer.geo.startswith("angles"):
                     geometry = angles[c] if angles is not None else self._call(
                         "edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
+                sdist, inv_scale = self._call("scaled_distances", vectors[c], local)
                 # the layer's kl nearest neighbours (rows are sorted by distance)
-                out[c] = self._call("edge_conv", h[c], layer.w_i, layer.bias, v, index[c, :kl], geometry[:, :kl],
-                                    sdist[c, :kl], inv_scale[c], layer.w_geo_t, layer.table, layer.inv_step,
+                result = self._call("edge_conv", h[c], layer.w_i, layer.bias, v, index[c, :kl], geometry[:, :kl],
+                                    sdist[:, :kl], inv_scale, layer.w_geo_t, layer.table, layer.inv_step,
                                     layer.mlp, geo=layer.geo)
+                if last:
+                    logits[c] = self._call("head", torch.cat([feats[c], result], dim=1), self.head_w, self.head_b)
+                else:
+                    out[c] = result
             del v
             h = out
             offset += layer.width
-        logits = torch.empty((n, self.cfg.num_classes), dtype=torch.float32, device=dev)
-        for c in chunks:
-            logits[c] = self._call("head", feats[c], self.head_w, self.head_b)
         return logits
 
 
