@@ -159,3 +159,22 @@ def test_gpu_device_follows_node_local_rank(monkeypatch):
     assert doctor.node_local_rank() == 0
     monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_RANK", "5")
     assert doctor.node_local_rank() == 5
+
+
+def test_fused_kernels_check_counts_the_kernel_cache(monkeypatch, tmp_path):
+    """Not required: an empty kernel cache is a warning that names `lammps-phase kernels`; a built one is ok."""
+    from lammps_phase.model import aot
+
+    monkeypatch.setenv(aot.KERNEL_CACHE_ENV, str(tmp_path / "kernels"))
+    info = doctor.probe_torch()
+    assert info["kernel_cache"] == str(tmp_path / "kernels") and info["kernel_packages"] == 0
+    report = doctor.Report(sections={"lammps_module": {"found": False, "error": "x", "fix": "y"},
+                                     "lmp_binary": doctor.probe_lmp_binary(), "mpi": doctor.probe_mpi(),
+                                     "torch": info, "numpy": doctor.probe_numpy()})
+    doctor.build_checks(report)
+    check = check_named(report, "fused kernels")
+    assert not check.ok and not check.required
+    assert check.fix == (doctor.FIX_KERNELS if info["compiler"] else doctor.FIX_COMPILER)
+    (tmp_path / "kernels").mkdir()
+    (tmp_path / "kernels" / "head-0123.pt2").write_bytes(b"")
+    assert doctor.probe_torch()["kernel_packages"] == 1
