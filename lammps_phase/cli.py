@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from lammps_phase import __version__
@@ -160,8 +161,9 @@ def cmd_kernels(args: argparse.Namespace) -> int:
                                "without them lammps-phase runs its eager kernels")
     for path in args.checkpoint:
         clf = Classifier.load(path, device=args.device, fast="eager", check_domain=False)
+        before = set(aot.cache_dir().glob("*.pt2"))
         built = clf.fast.build_kernels()
-        fresh = [(p, t) for p, t in built if t > 1.0]
+        fresh = [(p, t) for p, t in built if Path(p) not in before]
         print(f"{path}: {len(built)} kernel(s) in {aot.cache_dir()} ({len(fresh)} built now, "
               f"{sum(t for _, t in fresh):.0f} s); {clf.fast.kernel_kind} kernels from now on")
     return 0

@@ -63,16 +63,13 @@ class HaloPlan:
         traffic.add(48, 48 * (size - 1))
         slack = OWNER_SLACK / np.asarray(spacing, dtype=np.float64)
         wrapped = np.where(periodic, np.mod(halo_fractional, 1.0), halo_fractional)
-        ask = np.zeros((len(self.halo_ids), size), dtype=bool)
+        requests = [np.zeros(0, dtype=np.int64)] * size  # per rank: indices into halo_ids to ask it for
         # ranks whose grown subdomain can hold a halo atom at all: at most a few dozen, whatever the rank count
         if len(wrapped):
-            lo_all, hi_all = wrapped.min(axis=0), wrapped.max(axis=0)
-            near = np.flatnonzero(np.all(_interval_gap(lo_all, hi_all, boxes[:, 0], boxes[:, 1], periodic) <= slack,
-                                         axis=1))
-            for r in near:
-                if r != rank:
-                    ask[:, r] = np.all(_gap(wrapped, boxes[r, 0], boxes[r, 1], periodic) <= slack, axis=1)
-        requests = [np.flatnonzero(ask[:, r]) for r in range(size)]
+            near = np.flatnonzero(np.all(_interval_gap(wrapped.min(axis=0), wrapped.max(axis=0), boxes[:, 0],
+                                                       boxes[:, 1], periodic) <= slack, axis=1))
+            for r in near[near != rank]:
+                requests[r] = np.flatnonzero(np.all(_gap(wrapped, boxes[r, 0], boxes[r, 1], periodic) <= slack, axis=1))
         found, send = self._ask(requests, traffic)
         have = np.zeros(len(self.halo_ids), dtype=bool)
         for r in range(size):
@@ -102,8 +99,10 @@ class HaloPlan:
 
     def still_valid(self, owned_ids: np.ndarray, halo_ids: np.ndarray) -> bool:
         """Collective: whether every rank owns and reads the same atoms, in the same order, as when this was built."""
+        from mpi4py import MPI
+
         mine = np.array_equal(owned_ids, self.owned_ids) and np.array_equal(halo_ids, self.halo_ids)
-        return bool(self.comm.allreduce(int(mine), op=_min_op()))
+        return bool(self.comm.allreduce(int(mine), op=MPI.MIN))
 
     def _ask(self, requests: Sequence[np.ndarray], traffic: Traffic) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Collective: send rank r the halo IDs at ``requests[r]`` (indices into halo_ids); every rank answers
@@ -201,9 +200,3 @@ def _interval_gap(lo: np.ndarray, hi: np.ndarray, los: np.ndarray, his: np.ndarr
 
 def _displacements(counts: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-
-
-def _min_op() -> Any:
-    from mpi4py import MPI
-
-    return MPI.MIN

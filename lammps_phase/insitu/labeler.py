@@ -435,10 +435,9 @@ class PhaseLabeler:
                 return self._label_gathered(lmp, state)
         traffic.allgathered(config_error)
         agree(lmp, comm, config_error)
-        traffic.allgathered(failure)
-        failures = [f for f in comm.allgather(failure) if f is not None]
-        if failures:
-            return self._failed(lmp, state, nlocal, failures[0])
+        failure = self._first_failure(comm, failure)
+        if failure is not None:
+            return self._failed(lmp, state, nlocal, failure)
         state.shell_checked = True
 
         if rows is None:  # no atoms here: this rank still takes part in every exchange
@@ -461,13 +460,17 @@ class PhaseLabeler:
             failure = describe(err)
         exchange.finish()
         traffic.labelled = nlocal
-        traffic.allgathered(failure)
-        failures = [f for f in comm.allgather(failure) if f is not None]
-        if failures:
-            return self._failed(lmp, state, nlocal, failures[0])
+        failure = self._first_failure(comm, failure)
+        if failure is not None:
+            return self._failed(lmp, state, nlocal, failure)
         return labels, conf, self._counts(comm, labels, state)
 
     # ------------------------------------------------------------------------------------------ shared
+
+    def _first_failure(self, comm: Any, failure: Optional[str]) -> Optional[str]:
+        """Collective: the first rank's classifier failure, or None if every rank succeeded."""
+        self._traffic.allgathered(failure)
+        return next((f for f in comm.allgather(failure) if f is not None), None)
 
     def _failed(self, lmp: Any, state: _State, nlocal: int, error: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         step = int(lmp.extract_global("ntimestep"))

@@ -4,7 +4,7 @@
 process (10–60 s), which a one-off ``lammps-phase classify`` cannot amortise and an in-situ labeler must pay
 before its run. Here each kernel, with the arguments one model passes it, is exported (``torch.export``, row
 counts dynamic) and compiled by AOTInductor into a package in the kernel cache, once per machine
-(``lammps-phase kernels CHECKPOINT``; ``scripts/bootstrap.sh`` does it for the shipped models); every later
+(``lammps-phase kernels CHECKPOINT``); every later
 process loads the package in milliseconds and runs the same generated code that ``torch.compile`` would.
 
 A package is found by a key: the kernel's name, the torch version, the device type, a hash of the kernel source
@@ -18,14 +18,13 @@ import functools
 import hashlib
 import os
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-__all__ = ["KERNEL_CACHE_ENV", "build", "cache_dir", "find", "kernel_key"]
+__all__ = ["KERNEL_CACHE_ENV", "build", "cache_dir", "kernel_key", "load"]
 
 KERNEL_CACHE_ENV = "LAMMPS_PHASE_KERNEL_CACHE"
 _SOURCES = ("kernels.py", "features.py", "folded.py")  # the code the kernels run
@@ -106,11 +105,9 @@ def _flatten(args: Sequence[Any]) -> tuple[list[torch.Tensor], list[tuple[int, i
     return tensors, origin, rebuild
 
 
-def find(name: str, args: Sequence[Any], kwargs: dict, device: torch.device) -> Optional[Callable]:
-    """The built kernel for this call, loaded (once per process), or None if there is none in the cache."""
-    key = kernel_key(name, args, kwargs, device)
-    if key is None:
-        return None
+def load(key: str) -> Optional[Callable]:
+    """The built kernel of this :func:`kernel_key`, loaded (once per process), or None if it is not in the cache.
+    It takes the call's arguments as the kernel does."""
     if key not in _LOADED:
         path = cache_dir() / f"{key}.pt2"
         if not path.is_file():
@@ -125,7 +122,7 @@ def find(name: str, args: Sequence[Any], kwargs: dict, device: torch.device) -> 
             return None
     package = _LOADED[key]
 
-    def run(*call_args: Any, **_: Any) -> Any:
+    def run(*call_args: Any) -> Any:
         out = package.boxed_run(list(_flatten(call_args)[0]))  # a flat list: one tensor, or a tuple's tensors
         return out[0] if len(out) == 1 else tuple(out)
 
@@ -153,7 +150,6 @@ def build(name: str, fn: Callable, args: Sequence[Any], kwargs: dict, device: to
         def forward(self, *new: torch.Tensor) -> Any:
             return fn(*rebuild(new), **kwargs)
 
-    started = time.perf_counter()
     program = torch.export.export(Kernel(), tuple(tensors), dynamic_shapes=(tuple(s or None for s in shapes),))
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".pt2")
@@ -165,7 +161,6 @@ def build(name: str, fn: Callable, args: Sequence[Any], kwargs: dict, device: to
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    build.last_seconds = time.perf_counter() - started  # type: ignore[attr-defined]
     return path
 
 

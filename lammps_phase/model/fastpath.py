@@ -206,11 +206,14 @@ class FastPhaseNet:
             self._record = None
 
     def _load_ahead_of_time(self) -> Optional[dict[str, Callable]]:
-        """The ahead-of-time kernels of every call this model makes, by key; None unless all of them are built."""
+        """The ahead-of-time kernels of every call this model makes, by key; None unless all of them are built
+        (without a kernel cache at all, no probe forward is run)."""
+        if not aot.cache_dir().is_dir():
+            return None
         found: dict[str, Callable] = {}
         for name, args, kwargs in self._kernel_calls():
             key = aot.kernel_key(name, args, kwargs, self.device)
-            fn = aot.find(name, args, kwargs, self.device) if key is not None else None
+            fn = aot.load(key) if key is not None else None
             if fn is None:
                 return None
             found[key] = fn
@@ -218,15 +221,18 @@ class FastPhaseNet:
 
     def build_kernels(self) -> list[tuple[str, float]]:
         """Export and compile every kernel this model calls into the kernel cache (skipping those already there),
-        then use them: [(package path, build seconds)]. Needs a C++ compiler (CPU) or Triton (CUDA)."""
-        built = []
+        then use them: [(package path, build seconds)], one per distinct kernel. Needs a C++ compiler (CPU) or
+        Triton (CUDA)."""
+        built: dict[str, tuple[str, float]] = {}
         for name, args, kwargs in self._kernel_calls():
+            key = aot.kernel_key(name, args, kwargs, self.device)
+            if key is None or key in built:  # the same kernel for several layers is built once
+                continue
             started = time.perf_counter()
             path = aot.build(name, KERNELS[name], args, kwargs, self.device)
-            if path is not None:
-                built.append((str(path), time.perf_counter() - started))
+            built[key] = (str(path), time.perf_counter() - started)
         self.aot = self._load_ahead_of_time()
-        return built
+        return list(built.values())
 
     def _call(self, name: str, *args, **kwargs):
         """Run a kernel built ahead of time or compiled if possible; a compiler failure switches this process to

@@ -188,7 +188,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
     per_potential: dict[str, dict[str, list[int]]] = {}  # potential → class → [correct, atoms] (mixed configs)
     radius = 0.0  # largest receptive radius (Å) of a bulk test frame
     interface_errors: dict[str, int] = {}  # "true → predicted" → atoms, within 3 Å of an interface
-    interface_near = [0]  # atoms within 3 Å of an interface
+    interface_near = 0  # atoms within 3 Å of an interface
 
     def tally(key: str, ok: np.ndarray) -> None:
         c = places.setdefault(key, [0, 0])
@@ -236,7 +236,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
             for t, q in zip(labels[near & ~ok], res.labels[near & ~ok]):  # what the errors near it are
                 key = f"{cfg.classes[int(t)]} → {cfg.classes[int(q)] if q >= 0 else 'other'}"
                 interface_errors[key] = interface_errors.get(key, 0) + 1
-            interface_near[0] += int(near.sum())
+            interface_near += int(near.sum())
         elif spec.variant == "bulk":
             radius = max(radius, clf.receptive_radius(knn(pos, clf.k, cell=cell, origin=origin)))
         if spec.variant == "bulk" and (labels == labels[0]).all():  # rotation check on one bulk frame per class
@@ -263,7 +263,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "rotations": n_rot,
         "accuracy by place (held-out runs)": by_place,
         **({"errors within 3 Å of an interface (share of those atoms)": {
-            key: round(n / interface_near[0], 4) for key, n in sorted(interface_errors.items(), key=lambda kv: -kv[1])[:8]}}
+            key: round(n / interface_near, 4) for key, n in sorted(interface_errors.items(), key=lambda kv: -kv[1])[:8]}}
            if interface_errors else {}),
         **({"accuracy by potential and class (held-out runs)": by_potential} if by_potential else {}),
         "receptive radius": f"{radius:.1f} Å: {clf.receptive_hops} hops to the {clf.hop_neighbors} nearest neighbours "
