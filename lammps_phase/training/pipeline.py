@@ -18,7 +18,7 @@ from lammps_phase.atomic_write import copy_file, write_text
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.training.config import SPLITS, PipelineConfig, load_config, potential_of, species_indices
 from lammps_phase.training.outputs import check_outputs, note_written, report_dir_for
-from lammps_phase.training.runs import iter_snapshots, run_key, stage_heating
+from lammps_phase.training.runs import iter_snapshots, run_key, run_reference_cell, stage_heating
 
 STAGES = ("heating", "datasets", "train", "calibrate", "report")
 
@@ -180,20 +180,14 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
     ckpt = ckpt_io.load(work / "model.pt")
     clf = Classifier(ckpt, device="auto")
     from lammps_phase.inference.neighbors import knn
-    from lammps_phase.data.geometry import interface_distance, interface_side, sphere_depth, surface_depth
+    from lammps_phase.training.places import PlaceTally
 
     true, pred, temps, press, unthresholded = [], [], [], [], []
     first_frames = {}
-    places: dict[str, list[int]] = {}  # "variant" / "slab depth a-b Å" / "interface ≤ 3 Å" → [correct, atoms]
+    tally = PlaceTally(cfg.classes)
     per_potential: dict[str, dict[str, list[int]]] = {}  # potential → class → [correct, atoms] (mixed configs)
     radius = 0.0  # largest receptive radius (Å) of a bulk test frame
-    interface_errors: dict[str, int] = {}  # "true → predicted" → atoms, within 3 Å of an interface
-    interface_near = 0  # atoms within 3 Å of an interface
-
-    def tally(key: str, ok: np.ndarray) -> None:
-        c = places.setdefault(key, [0, 0])
-        c[0] += int(ok.sum())
-        c[1] += int(ok.size)
+    reference_cells: dict[int, Optional[np.ndarray]] = {}  # run id → relaxed cell (strained runs)
 
     for pos, cell, origin, species, labels, temp, pres, run_id in iter_snapshots(cfg, work, "test"):
         spec = cfg.phases[(run_id // 100) % 1000]
@@ -205,46 +199,26 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         pred.append(res.labels[known])
         temps.append(np.full(known.sum(), temp))
         press.append(np.full(known.sum(), pres))
+        if spec.variant == "strained" and run_id not in reference_cells:
+            reference_cells[run_id] = run_reference_cell(cfg, work, run_id)
+        tally.add(spec, pos, cell, origin, labels, res.labels, temp, pres, reference_cells.get(run_id))
         ok = res.labels == labels
-        tally(spec.variant, ok[known])
         if any(p.potential for p in cfg.phases):  # a mixed-potential config: accuracy per potential and class too
             potential = potential_of(cfg, spec)
-            tally(f"potential {potential}", ok[known])
+            tally.tally(f"potential {potential}", ok[known])
             for code in np.unique(labels[known]):
                 mine = known & (labels == code)
                 c = per_potential.setdefault(potential, {}).setdefault(cfg.classes[int(code)], [0, 0])
                 c[0] += int(ok[mine].sum())
                 c[1] += int(mine.sum())
-        if spec.variant in ("slab", "sphere"):
-            depth = (surface_depth(pos, cell, origin, spec.axis) if spec.variant == "slab"
-                     else sphere_depth(pos, cell, origin, spec.geometry))
-            name = "slab" if spec.variant == "slab" else spec.geometry
-            for lo, hi in ((0, 2), (2, 4), (4, 6), (6, 10), (10, 1e9)):
-                sel = known & (depth >= lo) & (depth < hi)
-                tally(f"{name}, depth {lo}-{hi:g} Å" if hi < 1e9 else f"{name}, depth > {lo} Å", ok[sel])
-        elif spec.variant == "interface":
-            distance = interface_distance(pos, cell, origin, spec.axis)
-            disordered = interface_side(pos, cell, origin, spec.axis)
-            near = known & (distance <= 3.0)
-            tally("interface, atoms ≤ 3 Å from it", ok[near])
-            tally("interface, atoms > 3 Å from it", ok[known & (distance > 3.0)])
-            tally(f"interface ≤ 3 Å, crystal side ({spec.name})", ok[near & ~disordered])
-            tally(f"interface ≤ 3 Å, {spec.partner} side", ok[near & disordered])
-            for lo, hi in ((0, 1), (1, 2), (2, 3), (3, 6), (6, 1e9)):
-                sel = known & (distance >= lo) & (distance < hi)
-                tally(f"interface, {lo}-{hi:g} Å from it" if hi < 1e9 else f"interface, > {lo} Å from it", ok[sel])
-            for t, q in zip(labels[near & ~ok], res.labels[near & ~ok]):  # what the errors near it are
-                key = f"{cfg.classes[int(t)]} → {cfg.classes[int(q)] if q >= 0 else 'other'}"
-                interface_errors[key] = interface_errors.get(key, 0) + 1
-            interface_near += int(near.sum())
-        elif spec.variant == "bulk":
+        if spec.variant == "bulk":
             radius = max(radius, clf.receptive_radius(knn(pos, clf.k, cell=cell, origin=origin)))
         if spec.variant == "bulk" and (labels == labels[0]).all():  # rotation check on one bulk frame per class
             first_frames.setdefault(int(labels[0]), (pos, cell, origin, species))
     if not true:
         raise LammpsPhaseError("no held-out test snapshots: check the heating report")
     true_a, pred_a = np.concatenate(true), np.concatenate(pred)
-    by_place = {k: round(c / n, 4) for k, (c, n) in places.items() if n}
+    by_place = tally.by_place()
     by_potential = {pot: {name: round(c / n, 4) for name, (c, n) in classes.items()} for pot, classes in per_potential.items()}
     n_rot = int(cfg.report.get("rotations", 24))
     gen = torch.Generator().manual_seed(0)
@@ -261,10 +235,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "rotation_agreement": rot_agree,
         "rotation_agreement_overall": float(np.mean(list(rot_agree.values()))),
         "rotations": n_rot,
-        "accuracy by place (held-out runs)": by_place,
-        **({"errors within 3 Å of an interface (share of those atoms)": {
-            key: round(n / interface_near, 4) for key, n in sorted(interface_errors.items(), key=lambda kv: -kv[1])[:8]}}
-           if interface_errors else {}),
+        **tally.tables(),
         **({"accuracy by potential and class (held-out runs)": by_potential} if by_potential else {}),
         "receptive radius": f"{radius:.1f} Å: {clf.receptive_hops} hops to the {clf.hop_neighbors} nearest neighbours "
                             "(sum of each hop's largest neighbour distance in a bulk test frame)",

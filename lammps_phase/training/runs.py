@@ -45,12 +45,12 @@ def build_crystal(spec: PhaseSpec) -> Any:
 def run_key(spec: PhaseSpec, pressure: float, seed: int) -> str:
     """Cache name of one run; bulk runs keep their historical names."""
     tag = "" if spec.variant == "bulk" else f"{spec.variant}-{spec.axis}_"
-    if spec.potential:
-        tag = f"{spec.potential}_{tag}"
     if spec.variant == "interface":
         tag = f"interface-{spec.partner}-{spec.axis}_"
     elif spec.variant == "sphere":
         tag = f"{spec.geometry}-r{spec.radius:g}_"
+    if spec.potential:  # blocks of one phase in several potentials must not share a cache file
+        tag = f"{spec.potential}_{tag}"
     return f"{spec.name}_{tag}{pressure:g}GPa_seed{seed}"
 
 
@@ -162,6 +162,8 @@ def save_run(run: PhaseRun, path: Path, params: Optional[dict[str, Any]] = None)
             temperature=np.array([s.temperature for s in kept], np.float32),
             pressure=np.array([s.pressure_gpa for s in kept], np.float32),
             species=np.array(kept[0].species),
+            # the relaxed crystal's cell: what strain, density change, ... of a frame are measured against
+            reference_cell=np.asarray(run.reference.cell),
             **({"atom_labels": np.stack([s.atom_labels for s in kept]).astype(np.int8)}
                if kept[0].atom_labels is not None else {}),
         )
@@ -213,6 +215,15 @@ def stage_heating(cfg: PipelineConfig, work: Path, force: bool, log=print) -> li
             summaries.append(summary)
     write_text(work / "heating_report.txt", "\n".join(s["report"] for s in summaries) + "\n")
     return summaries
+
+
+def run_reference_cell(cfg: PipelineConfig, work: Path, run_id: int) -> Optional[np.ndarray]:
+    """The relaxed cell a run (``run_id`` from :func:`iter_snapshots`) started from; None for runs saved before
+    it was kept (remake them with ``--stage heating --force`` to get it)."""
+    seed, block, p = run_id // 100000, (run_id // 100) % 1000, run_id % 100
+    spec = cfg.phases[block]
+    with np.load(work / "runs" / f"{run_key(spec, spec.pressures[p], seed)}.npz") as data:
+        return np.array(data["reference_cell"]) if "reference_cell" in data.files else None
 
 
 def iter_snapshots(cfg: PipelineConfig, work: Path, split: str) -> Iterator[Frame]:

@@ -82,5 +82,33 @@ def test_a_block_may_name_its_own_potential(tmp_path):
     assert run_key(bks, 0.0, 1) == "alpha_quartz_0GPa_seed1"
     assert run_key(tersoff, 0.0, 1) == "alpha_quartz_tersoff_munetoh_0GPa_seed1"  # no clash at one pressure
     assert run_params(cfg, tersoff, 0.0, 1)["potential"] == "tersoff_munetoh"
+    shaped = ('[[phase]]\nname = "alpha_quartz"\nvariant = "sphere"\n'
+              '[[phase]]\nname = "alpha_quartz"\nvariant = "sphere"\npotential = "tersoff_munetoh"\n'
+              '[[phase]]\nname = "alpha_quartz"\nvariant = "interface"\npartner = "melt"\npotential = "tersoff_munetoh"\n'
+              '[[phase]]\nname = "melt"\nkind = "melt"\nstructure = "alpha_quartz"\n')
+    keys = [run_key(p, 0.0, 1) for p in load_config(_config(tmp_path, shaped)).phases]
+    assert keys[:3] == ["alpha_quartz_cluster-r12_0GPa_seed1", "alpha_quartz_tersoff_munetoh_cluster-r12_0GPa_seed1",
+                        "alpha_quartz_tersoff_munetoh_interface-melt-z_0GPa_seed1"]  # clusters, interfaces too
     with pytest.raises(LammpsPhaseError, match="potential = .*is unknown"):
         load_config(_config(tmp_path, '[[phase]]\nname = "alpha_quartz"\npotential = "bks_typo"\n'))
+
+
+def test_the_relaxed_cell_of_a_strained_run_is_read_back(tmp_path):
+    """Strain in the report is measured against the cell the run relaxed to, which the run file keeps."""
+    from lammps_phase.training.runs import run_reference_cell
+
+    cfg = load_config(_config(tmp_path, '[[phase]]\nname = "alpha_quartz"\nvariant = "strained"\naxis = "y"\n'))
+    runs = tmp_path / "work" / "runs"
+    runs.mkdir(parents=True)
+    spec = cfg.phases[0]
+    for seed, keep in ((1, True), (2, True), (3, True)):
+        arrays = dict(positions=np.zeros((1, 3, 3), np.float32), cells=np.diag([10.0, 9.0, 10.0])[None],
+                      origins=np.zeros((1, 3)), temperature=np.array([300.0], np.float32),
+                      pressure=np.zeros(1, np.float32), species=np.array(["Si", "O", "O"]))
+        if seed != 2:
+            arrays["reference_cell"] = np.eye(3) * 10
+        np.savez(runs / f"{run_key(spec, 0.0, seed)}.npz", **arrays)
+    run_id = next(iter_snapshots(cfg, tmp_path / "work", "test"))[7]
+    assert np.allclose(run_reference_cell(cfg, tmp_path / "work", run_id), np.eye(3) * 10)
+    val_id = next(iter_snapshots(cfg, tmp_path / "work", "val"))[7]
+    assert run_reference_cell(cfg, tmp_path / "work", val_id) is None  # a run saved before the cell was kept

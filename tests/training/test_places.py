@@ -1,0 +1,76 @@
+"""Held-out accuracy by place (lammps_phase.training.places): the depth, interface, strain and (P, T) tables the
+report gives must put each atom where it is."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from lammps_phase.training.places import PlaceTally, uniaxial_strain
+
+CLASSES = ["alpha_quartz", "amorphous", "melt"]
+
+
+def _spec(**kw):
+    base = dict(name="alpha_quartz", variant="bulk", axis="x", geometry="cluster", partner="amorphous")
+    return SimpleNamespace(**{**base, **kw})
+
+
+def test_slab_atoms_are_binned_by_depth_below_the_nearer_surface():
+    cell = np.diag([40.0, 10.0, 10.0])
+    x = np.array([10.0, 11.0, 13.0, 15.0, 20.0, 30.0])  # slab from 10 to 30 Å: depths 0, 1, 3, 5, 10, 0
+    pos = np.c_[x, np.zeros(6), np.zeros(6)]
+    labels = np.zeros(6, int)
+    predicted = np.array([1, 0, 0, 1, 0, -1])  # wrong at depth 0 (twice) and 5
+    t = PlaceTally(CLASSES)
+    t.add(_spec(variant="slab"), pos, cell, np.zeros(3), labels, predicted, 300.0, 0.0)
+    got = t.by_place()
+    assert got["slab"] == pytest.approx(3 / 6, abs=1e-4)
+    assert got["slab, depth 0-2 Å"] == pytest.approx(1 / 3, abs=1e-4)
+    assert got["slab, depth 2-4 Å"] == 1.0
+    assert got["slab, depth 4-6 Å"] == 0.0
+    assert got["slab, depth > 10 Å"] == 1.0
+
+
+def test_interface_atoms_by_distance_and_side_and_the_errors_named():
+    cell = np.diag([40.0, 10.0, 10.0])  # interfaces at x = 0 and 20; the upper half (20-40) is the glass
+    x = np.array([1.0, 5.0, 19.0, 21.0, 25.0, 39.5])
+    pos = np.c_[x, np.zeros(6), np.zeros(6)]
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    predicted = np.array([0, 0, 1, 0, 1, -1])
+    t = PlaceTally(CLASSES)
+    t.add(_spec(variant="interface"), pos, cell, np.zeros(3), labels, predicted, 300.0, 0.0)
+    got = t.by_place()
+    assert got["interface, atoms ≤ 3 Å from it"] == pytest.approx(1 / 4, abs=1e-4)  # x = 1, 19, 21, 39.5
+    assert got["interface, atoms > 3 Å from it"] == 1.0
+    assert got["interface ≤ 3 Å, crystal side (alpha_quartz)"] == 0.5
+    assert got["interface ≤ 3 Å, amorphous side"] == 0.0
+    errors = t.tables()["errors within 3 Å of an interface (share of those atoms)"]
+    assert errors == {"alpha_quartz → amorphous": 0.25, "amorphous → alpha_quartz": 0.25, "amorphous → other": 0.25}
+
+
+def test_strain_is_measured_against_the_relaxed_cell_and_binned():
+    ref = np.diag([10.0, 12.0, 14.0])
+    assert uniaxial_strain(np.diag([10.0, 10.2, 14.0]), ref, "y") == pytest.approx(0.15)
+    t = PlaceTally(CLASSES)
+    pos, labels = np.zeros((4, 3)), np.zeros(4, int)
+    t.add(_spec(variant="strained", axis="y"), pos, np.diag([10.0, 11.9, 14.0]), np.zeros(3), labels,
+          np.zeros(4, int), 300.0, 0.0, reference_cell=ref)
+    t.add(_spec(variant="strained", axis="y"), pos, np.diag([10.0, 10.0, 14.0]), np.zeros(3), labels,
+          np.array([0, 0, 0, 1]), 300.0, 0.0, reference_cell=ref)
+    table = t.tables()["accuracy by uniaxial compression (strained runs, against the relaxed cell)"]
+    assert list(table) == ["alpha_quartz along y, 0-5 %", "alpha_quartz along y, 15-20 %"]  # numeric order
+    assert table["alpha_quartz along y, 15-20 %"] == "0.7500 (4 atoms)"
+
+
+def test_glass_and_melt_are_binned_by_pressure_and_temperature():
+    t = PlaceTally(CLASSES)
+    pos = np.zeros((2, 3))
+    for p, temp, pred in ((50.0, 2500.0, [1, 2]), (0.0, 300.0, [1, 1]), (50.0, 2600.0, [1, 1])):
+        t.add(_spec(name="amorphous"), pos, np.eye(3) * 10, np.zeros(3), np.ones(2, int), np.array(pred), temp, p)
+    table = t.tables()["glass and melt by pressure and temperature (bulk runs)"]
+    assert table == {"amorphous, -5-5 GPa, 0-1000 K": "1.0000 (2 atoms)",
+                     "amorphous, 40-70 GPa, 2000-3000 K": "0.7500 (4 atoms)"}
+    assert "melt" not in " ".join(PlaceTally(CLASSES).tables())  # nothing added, no table
