@@ -42,6 +42,9 @@ class TrainConfig:
     # cross-entropy weight of class c ∝ (atoms of c)^−class_balance: 0 = plain, 1 = fully balanced; rare
     # classes (melt, glass: small cells, few snapshots) otherwise count little against coesite's thousands
     class_balance: float = 0.0
+    # cross-entropy weight of atoms whose k nearest neighbours carry another label (or none): the atoms at an
+    # interface, a few % of the data but where held-out labels were wrong most often (1 = no extra weight)
+    boundary_weight: float = 1.0
     select: str = "accuracy"  # validation score for the best epoch: "accuracy" | "balanced_accuracy" (mean per class)
 
     def __post_init__(self) -> None:
@@ -49,6 +52,8 @@ class TrainConfig:
             raise LammpsPhaseError(f"class_balance must lie in [0, 1], got {self.class_balance}")
         if self.select not in ("accuracy", "balanced_accuracy"):
             raise LammpsPhaseError(f"select must be 'accuracy' or 'balanced_accuracy', not {self.select!r}")
+        if self.boundary_weight <= 0.0:
+            raise LammpsPhaseError(f"boundary_weight must be positive, got {self.boundary_weight}")
         if not 0.0 <= self.phi <= 1.0:
             raise LammpsPhaseError(f"phi must lie in [0, 1], got {self.phi}")
         if self.phi < 1.0 and self.rotations < 2:
@@ -71,15 +76,24 @@ class History:
 
 
 def combined_loss(
-    logits: torch.Tensor, labels: torch.Tensor, phi: float, alpha: float, weight: Optional[torch.Tensor] = None
+    logits: torch.Tensor, labels: torch.Tensor, phi: float, alpha: float, weight: Optional[torch.Tensor] = None,
+    atom_weight: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """logits (R, ..., C) for R rotations of the same inputs, labels (...) → (loss, ce, rotation term).
 
-    ``weight``: optional per-class cross-entropy weights (C,). Atoms labelled −1 (no label: e.g. crystal atoms
-    that left their sites at an interface) take no part in the cross entropy."""
+    ``weight``: optional per-class cross-entropy weights (C,); ``atom_weight``: optional per-atom weights (...).
+    The cross entropy is Σ w·nll / Σ w with w = weight[label]·atom_weight. Atoms labelled −1 (no label: e.g.
+    crystal atoms that left their sites at an interface) take no part in it."""
     r, c = logits.shape[0], logits.shape[-1]
-    ce = F.cross_entropy(logits.reshape(-1, c), labels.unsqueeze(0).expand(r, *labels.shape).reshape(-1), weight=weight,
-                         ignore_index=IGNORE)
+    targets = labels.unsqueeze(0).expand(r, *labels.shape).reshape(-1)
+    if atom_weight is None:
+        ce = F.cross_entropy(logits.reshape(-1, c), targets, weight=weight, ignore_index=IGNORE)
+    else:
+        nll = F.cross_entropy(logits.reshape(-1, c), targets, ignore_index=IGNORE, reduction="none")
+        w = atom_weight.unsqueeze(0).expand(r, *labels.shape).reshape(-1) * (targets != IGNORE)
+        if weight is not None:
+            w = w * weight[targets.clamp(min=0)]
+        ce = (w * nll).sum() / w.sum().clamp(min=1e-12)
     if phi >= 1.0 or r < 2:
         return ce, ce, torch.zeros((), device=logits.device)
     prob = torch.softmax(logits, dim=-1)
@@ -102,6 +116,13 @@ class GraphBatch:
     centre: Optional[torch.Tensor]  # (N, 3) offsets from the environment centre (environments only)
     env_size: Optional[int]
     n_items: int
+
+    def boundary(self) -> Optional[torch.Tensor]:
+        """(N,) True where an atom's k nearest neighbours carry another label (or none): where one phase meets
+        another. None for environment batches, whose graph is built later."""
+        if self.env_size is not None:
+            return None
+        return (self.labels[self.index] != self.labels.unsqueeze(1)).any(dim=1)
 
 
 def graph_batch(data: Dataset, items: np.ndarray) -> GraphBatch:
@@ -158,7 +179,8 @@ def _rotated_forward(model: torch.nn.Module, batch: GraphBatch, rot: torch.Tenso
 
 
 def _forward(model: torch.nn.Module, kind: str, data: Dataset, items: np.ndarray, rot: torch.Tensor):
-    """(logits (R, M, C), targets (M,)) for R rotations of the given items."""
+    """(logits (R, M, C), targets (M,), boundary (M,) or None: see GraphBatch.boundary) for R rotations of the
+    given items."""
     if kind == "erhard":
         if not isinstance(data, EnvironmentSet):
             raise LammpsPhaseError("the Erhard-style baseline trains on P-point environments, not whole samples")
@@ -167,9 +189,9 @@ def _forward(model: torch.nn.Module, kind: str, data: Dataset, items: np.ndarray
         r, b = rot.shape[:2]
         posr = torch.einsum("rbij,bpj->rbpi", rot, pos).reshape(r * b, *pos.shape[1:])
         logits = model(sp.repeat(r, 1), posr).reshape(r, b, -1)
-        return logits, torch.from_numpy(data.labels[items, 0].astype(np.int64))
+        return logits, torch.from_numpy(data.labels[items, 0].astype(np.int64)), None
     batch = graph_batch(data, items)
-    return _rotated_forward(model, batch, rot), batch.labels
+    return _rotated_forward(model, batch, rot), batch.labels, batch.boundary()
 
 
 def train_model(
@@ -213,8 +235,11 @@ def train_model(
             if len(idx) < 2 and kind == "erhard":
                 continue  # batch-norm over pooled features needs more than one sample
             rot = random_rotations(cfg.rotations * len(idx), gen).reshape(cfg.rotations, len(idx), 3, 3)
-            logits, targets = _forward(model, kind, train_set, idx, rot)
-            loss, ce, spread = combined_loss(logits, targets, cfg.phi, cfg.alpha, weight)
+            logits, targets, boundary = _forward(model, kind, train_set, idx, rot)
+            atom_weight = None
+            if cfg.boundary_weight != 1.0 and boundary is not None:
+                atom_weight = 1.0 + (cfg.boundary_weight - 1.0) * boundary.float()
+            loss, ce, spread = combined_loss(logits, targets, cfg.phi, cfg.alpha, weight, atom_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -294,7 +319,7 @@ def evaluate(
         rot = random_rotations(len(items), gen).unsqueeze(0)
         if rotate_seed is None:
             rot = torch.eye(3).expand(1, len(items), 3, 3)
-        logits, lab = _forward(model, kind, data, items, rot)
+        logits, lab, _ = _forward(model, kind, data, items, rot)
         logits = logits[0]
         loss_sum += F.cross_entropy(logits.reshape(-1, c), lab.reshape(-1), reduction="sum", ignore_index=IGNORE).item()
         known = lab.reshape(-1) != IGNORE

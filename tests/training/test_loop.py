@@ -105,6 +105,33 @@ def test_combined_loss_terms():
         TrainConfig(phi=0.5, rotations=1)
 
 
+def test_atom_weights_in_the_cross_entropy():
+    """Per-atom weights (boundary_weight) and class weights combine as Σ w·nll / Σ w; −1 atoms stay out."""
+    torch.manual_seed(0)
+    logits, labels = torch.randn(2, 5, 3), torch.tensor([0, 1, 2, -1, 1])
+    plain = combined_loss(logits, labels, 1.0, 1.0)[1]
+    torch.testing.assert_close(combined_loss(logits, labels, 1.0, 1.0, atom_weight=torch.ones(5))[1], plain)
+    cls = torch.tensor([1.0, 2.0, 0.5])
+    torch.testing.assert_close(combined_loss(logits, labels, 1.0, 1.0, cls, torch.ones(5))[1],
+                               combined_loss(logits, labels, 1.0, 1.0, cls)[1])
+    w = torch.tensor([1.0, 3.0, 1.0, 7.0, 1.0])
+    nll = -torch.log_softmax(logits, -1)[:, [0, 1, 2, 4], [0, 1, 2, 1]]  # (R, known atoms)
+    expect = (nll * torch.tensor([1.0, 3.0, 1.0, 1.0])).sum() / 12.0
+    torch.testing.assert_close(combined_loss(logits, labels, 1.0, 1.0, atom_weight=w)[1], expect)
+    with pytest.raises(LammpsPhaseError, match="boundary_weight"):
+        TrainConfig(boundary_weight=0.0)
+
+
+def test_boundary_atoms_are_those_with_another_label_among_their_neighbours():
+    from lammps_phase.training.loop import GraphBatch
+
+    index = torch.tensor([[1, 2], [0, 2], [1, 3], [2, 4], [3, 2]])
+    labels = torch.tensor([0, 0, 0, 1, -1])
+    batch = GraphBatch(torch.zeros(5, dtype=torch.long), index, torch.zeros(5, 2, 3), labels,
+                       torch.zeros(5, dtype=torch.long), None, None, 1)
+    assert batch.boundary().tolist() == [False, False, True, True, True]
+
+
 def test_datasets_round_trip_hdf5(tmp_path):
     env = synthetic_environments(CLASSES, 16, per_class=8, seed=8, min_length=8.0)
     env.save(tmp_path / "env.h5")
