@@ -1,8 +1,9 @@
 """Labels where shock users look: free surfaces, a cluster, interfaces, uniaxial strain, hot dense glass.
 
 Every structure is made here, separately from the training runs (seed 11 — training uses 1–4 — and cuts,
-orientations and strains the training config does not have: slabs normal to y, strain along y, a
-non-periodic sphere, glass at 50 GPa and 2500 K), checked like the training data, and cached under
+orientations and strains the training config did not have when this benchmark was written: slabs normal to y,
+strain along y, a non-periodic sphere, glass at 50 GPa and 2500 K; since session 7 the config trains slabs and
+quartz | glass interfaces normal to y as well, on other seeds), checked like the training data, and cached under
 ``cache/surface_bench/``. Each checkpoint given labels them all; the table gives the fraction of atoms labelled
 with their own class, by depth below the surface / distance from the centre / distance from the interface.
 

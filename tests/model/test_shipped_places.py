@@ -1,0 +1,72 @@
+"""The shipped SiO2 model where shock users look (issue 11), on held-out frames it never trained on.
+
+``tests/frames/held_out_sio2.npz`` holds frame 0 of four test-seed runs (seed 4; training uses seeds 1–2),
+copied from ``cache/sio2/runs/<run>.npz`` after ``lammps-phase-train inputs/train_sio2.toml``: an α-quartz slab
+⊥ y at 385 K, α-quartz | glass ⊥ x and coesite | glass ⊥ x at 290–295 K, and an 8 Å void in α-quartz at 267 K.
+Each carries its per-atom truth (interface atoms that left their crystal sites: none). The floors are the
+issue's targets where the shipped model meets them on these frames (slab, void), and its measured figure minus
+a margin where it does not yet (interfaces), so a retrained model that loses ground fails here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lammps_phase.data.geometry import interface_distance, sphere_depth, surface_depth
+
+ROOT = Path(__file__).resolve().parents[2]
+FRAMES = ROOT / "tests" / "frames" / "held_out_sio2.npz"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from lammps_phase.inference.classify import Classifier
+    from lammps_phase.model import checkpoint as ckpt_io
+
+    return Classifier(ckpt_io.load(ROOT / "checkpoints" / "sio2.pt"), device="cpu", fast="eager")
+
+
+def _frame(name: str, clf):
+    """(positions, cell, origin, truth as class indices of the model (−1: none), predicted labels)."""
+    with np.load(FRAMES) as z:
+        pos, cell, origin = (z[f"{name}_{key}"].astype(np.float64) for key in ("positions", "cell", "origin"))
+        species, codes, names = z[f"{name}_species"], z[f"{name}_codes"], list(z[f"{name}_classes"])
+    lut = np.array([clf.classes.index(n) for n in names] + [-1])
+    truth = lut[codes.astype(np.int64)]
+    return pos, cell, origin, truth, clf.classify(pos, cell, species, origin=origin).labels
+
+
+def _score(truth: np.ndarray, predicted: np.ndarray, where: np.ndarray) -> float:
+    sel = where & (truth >= 0)
+    assert sel.sum() >= 30, "too few atoms to score"
+    return float((predicted[sel] == truth[sel]).mean())
+
+
+def test_slab_is_its_own_phase_below_4_angstrom_and_mostly_at_the_surface(shipped):
+    pos, cell, origin, truth, pred = _frame("quartz_slab_y", shipped)
+    depth = surface_depth(pos, cell, origin, "y")
+    assert _score(truth, pred, depth >= 4.0) >= 0.99
+    outer = depth < 4.0
+    assert _score(truth, pred, outer) >= 0.85
+    another = (pred >= 0) & (pred != truth)  # −1 ("other") is allowed at a surface, another phase is not
+    assert another[outer].mean() <= 0.05
+
+
+def test_void_surface_in_quartz(shipped):
+    pos, cell, origin, truth, pred = _frame("quartz_void", shipped)
+    depth = sphere_depth(pos, cell, origin, "void")
+    assert _score(truth, pred, depth >= 4.0) >= 0.99
+    assert _score(truth, pred, depth < 4.0) >= 0.85
+
+
+@pytest.mark.parametrize("name", ["quartz_glass_x", "coesite_glass_x"])
+def test_crystal_glass_interface(shipped, name):
+    """Below the issue's targets (> 3 Å: 0.99, ≤ 3 Å: 0.90) — floors from the session-7 model (0.984 / 0.990
+    beyond 3 Å, 0.796 / 0.797 within; the session-6 model: 0.885 / 0.873 and 0.658 / 0.571)."""
+    pos, cell, origin, truth, pred = _frame(name, shipped)
+    distance = interface_distance(pos, cell, origin, "x")
+    assert _score(truth, pred, distance > 3.0) >= 0.97
+    assert _score(truth, pred, distance <= 3.0) >= 0.75
