@@ -77,6 +77,9 @@ class PlaceTally:
             key = f"{spec.name} along {spec.axis}, {_bin_name(lo, hi, '%')}"
             self._order[key] = (spec.name, spec.axis, lo)
             self._count(self.strain, key, ok[known])
+        if spec.variant == "bulk":  # the "every class >= 0.995 in bulk"
+            for code in np.unique(labels[known]):
+                self.tally(f"bulk, {self.classes[int(code)]}", ok[known & (labels == code)])
         if spec.variant == "bulk" and spec.name in ("amorphous", "melt"):
             p = next((b for b in PRESSURE_BINS if b[0] <= pressure < b[1]), None)
             t = next((b for b in TEMPERATURE_BINS if b[0] <= temperature < b[1]), None)

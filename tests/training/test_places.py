@@ -71,6 +71,7 @@ def test_glass_and_melt_are_binned_by_pressure_and_temperature():
     for p, temp, pred in ((50.0, 2500.0, [1, 2]), (0.0, 300.0, [1, 1]), (50.0, 2600.0, [1, 1])):
         t.add(_spec(name="amorphous"), pos, np.eye(3) * 10, np.zeros(3), np.ones(2, int), np.array(pred), temp, p)
     table = t.tables()["glass and melt by pressure and temperature (bulk runs)"]
+    assert t.by_place()["bulk, amorphous"] == pytest.approx(5 / 6, abs=1e-4)
     assert table == {"amorphous, -5-5 GPa, 0-1000 K": "1.0000 (2 atoms)",
                      "amorphous, 40-70 GPa, 2000-3000 K": "0.7500 (4 atoms)"}
     assert "melt" not in " ".join(PlaceTally(CLASSES).tables())  # nothing added, no table
