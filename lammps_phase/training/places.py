@@ -119,7 +119,8 @@ class PlaceTally:
             out[f"errors within {NEAR_INTERFACE:g} Å of an interface (share of those atoms)"] = {
                 key: round(n / self.interface_near, 4) for key, n in top}
         if self.strain:
-            out["accuracy by uniaxial compression (strained runs, against the relaxed cell)"] = self._with_counts(self.strain)
+            name = "accuracy by uniaxial compression (strained runs, against the relaxed cell)"
+            out[name] = self._with_counts(self.strain)
         if self.dense:
             out["glass and melt by pressure and temperature (bulk runs)"] = self._with_counts(self.dense)
         return out

@@ -1,8 +1,9 @@
 """The shipped SiO2 model where shock users look (issue 11), on held-out frames it never trained on.
 
 ``tests/frames/held_out_sio2.npz`` holds frame 0 of four test-seed runs (seed 4; training uses seeds 1–2),
-copied from ``cache/sio2/runs/<run>.npz`` after ``lammps-phase-train inputs/train_sio2.toml``: an α-quartz slab
-⊥ y at 385 K, α-quartz | glass ⊥ x and coesite | glass ⊥ x at 290–295 K, and an 8 Å void in α-quartz at 267 K.
+copied from ``cache/sio2/runs/<run>.npz`` after ``lammps-phase-train inputs/train_sio2.toml``: an α-quartz
+slab ⊥ y at 385 K, α-quartz | glass ⊥ x and coesite | glass ⊥ x at 290–295 K, and an 8 Å void in α-quartz at
+267 K.
 Each carries its per-atom truth (interface atoms that left their crystal sites: none). The floors are the
 issue's targets where the shipped model meets them on these frames (slab, void), and its measured figure minus
 a margin where it does not yet (interfaces), so a retrained model that loses ground fails here.

@@ -48,7 +48,8 @@ def test_interface_atoms_by_distance_and_side_and_the_errors_named():
     assert got["interface ≤ 3 Å, crystal side (alpha_quartz)"] == 0.5
     assert got["interface ≤ 3 Å, amorphous side"] == 0.0
     errors = t.tables()["errors within 3 Å of an interface (share of those atoms)"]
-    assert errors == {"alpha_quartz → amorphous": 0.25, "amorphous → alpha_quartz": 0.25, "amorphous → other": 0.25}
+    assert errors == {"alpha_quartz → amorphous": 0.25, "amorphous → alpha_quartz": 0.25,
+                      "amorphous → other": 0.25}
 
 
 def test_strain_is_measured_against_the_relaxed_cell_and_binned():
