@@ -18,7 +18,7 @@ from lammps_phase.atomic_write import copy_file, write_text
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.training.config import SPLITS, PipelineConfig, load_config, potential_of, species_indices
 from lammps_phase.training.outputs import check_outputs, note_written, report_dir_for
-from lammps_phase.training.runs import iter_snapshots, run_key, run_reference_cell, stage_heating
+from lammps_phase.training.runs import decode_run_id, iter_snapshots, run_key, run_reference_cell, stage_heating
 
 STAGES = ("heating", "datasets", "train", "calibrate", "report")
 
@@ -190,7 +190,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
     reference_cells: dict[int, Optional[np.ndarray]] = {}  # run id → relaxed cell (strained runs)
 
     for pos, cell, origin, species, labels, temp, pres, run_id in iter_snapshots(cfg, work, "test"):
-        spec = cfg.phases[(run_id // 100) % 1000]
+        spec = cfg.phases[decode_run_id(run_id)[1]]
         res = clf.classify(pos, cell, species, origin=origin, threshold=0.0)
         known = labels >= 0
         unthresholded.append(res.labels[known] == labels[known])

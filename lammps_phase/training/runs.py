@@ -217,10 +217,20 @@ def stage_heating(cfg: PipelineConfig, work: Path, force: bool, log=print) -> li
     return summaries
 
 
+def encode_run_id(seed: int, block: int, pressure_index: int) -> int:
+    """The run id :func:`iter_snapshots` gives a run: seed, phase block and pressure in one int."""
+    return seed * 100000 + block * 100 + pressure_index
+
+
+def decode_run_id(run_id: int) -> tuple[int, int, int]:
+    """(seed, phase block index, pressure index) of a run id from :func:`encode_run_id`."""
+    return run_id // 100000, (run_id // 100) % 1000, run_id % 100
+
+
 def run_reference_cell(cfg: PipelineConfig, work: Path, run_id: int) -> Optional[np.ndarray]:
     """The relaxed cell a run (``run_id`` from :func:`iter_snapshots`) started from; None for runs saved before
     it was kept (remake them with ``--stage heating --force`` to get it)."""
-    seed, block, p = run_id // 100000, (run_id // 100) % 1000, run_id % 100
+    seed, block, p = decode_run_id(run_id)
     spec = cfg.phases[block]
     with np.load(work / "runs" / f"{run_key(spec, spec.pressures[p], seed)}.npz") as data:
         return np.array(data["reference_cell"]) if "reference_cell" in data.files else None
@@ -238,7 +248,7 @@ def iter_snapshots(cfg: PipelineConfig, work: Path, split: str) -> Iterator[Fram
                 if not npz.exists():
                     raise LammpsPhaseError(f"heating run {npz.stem} is missing: run the heating stage first")
                 data = np.load(npz)
-                run_id = seed * 100000 + ci * 100 + spec.pressures.index(p)
+                run_id = encode_run_id(seed, ci, spec.pressures.index(p))
                 label = cfg.classes.index(spec.name)
                 codes = data["atom_labels"] if "atom_labels" in data.files else None
                 lut = np.array([label] + ([cfg.classes.index(spec.partner)] if codes is not None else []) + [-1])
