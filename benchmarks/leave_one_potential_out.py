@@ -34,7 +34,7 @@ from lammps_phase.inference.classify import Classifier  # noqa: E402
 from lammps_phase.model import checkpoint as ckpt_io  # noqa: E402
 from lammps_phase.training.config import load_config, potential_of  # noqa: E402
 from lammps_phase.training.pipeline import stage_datasets, stage_train  # noqa: E402
-from lammps_phase.training.runs import iter_snapshots  # noqa: E402
+from lammps_phase.training.runs import decode_run_id, iter_snapshots  # noqa: E402
 
 
 def fold_config(cfg, held_out: str, epochs: int | None):
@@ -56,7 +56,7 @@ def score(classifier: Classifier, test_cfg, workdir: Path) -> dict:
     by_variant: dict[str, list[int]] = {}  # bulk / slab / ... → [right, atoms] over learnable classes
     for pos, cell, origin, species, labels, _t, _p, run_id in iter_snapshots(test_cfg, workdir, "test"):
         result = classifier.classify(pos, cell, species, origin=origin, threshold=0.0)
-        variant = test_cfg.phases[(run_id // 100) % 1000].variant
+        variant = test_cfg.phases[decode_run_id(run_id)[1]].variant
         names = np.array(test_cfg.classes + ["-"])[np.where(labels >= 0, labels, len(test_cfg.classes))]
         learnable = np.isin(names, list(known))
         tally = by_variant.setdefault(variant, [0, 0])
