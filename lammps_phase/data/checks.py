@@ -9,6 +9,7 @@ Pure numpy/ase: nothing here starts LAMMPS.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -87,6 +88,8 @@ class Snapshot:
     #: per-atom label codes into ``PhaseRun.labels`` (−1: no label) when the atoms of one snapshot belong to
     #: different classes (interfaces); None when every atom carries the run's label
     atom_labels: np.ndarray | None = None
+    #: (N, 3) fractional positions averaged over the snapshot's window (unwrapped); None when not recorded
+    mean_fractional: np.ndarray | None = None
 
 
 @dataclass
@@ -186,6 +189,75 @@ def site_displacement(fractional: np.ndarray, sites_fractional: np.ndarray, cell
         delta -= np.round(delta)
     delta -= delta.mean(axis=0)
     return np.linalg.norm(delta @ cell, axis=1)
+
+
+def _anchor_fit(frac: np.ndarray, sites: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+    """Displacement (fractional) of every site that carries the lattice along with the anchor atoms.
+
+    A least-squares affine fit of the anchors' displacements against their site coordinates, measured from the
+    anchors' centre (periodic), so a crystal strained differently from its cell — half a box next to a glass —
+    is followed, and sites on the far side continue from the nearer edge of the anchored region.
+    """
+    if not anchor.any():
+        return np.zeros(3)
+    moved = frac[anchor] - sites[anchor]
+    moved -= np.round(moved)
+    angle = 2.0 * np.pi * sites[anchor]
+    centre = np.arctan2(np.sin(angle).mean(axis=0), np.cos(angle).mean(axis=0)) / (2.0 * np.pi)
+    relative = sites - centre
+    relative -= np.round(relative)
+    design = np.hstack([relative[anchor], np.ones((int(anchor.sum()), 1))])
+    if int(anchor.sum()) < 12:  # too few anchors to fit a strain: the drift alone
+        return moved.mean(axis=0)
+    coef, *_ = np.linalg.lstsq(design, moved, rcond=None)
+    return np.hstack([relative, np.ones((len(sites), 1))]) @ coef
+
+
+def lattice_registry(fractional: np.ndarray, sites_fractional: np.ndarray, cell: np.ndarray,
+                     species: Sequence[str], anchor: np.ndarray, *, site_cutoff: float = 0.9,
+                     radius: float = 3.5, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(registry, on_lattice) per atom: whether it sits within ``site_cutoff`` Å of *any* lattice site of its
+    species, and the fraction of atoms within ``radius`` Å (itself included) that do. With ``groups`` (one
+    integer per atom) only neighbours of the atom's own group count: at an interface, the crystal atoms across
+    it would otherwise lend a disordered atom their order.
+
+    Why: the melted half of an interface run can keep crystal layers next to the crystal, or regrow on it; those
+    atoms started on the melted side yet sit on the extended lattice, and a label taken from the side they
+    started on calls crystal "glass". The lattice is the reference crystal's sites in the current cell, carried
+    along with the ``anchor`` atoms (known to keep their own sites): their drift and their own strain, which
+    next to a glass differs from the cell's along the interface normal (:func:`_anchor_fit`). Any cell shape
+    (the sites are searched over the 27 neighbouring images). ``site_cutoff``: 0.9 Å keeps a crystal next to a
+    glass on its lattice although it bends and twins a little there (0.6 Å dropped a quarter of a quartz half
+    more than 3 Å from a glass), while a disordered atom lands that near a site of its species by chance
+    (≈ 10–25 %, O more often than Si) too rarely for its neighbours to reach a registry of 0.5.
+    """
+    frac = np.asarray(fractional, float)
+    sites = np.asarray(sites_fractional, float)
+    anchor = np.asarray(anchor, bool)
+    species = np.asarray(species)
+    cell = np.asarray(cell, float)
+    if frac.shape != sites.shape or len(species) != len(frac) or anchor.shape != (len(frac),):
+        raise LammpsPhaseError("lattice_registry needs one lattice site, one species and one anchor flag per atom")
+    sites = sites + _anchor_fit(frac, sites, anchor)
+    from scipy.spatial import cKDTree
+
+    images = np.array(list(itertools.product((-1.0, 0.0, 1.0), repeat=3)))
+    on_lattice = np.zeros(len(frac), bool)
+    for element in np.unique(species):
+        mask = species == element
+        lattice = (np.mod(sites[mask], 1.0)[None, :, :] + images[:, None, :]).reshape(-1, 3) @ cell
+        distance, _ = cKDTree(lattice).query(np.mod(frac[mask], 1.0) @ cell)
+        on_lattice[mask] = distance < site_cutoff
+    from ase.neighborlist import neighbor_list
+
+    first, second = neighbor_list("ij", _atoms(np.mod(frac, 1.0) @ cell, cell, species), radius)
+    if groups is not None:
+        groups = np.asarray(groups)
+        same = groups[first] == groups[second]
+        first, second = first[same], second[same]
+    count = 1.0 + np.bincount(first, minlength=len(frac))
+    hits = on_lattice + np.bincount(first, weights=on_lattice[second].astype(float), minlength=len(frac))
+    return hits / count, on_lattice
 
 
 def shape_strain(cell: np.ndarray, reference_cell: np.ndarray) -> float:

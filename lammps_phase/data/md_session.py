@@ -280,5 +280,5 @@ class LammpsSession:
             pressure_gpa=self.lmp.get_thermo("press") / BAR_PER_GPA, density=density(cell, self.species),
             potential_energy_per_atom=self.energy_per_atom(),
             site_displacement=site_displacement(mean_frac, self.sites_fractional, cell, unwrapped=True),
-            msd=msd, stage=stage,
+            msd=msd, stage=stage, mean_fractional=mean_frac,
         )

@@ -42,6 +42,7 @@ from lammps_phase.data.checks import (
     check_phase,
     check_slab,
     check_surface,
+    lattice_registry,
 )
 from lammps_phase.data.geometry import (
     axis_index,
@@ -167,22 +168,38 @@ def strained_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, axi
 
 def _interface_labels(snap: Snapshot, reference: Reference, upper: np.ndarray, partner: str, *,
                       site_cutoff: float = 1.0, min_msd: float = 5.0, max_glass_msd: float = 1.5,
-                      msd_per_atom: np.ndarray | None = None) -> tuple[np.ndarray, PhaseCheck]:
-    """Per-atom codes (0 crystal, 1 partner, −1 none) and the check of the disordered side."""
+                      msd_per_atom: np.ndarray | None = None, crystal_registry: float = 0.6,
+                      partner_registry: float = 0.5) -> tuple[np.ndarray, PhaseCheck]:
+    """Per-atom codes (0 crystal, 1 partner, −1 none) and the check of the disordered side.
+
+    An atom's code follows what it is, not the side it started on (:func:`lattice_registry`, time-averaged
+    positions; neighbours counted on the atom's own side). A melted-side atom is crystal when it sits on the
+    extended lattice among neighbours of which at least ``crystal_registry`` do too (layers next to the crystal
+    can stay ordered or regrow); off the lattice, or on it by chance among disordered neighbours (registry <
+    ``partner_registry``), it is the partner. A crystal-side atom is crystal while it keeps its own site
+    (< ``site_cutoff`` Å) among neighbours of which at least ``partner_registry`` are on the lattice. The few between carry no label: no class is true for them,
+    and a loss on them would teach a guess."""
     if msd_per_atom is not None:  # the liquid side's own mobility, not the whole box's
         snap = Snapshot(**{**snap.__dict__, "msd": float(msd_per_atom[upper].mean())})
     if partner == "melt":
         check = check_liquid(snap, reference, min_msd=min_msd, atoms=upper)
     else:
         check = check_amorphous(snap, reference, max_msd=max_glass_msd, atoms=upper)
-    codes = np.full(len(snap.species), -1, np.int8)
-    codes[upper] = 1 if check.holds else -1
     on_site = snap.site_displacement < site_cutoff
-    codes[~upper & on_site] = 0
+    fractional = snap.mean_fractional
+    if fractional is None:
+        fractional = (snap.positions - snap.origin) @ np.linalg.inv(snap.cell)
+    registry, on_lattice = lattice_registry(fractional, reference.sites_fractional, snap.cell, snap.species,
+                                            anchor=~upper & on_site, groups=upper)
+    codes = np.full(len(snap.species), -1, np.int8)
+    if check.holds:
+        codes[upper & (~on_lattice | (registry < partner_registry))] = 1
+    codes[upper & on_lattice & (registry >= crystal_registry)] = 0
+    codes[~upper & on_site & on_lattice & (registry >= partner_registry)] = 0
     crystal = check_phase(snap, reference, density_tolerance=math.inf, max_shape_strain=math.inf,
                           max_displaced_fraction=0.25, atoms=~upper)
     if not crystal.holds:
-        codes[~upper] = -1
+        codes[:] = np.where(codes == 1, 1, -1)
         check.holds = False
         check.reason = "; ".join(r for r in (check.reason, "crystal side: " + crystal.reason) if r)
     return codes, check

@@ -1,0 +1,109 @@
+"""Interface atoms are labelled by what they are, not by the side they started on (lattice_registry)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lammps_phase.data import structures, variants
+from lammps_phase.data.checks import PhaseCheck, Reference, Snapshot, lattice_registry
+from lammps_phase.data.geometry import interface_side
+from lammps_phase.errors import LammpsPhaseError
+
+
+def _crystal(min_length: float | tuple[float, float, float] = 16.0, orthogonal: bool = True):
+    crystal = structures.supercell(structures.build("alpha_quartz"), min_length, orthogonal=orthogonal)
+    cell = np.asarray(crystal.cell, float)
+    return np.asarray(crystal.positions, float) @ np.linalg.inv(cell), cell, np.asarray(crystal.symbols)
+
+
+@pytest.mark.parametrize("orthogonal", [True, False])
+def test_a_drifted_thermal_crystal_is_on_its_lattice(orthogonal):
+    sites, cell, species = _crystal(orthogonal=orthogonal)
+    rng = np.random.default_rng(1)
+    thermal = rng.normal(scale=0.1, size=sites.shape) @ np.linalg.inv(cell)  # 0.1 Å per component
+    frac = sites + thermal + np.array([0.31, -0.12, 0.07])  # the whole sample drifted by several Å
+    registry, on = lattice_registry(frac, sites, cell, species, anchor=np.ones(len(sites), bool))
+    assert on.all() and np.allclose(registry, 1.0)
+    # without an anchor the drift is not removed: most atoms are then off the lattice
+    registry, on = lattice_registry(frac, sites, cell, species, anchor=np.zeros(len(sites), bool))
+    assert on.mean() < 0.5
+
+
+def test_disordered_atoms_have_a_low_registry_and_a_chance_site_is_not_crystal():
+    sites, cell, species = _crystal((30.0, 12.0, 12.0))
+    rng = np.random.default_rng(2)
+    upper = sites[:, 0] % 1.0 >= 0.5
+    frac = sites.copy()
+    frac[upper] += rng.normal(scale=1.0, size=(upper.sum(), 3)) @ np.linalg.inv(cell)  # a scrambled half
+    deep = upper & (np.abs(sites[:, 0] % 1.0 - 0.75) < 0.1)
+    lucky = np.flatnonzero(deep)[0]
+    frac[lucky] = sites[lucky]  # one scrambled atom back on its site by chance
+    registry, on = lattice_registry(frac, sites, cell, species, anchor=~upper)
+    assert on[lucky] and registry[lucky] < 0.5  # on a site, but among disordered neighbours
+    assert np.median(registry[deep]) < 0.35
+    margin = 5.0 / cell[0, 0]  # farther than the 3.5 Å radius (and the scrambling's tails) from the other half
+    intact = ~upper & (sites[:, 0] % 1.0 > margin) & (sites[:, 0] % 1.0 < 0.5 - margin)
+    assert intact.sum() > 20 and np.all(registry[intact] == 1.0)
+
+
+def test_lattice_registry_refuses_mismatched_input():
+    sites, cell, species = _crystal()
+    with pytest.raises(LammpsPhaseError, match="one lattice site, one species and one anchor"):
+        lattice_registry(sites[:-1], sites, cell, species, anchor=np.ones(len(sites), bool))
+
+
+def test_interface_codes_follow_the_atoms_not_their_starting_side(monkeypatch):
+    """Layers of the melted side that stayed on the lattice are crystal, the rest glass, the band between none."""
+    sites, cell, species = _crystal((30.0, 12.0, 12.0))
+    positions = sites @ cell
+    upper = interface_side(positions, cell, np.zeros(3), "x")
+    s = sites[:, 0] % 1.0
+    depth = (s - 0.5) * cell[0, 0]  # Å into the melted half from its lower interface plane
+    ordered_layer = upper & (depth < 3.6)  # the melted half's first layers stayed on the lattice
+    rng = np.random.default_rng(3)
+    frac = sites.copy()
+    scrambled = upper & ~ordered_layer
+    frac[scrambled] += rng.normal(scale=0.8, size=(scrambled.sum(), 3)) @ np.linalg.inv(cell)
+    reference = Reference("alpha_quartz", "bks_dsf", 0.0, positions, cell, np.zeros(3), tuple(species), 0.0, 2.6,
+                          "Si", "O", 2.1, np.full(int((species == "Si").sum()), 4), 0.0)
+    moved = np.linalg.norm((frac - sites) @ cell, axis=1)
+    snap = Snapshot(frac @ cell, cell, np.zeros(3), tuple(species), 0, 0.0, 300.0, 300.0, 0.0, 2.6, -18.0,
+                    site_displacement=moved, msd=moved.mean() ** 2, stage="hold", mean_fractional=frac)
+    glass = PhaseCheck(True, "", {4: 1}, 0.0, 1.0, 0.9, 1.0)
+    monkeypatch.setattr(variants, "check_amorphous", lambda *a, **k: glass)
+    crystal = PhaseCheck(True, "", {4: 1}, 1.0, 1.0, 0.0, 0.0)  # judged by its own tests; here only the codes
+    monkeypatch.setattr(variants, "check_phase", lambda *a, **k: crystal)
+    codes, check = variants._interface_labels(snap, reference, upper, "amorphous")
+    assert check.holds
+    inner = ordered_layer & (depth > 0.5) & (depth < 2.0)  # ordered layer, away from the scrambled atoms
+    assert (codes[inner] == 0).all()  # started on the melted side, still crystal
+    deep_glass = scrambled & (np.abs(s - 0.8) < 0.05)
+    assert (codes[deep_glass] == 1).mean() > 0.9
+    assert (codes[~upper & (np.abs(s - 0.25) < 0.05)] == 0).all()
+    assert set(np.unique(codes)) <= {-1, 0, 1} and (codes == -1).mean() < 0.2
+
+
+def test_the_lattice_follows_a_crystal_strained_against_its_cell():
+    """Half a box next to a glass is strained along the normal unlike the cell: the sites must follow it."""
+    sites, cell, species = _crystal((40.0, 12.0, 12.0))
+    lower = sites[:, 0] % 1.0 < 0.5
+    frac = sites.copy()
+    frac[lower, 0] = 0.25 + 0.9 * (sites[lower, 0] - 0.25)  # 10 % shorter along x: ±1 Å at its edges
+    registry, on = lattice_registry(frac, sites, cell, species, anchor=lower)
+    assert on[lower].all()
+    shifted_only = frac[lower] - sites[lower]
+    assert np.abs(shifted_only[:, 0] - shifted_only[:, 0].mean()).max() * cell[0, 0] > 0.9  # a shift cannot fit it
+
+
+def test_order_is_not_lent_across_an_interface():
+    """Counted over all neighbours, a scrambled atom next to a crystal borrows the crystal's order; by side, not."""
+    sites, cell, species = _crystal((30.0, 12.0, 12.0))
+    s = sites[:, 0] % 1.0
+    upper = s >= 0.5
+    frac = sites.copy()
+    frac[upper] += np.random.default_rng(4).normal(scale=1.0, size=(upper.sum(), 3)) @ np.linalg.inv(cell)
+    contact = upper & ((s - 0.5) * cell[0, 0] < 1.0)  # scrambled atoms within 1 Å of the crystal
+    pooled, _ = lattice_registry(frac, sites, cell, species, anchor=~upper)
+    by_side, _ = lattice_registry(frac, sites, cell, species, anchor=~upper, groups=upper)
+    assert np.median(pooled[contact]) > 0.45 and np.median(by_side[contact]) < 0.3
