@@ -92,6 +92,9 @@ class PlaceTally:
         distance = interface_distance(positions, cell, origin, spec.axis)
         disordered = interface_side(positions, cell, origin, spec.axis)
         near = known & (distance <= NEAR_INTERFACE)
+        # the scores count labelled atoms only: say how many near the interface carry no label (no class is true)
+        self.tally(f"interface, atoms ≤ {NEAR_INTERFACE:g} Å from it: share without a label",
+                   ~known[distance <= NEAR_INTERFACE])
         self.tally(f"interface, atoms ≤ {NEAR_INTERFACE:g} Å from it", ok[near])
         self.tally(f"interface, atoms > {NEAR_INTERFACE:g} Å from it", ok[known & (distance > NEAR_INTERFACE)])
         self.tally(f"interface ≤ {NEAR_INTERFACE:g} Å, crystal side ({spec.name})", ok[near & ~disordered])

@@ -50,6 +50,12 @@ def test_interface_atoms_by_distance_and_side_and_the_errors_named():
     errors = t.tables()["errors within 3 Å of an interface (share of those atoms)"]
     assert errors == {"alpha_quartz → amorphous": 0.25, "amorphous → alpha_quartz": 0.25,
                       "amorphous → other": 0.25}
+    assert got["interface, atoms ≤ 3 Å from it: share without a label"] == 0.0
+    # an atom without a label (−1) is not scored, but the share of them near the interface is reported
+    t.add(_spec(variant="interface"), pos[:1] + [1.0, 0, 0], cell, np.zeros(3), np.array([-1]), np.array([0]), 300.0, 0.0)
+    got = t.by_place()
+    assert got["interface, atoms ≤ 3 Å from it: share without a label"] == pytest.approx(1 / 5, abs=1e-4)
+    assert got["interface, atoms ≤ 3 Å from it"] == pytest.approx(1 / 4, abs=1e-4)
 
 
 def test_strain_is_measured_against_the_relaxed_cell_and_binned():
