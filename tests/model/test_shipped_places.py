@@ -4,7 +4,8 @@
 copied from ``cache/sio2/runs/<run>.npz`` after ``lammps-phase-train inputs/train_sio2.toml``: an α-quartz
 slab ⊥ y at 385 K, α-quartz | glass ⊥ x and coesite | glass ⊥ x at 290–295 K, and an 8 Å void in α-quartz at
 267 K.
-Each carries its per-atom truth (interface atoms that left their crystal sites: none). The floors are the
+Each carries its per-atom truth: interface atoms as the run labelled them by lattice registry (crystal, glass,
+or none); rebuild the file with ``python scripts/make_held_out_frames.py <workdir>/runs``. The floors are the
 issue's targets where the shipped model meets them on these frames (slab, void), and its measured figure minus
 a margin where it does not yet (interfaces), so a retrained model that loses ground fails here.
 """
@@ -63,11 +64,13 @@ def test_void_surface_in_quartz(shipped):
     assert _score(truth, pred, depth < 4.0) >= 0.85
 
 
-@pytest.mark.parametrize("name", ["quartz_glass_x", "coesite_glass_x"])
-def test_crystal_glass_interface(shipped, name):
-    """Below the issue's targets (> 3 Å: 0.99, ≤ 3 Å: 0.90) — floors from the session-7 model (0.984 / 0.990
-    beyond 3 Å, 0.796 / 0.797 within; the session-6 model: 0.885 / 0.873 and 0.658 / 0.571)."""
+@pytest.mark.parametrize("name, beyond, within", [("quartz_glass_x", 0.96, 0.80), ("coesite_glass_x", 0.87, 0.92)])
+def test_crystal_glass_interface(shipped, name, beyond, within):
+    """Below the issue's targets (> 3 Å: 0.99, ≤ 3 Å: 0.90) — floors from the session-8 model, whose truth labels
+    interface atoms by what they are (lattice registry; the coesite frame's melted half kept ordered layers and
+    pockets, now crystal): measured 0.977 / 0.886 beyond 3 Å, 0.829 / 0.946 within; the session-7 model on the same
+    truth 0.967 / 0.858 and 0.699 / 0.709."""
     pos, cell, origin, truth, pred = _frame(name, shipped)
     distance = interface_distance(pos, cell, origin, "x")
-    assert _score(truth, pred, distance > 3.0) >= 0.97
-    assert _score(truth, pred, distance <= 3.0) >= 0.75
+    assert _score(truth, pred, distance > 3.0) >= beyond
+    assert _score(truth, pred, distance <= 3.0) >= within
