@@ -39,22 +39,17 @@ def twin_axis(positions: np.ndarray, species: np.ndarray, cell: np.ndarray, orig
     """(axis position in the xy plane, median mismatch Å) of the Dauphiné operation, by a coarse-to-fine search."""
     lengths = np.diag(cell)
     trees = {e: cKDTree(np.mod(positions[species == e] - origin, lengths), boxsize=lengths) for e in np.unique(species)}
-    best = (np.inf, origin[:2])
+    def best_of(centres) -> tuple[float, np.ndarray]:
+        scored = [(float(np.median(_twin_mismatch(positions, species, lengths, origin, c, trees))), c) for c in centres]
+        return min(scored, key=lambda s: s[0])
+
     step = 0.25
-    for x in np.arange(0.0, 10.0, step):
-        for y in np.arange(0.0, 10.0, step):
-            centre = origin[:2] + (x, y)
-            best = min(best, (float(np.median(_twin_mismatch(positions, species, lengths, origin, centre, trees))), centre),
-                       key=lambda b: b[0])
+    grid = np.arange(0.0, 10.0, step)
+    best = best_of([origin[:2] + (x, y) for x in grid for y in grid])
     for _ in range(3):
         step /= 4.0
-        base = best[1]
-        for dx in np.linspace(-4 * step, 4 * step, 9):
-            for dy in np.linspace(-4 * step, 4 * step, 9):
-                centre = base + (dx, dy)
-                err = float(np.median(_twin_mismatch(positions, species, lengths, origin, centre, trees)))
-                if err < best[0]:
-                    best = (err, centre)
+        offsets = np.linspace(-4 * step, 4 * step, 9)
+        best = min(best, best_of([best[1] + (dx, dy) for dx in offsets for dy in offsets]), key=lambda s: s[0])
     return best[1], best[0]
 
 
@@ -65,10 +60,11 @@ def order_parameter(path: str) -> None:
     if not all(np.allclose(c, np.diag(np.diag(c))) for c in cells):
         raise SystemExit(f"{path}: orthogonal cells only")
     centre, mismatch = twin_axis(pos[0], species, cells[0], origins[0])
-    frac0 = (pos[0] - origins[0]) @ np.linalg.inv(cells[0])
+    to_frac = np.linalg.inv(cells[0])
+    frac0 = (pos[0] - origins[0]) @ to_frac
     twin = pos[0].copy()
     twin[:, :2] = 2.0 * centre - twin[:, :2]
-    twin_frac = (twin - origins[0]) @ np.linalg.inv(cells[0])
+    twin_frac = (twin - origins[0]) @ to_frac
     partner = np.empty_like(frac0)
     lengths = np.diag(cells[0])
     for element in np.unique(species):

@@ -202,15 +202,15 @@ def _anchor_fit(frac: np.ndarray, sites: np.ndarray, anchor: np.ndarray) -> np.n
         return np.zeros(3)
     moved = frac[anchor] - sites[anchor]
     moved -= np.round(moved)
+    if int(anchor.sum()) < 12:  # too few anchors to fit a strain: the drift alone
+        return moved.mean(axis=0)
     angle = 2.0 * np.pi * sites[anchor]
     centre = np.arctan2(np.sin(angle).mean(axis=0), np.cos(angle).mean(axis=0)) / (2.0 * np.pi)
     relative = sites - centre
     relative -= np.round(relative)
-    design = np.hstack([relative[anchor], np.ones((int(anchor.sum()), 1))])
-    if int(anchor.sum()) < 12:  # too few anchors to fit a strain: the drift alone
-        return moved.mean(axis=0)
-    coef, *_ = np.linalg.lstsq(design, moved, rcond=None)
-    return np.hstack([relative, np.ones((len(sites), 1))]) @ coef
+    design = np.hstack([relative, np.ones((len(sites), 1))])
+    coef, *_ = np.linalg.lstsq(design[anchor], moved, rcond=None)
+    return design @ coef
 
 
 def lattice_registry(fractional: np.ndarray, sites_fractional: np.ndarray, cell: np.ndarray,
@@ -242,15 +242,16 @@ def lattice_registry(fractional: np.ndarray, sites_fractional: np.ndarray, cell:
     from scipy.spatial import cKDTree
 
     images = np.array(list(itertools.product((-1.0, 0.0, 1.0), repeat=3)))
+    wrapped = np.mod(frac, 1.0) @ cell
     on_lattice = np.zeros(len(frac), bool)
     for element in np.unique(species):
         mask = species == element
         lattice = (np.mod(sites[mask], 1.0)[None, :, :] + images[:, None, :]).reshape(-1, 3) @ cell
-        distance, _ = cKDTree(lattice).query(np.mod(frac[mask], 1.0) @ cell)
+        distance, _ = cKDTree(lattice).query(wrapped[mask])
         on_lattice[mask] = distance < site_cutoff
     from ase.neighborlist import neighbor_list
 
-    first, second = neighbor_list("ij", _atoms(np.mod(frac, 1.0) @ cell, cell, species), radius)
+    first, second = neighbor_list("ij", _atoms(wrapped, cell, species), radius)
     if groups is not None:
         groups = np.asarray(groups)
         same = groups[first] == groups[second]

@@ -177,8 +177,8 @@ def _interface_labels(snap: Snapshot, reference: Reference, upper: np.ndarray, p
     extended lattice among neighbours of which at least ``crystal_registry`` do too (layers next to the crystal
     can stay ordered or regrow); off the lattice, or on it by chance among disordered neighbours (registry <
     ``partner_registry``), it is the partner. A crystal-side atom is crystal while it keeps its own site
-    (< ``site_cutoff`` Å) among neighbours of which at least ``partner_registry`` are on the lattice. The few between carry no label: no class is true for them,
-    and a loss on them would teach a guess."""
+    (< ``site_cutoff`` Å) among neighbours of which at least ``partner_registry`` are on the lattice. The few
+    between carry no label: no class is true for them, and a loss on them would teach a guess."""
     if msd_per_atom is not None:  # the liquid side's own mobility, not the whole box's
         snap = Snapshot(**{**snap.__dict__, "msd": float(msd_per_atom[upper].mean())})
     if partner == "melt":
