@@ -315,7 +315,10 @@ class Classifier:
         else:
             nl = knn(positions, self.k, cell=cell, pbc=periodic, origin=origin, workers=self.threads)
         self.last_timings = {"neighbors": time.perf_counter() - t0}
-        return self.classify_neighbors(sp, nl, threshold=threshold)
+        nearest, unfamiliar = self._screen(sp, nl, len(nl.index))
+        if self.neighbor_cache is None:  # ours alone: the distances go before the network, which needs none
+            nl = NeighborList(index=nl.index, vectors=nl.vectors, distances=np.empty((len(nl.index), 0), np.float32))
+        return self._label(sp, nl, len(nl.index), nearest, unfamiliar, threshold, None)
 
     def classify_neighbors(
         self,
@@ -331,14 +334,29 @@ class Classifier:
         of its owned + ghost atoms and labels only the owned ones, the first ``labelled`` rows (default: all).
         ``species_idx`` comes from :meth:`species_indices`, one per atom the rows point at; ``halo``: see :meth:`logits`.
         """
-        logits = self.logits(species_idx, neighbors, halo)
-        t1 = time.perf_counter()
-        n = len(logits) if labelled is None else int(labelled)
+        n = len(neighbors.index) if labelled is None else int(labelled)
+        nearest, unfamiliar = self._screen(species_idx, neighbors, n)
+        return self._label(species_idx, neighbors, n, nearest, unfamiliar, threshold, halo)
+
+    def _screen(self, species_idx: np.ndarray, neighbors: NeighborList, n: int
+                ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """What the distances say about the first n rows, before any network: each atom's nearest-neighbour
+        distance (overlaps) and, with a training domain, whether its neighbourhood lies outside it."""
+        t0 = time.perf_counter()
+        nearest = neighbors.distances[:n, 0].copy()
         unfamiliar = None
         if self.domain is not None:
             unfamiliar = outside(self.domain, species_idx, neighbors.index[:n], neighbors.distances[:n])
-        result = self.result_from_logits(logits[:n], threshold, nearest=neighbors.distances[:n, 0],
-                                         unfamiliar=unfamiliar)
+        self.last_timings["screen"] = time.perf_counter() - t0
+        return nearest, unfamiliar
+
+    def _label(self, species_idx: np.ndarray, neighbors: NeighborList, n: int, nearest: np.ndarray,
+               unfamiliar: Optional[np.ndarray], threshold: Optional[float], halo: Optional[fastpath.Halo]
+               ) -> PhaseResult:
+        """The network on the graph, then labels of the first n rows with the screen's verdicts applied."""
+        logits = self.logits(species_idx, neighbors, halo)
+        t1 = time.perf_counter()
+        result = self.result_from_logits(logits[:n], threshold, nearest=nearest, unfamiliar=unfamiliar)
         self.last_timings["result"] = time.perf_counter() - t1
         return result
 

@@ -27,8 +27,10 @@ from scipy.spatial import cKDTree
 from lammps_phase.cell import finite_vector, validated_cell
 from lammps_phase.errors import LammpsPhaseError
 
-__all__ = ["NeighborCache", "NeighborList", "knn", "wrap_positions"]
+__all__ = ["INDEX_DTYPE", "NeighborCache", "NeighborList", "knn", "wrap_positions"]
 
+#: neighbour indices: half the bytes of int64, and what the fused kernels take (a process labels < 2^31 atoms)
+INDEX_DTYPE = np.int32
 _QUERY_CHUNK = 1 << 16  # rows per tree query: bounds the float64 temporaries to tens of MB
 _SHELL_SAFETY = 1.5  # initial shell = 1.5 x radius of a sphere holding k atoms at mean density
 _MAX_SHELL_GROWTH = 4.0  # a retry widens the shell at most this much, so one outlier cannot explode the ghosts
@@ -41,7 +43,7 @@ _REUSE_PROBE = 1024  # atoms that moved most, tested first: a failing reuse test
 class NeighborList:
     """k nearest neighbours per queried atom; row i belongs to ``query[i]`` (or atom i)."""
 
-    index: np.ndarray  # (M, k) int64, neighbour atom indices into the positions array
+    index: np.ndarray  # (M, k) int32, neighbour atom indices into the positions array (INDEX_DTYPE)
     vectors: np.ndarray  # (M, k, 3) float32, r_j + image shift - r_i
     distances: np.ndarray  # (M, k) float32, ascending along axis 1
 
@@ -102,8 +104,11 @@ def knn(
         )
 
     m = len(query_ids)
+    if n_atoms >= np.iinfo(INDEX_DTYPE).max:
+        raise LammpsPhaseError(f"{n_atoms} atoms in one process: more than neighbour indices hold (2^31); "
+                               "label them in parts (in situ: mode='local' on more ranks)")
     out = NeighborList(
-        index=np.empty((m, k), dtype=np.int64),
+        index=np.empty((m, k), dtype=INDEX_DTYPE),
         vectors=np.empty((m, k, 3), dtype=np.float32),
         distances=np.empty((m, k), dtype=np.float32),
     )
@@ -391,7 +396,7 @@ class NeighborCache:
             shifts = np.rint(rel @ np.linalg.inv(cell)).astype(np.int32)
         else:
             shifts = np.zeros(nl.index.shape + (3,), dtype=np.int32)
-        self._index = nl.index.astype(np.int32 if len(pos) < 2**31 else np.int64)
+        self._index = nl.index
         self._shifts = shifts
         self._pos0 = pos.copy()
         self._cell = cell
@@ -421,7 +426,7 @@ class NeighborCache:
         bound = self._last - moved - max_moved
         n, k = len(pos), self.k
         out = NeighborList(
-            index=np.empty((n, k), dtype=np.int64),
+            index=np.empty((n, k), dtype=INDEX_DTYPE),
             vectors=np.empty((n, k, 3), dtype=np.float32),
             distances=np.empty((n, k), dtype=np.float32),
         )

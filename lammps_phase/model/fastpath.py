@@ -172,7 +172,7 @@ class FastPhaseNet:
         g = torch.Generator().manual_seed(seed)
         k = self.cfg.k
         species = torch.randint(0, len(self.cfg.elements), (atoms,), generator=g)
-        index = torch.randint(0, atoms, (atoms, k), generator=g)
+        index = torch.randint(0, atoms, (atoms, k), generator=g, dtype=torch.int32)
         vectors = torch.randn(atoms, k, 3, generator=g)
         vectors = vectors / vectors.norm(dim=-1, keepdim=True) * torch.linspace(1.0, 3.0, k).view(1, k, 1)
         return species, index, vectors
@@ -276,7 +276,7 @@ class FastPhaseNet:
     @torch.no_grad()
     def __call__(self, species: torch.Tensor, index: torch.Tensor, vectors: torch.Tensor,
                  halo: Optional[Halo] = None) -> torch.Tensor:
-        """Logits (R, C) of the R atoms that own rows: species (N,), index (R, ≥k) int32/int64, vectors (R, ≥k, 3).
+        """Logits (R, C) of the R atoms that own rows: species (N,), index (R, ≥k) int32 (int64 is converted), vectors (R, ≥k, 3).
 
         Without ``halo`` every atom owns a row (R = N). With it, rows are the first R atoms and the other N − R
         (the halo) enter only as neighbours: before each layer ``halo(h)`` turns the rows' layer inputs (R, D)
@@ -292,7 +292,9 @@ class FastPhaseNet:
                 f"(R <= N with a halo), got {tuple(index.shape)} and {tuple(vectors.shape)}"
             )
         dev = self.device
-        index = index[:, :k].to(device=dev, dtype=torch.int64)
+        if n >= torch.iinfo(torch.int32).max:
+            raise LammpsPhaseError(f"{n} atoms in one call: more than the int32 neighbour index holds; label them in parts")
+        index = index[:, :k].to(device=dev, dtype=torch.int32)  # the kernels' index type (ahead-of-time keys)
         vectors = vectors[:, :k].to(device=dev, dtype=torch.float32)
         species = species.to(device=dev, dtype=torch.long)
         self.atoms_seen += rows
@@ -303,7 +305,7 @@ class FastPhaseNet:
     def _forward_eager(self, species: torch.Tensor, index: torch.Tensor, vectors: torch.Tensor,
                        halo: Optional[Halo] = None) -> torch.Tensor:
         dev = self.device
-        species, index, vectors = species.to(dev), index.to(dev, torch.int64), vectors.to(dev, torch.float32)
+        species, index, vectors = species.to(dev), index.to(dev, torch.int32), vectors.to(dev, torch.float32)
         saved, self._eager = self._eager, True
         try:
             return self._forward(species, index, vectors, halo)
@@ -334,15 +336,17 @@ class FastPhaseNet:
                  halo: Optional[Halo] = None) -> torch.Tensor:
         """Layer by layer over row chunks. What lives for all rows at once is only what other rows read (each
         layer's input h and W_j·h) and what the head needs later (the outputs of all layers but the last, 4 B ×
-        their widths per atom); the scaled distances are recomputed per chunk, and the last layer's chunks go
-        straight into the head: 260 B per atom less at the peak than holding them all."""
+        their widths per atom, each layer's in a tensor of its own, allocated when the layer runs); the scaled
+        distances are recomputed per chunk, and the last layer's chunks go straight into the head, whose logits
+        are written over the last layer's input (see below): at the peak, in the last layer, what lives is the
+        earlier layers' outputs and W_j·h, 3 × 192 B per atom for the shipped widths."""
         n, k = index.shape  # rows; with a halo, index also points at the atoms after them
         dev = self.device
         chunks = self._chunks(n)
         local = self.cfg.length_scale == "local"
-        # the outputs of every layer but the last, for the head: no concatenation copy
-        feats = torch.empty((n, sum(self.widths[:-1])), dtype=torch.float32, device=dev)
-        logits = torch.empty((n, self.cfg.num_classes), dtype=torch.float32, device=dev)
+        outputs: list[torch.Tensor] = []  # of every layer but the last, for the head
+        classes = self.cfg.num_classes
+        logits = None
         h = self.embed[species[:n]]
         if self.bond_order is not None:
             cfg = self.cfg
@@ -358,13 +362,20 @@ class FastPhaseNet:
             angles = torch.empty((n, k, self.cfg.edge_angle_l), dtype=torch.float32, device=dev)
             for c in chunks:
                 angles[c] = self._call("edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
-        offset = 0
         for number, (layer, kl) in enumerate(zip(self.layers, self.cfg.layer_neighbors)):
             last = number == len(self.layers) - 1
             if halo is not None:  # the neighbours' inputs: rows first, then the halo's from whoever computed them
                 h = torch.cat([h, halo(h)])
             v = F.linear(h, layer.w_j) if layer.w_j is not None else None
-            out = None if last else feats[:, offset : offset + layer.width]
+            # a tensor of its own, not a column block of one buffer: its pages are touched only from this layer on
+            out = None if last else torch.empty((n, layer.width), dtype=torch.float32, device=dev)
+            if last:
+                # The last layer's input h is dead row by row: a chunk's rows are read (W_i·h_i, the head's input)
+                # before its logits are stored, other rows see only v. With C ≤ D classes the logits of rows < b
+                # lie in h's storage below row b, so they overwrite only rows already done.
+                fits = h.is_contiguous() and h.dim() == 2 and classes <= h.shape[1] and h.shape[0] >= n
+                logits = h.view(-1)[: n * classes].view(n, classes) if fits else torch.empty(
+                    (n, classes), dtype=torch.float32, device=dev)
             for c in chunks:
                 geometry = vectors[c]
                 if layer.geo.startswith("angles"):
@@ -376,13 +387,15 @@ class FastPhaseNet:
                                     sdist[:, :kl], inv_scale, layer.w_geo_t, layer.table, layer.inv_step,
                                     layer.mlp, geo=layer.geo)
                 if last:
-                    logits[c] = self._call("head", torch.cat([feats[c], result], dim=1), self.head_w, self.head_b)
+                    head_input = torch.cat([o[c] for o in outputs] + [result], dim=1)
+                    logits[c] = self._call("head", head_input, self.head_w, self.head_b)
                 else:
                     out[c] = result
             del v
+            if out is not None:
+                outputs.append(out)
             h = out
-            offset += layer.width
-        return logits
+        return logits.clone() if logits._base is not None else logits
 
 
 def _weight_table(weighting: SpatialWeighting) -> tuple[torch.Tensor, float]:

@@ -8,6 +8,7 @@ import pytest
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.data.structures import build, supercell
 from lammps_phase.inference.neighbors import (
+    INDEX_DTYPE,
     NeighborCache,
     NeighborList,
     knn,
@@ -50,7 +51,7 @@ def check_consistent(nl: NeighborList, positions, cell, pbc, query=None):
     positions = np.asarray(positions, dtype=np.float64)
     query = np.arange(len(positions)) if query is None else np.asarray(query)
     m, k = nl.index.shape
-    assert nl.index.dtype == np.int64 and nl.vectors.dtype == np.float32 and nl.distances.dtype == np.float32
+    assert nl.index.dtype == INDEX_DTYPE and nl.vectors.dtype == np.float32 and nl.distances.dtype == np.float32
     assert nl.vectors.shape == (m, k, 3) and nl.distances.shape == (m, k) and nl.k == k
     norms = np.linalg.norm(nl.vectors.astype(np.float64), axis=-1)
     np.testing.assert_allclose(norms, nl.distances, rtol=1e-6, atol=1e-6)

@@ -126,6 +126,23 @@ def test_chunk_boundaries_do_not_change_logits(checkpoint, triclinic_quartz):
     assert float((pieces(*args) - whole).abs().max()) < 1e-5
 
 
+def test_index_type_and_reused_storage_do_not_change_logits(checkpoint, triclinic_quartz):
+    """The neighbour index is int32 (int64 is taken too), and the logits, written over the last layer's input
+    chunk by chunk, equal a forward whose last layer has nothing to overwrite (the reference)."""
+    pos, cell, symbols = triclinic_quartz
+    model = checkpoint.build().eval()
+    nl = knn(pos, K, cell=cell)
+    assert nl.index.dtype == np.int32
+    sp = torch.as_tensor(Classifier(checkpoint, device="cpu", fast=False).species_indices(symbols))
+    fast = FastPhaseNet(model, compile=False, chunk=7)  # many chunks: every row block of the storage is reused
+    small = fast(sp, torch.as_tensor(nl.index), torch.as_tensor(nl.vectors))
+    wide = fast(sp, torch.as_tensor(nl.index).long(), torch.as_tensor(nl.vectors))
+    assert torch.equal(small, wide) and small._base is None
+    with torch.no_grad():
+        ref = model(sp.long(), torch.as_tensor(nl.index).long(), torch.as_tensor(nl.vectors)).float()
+    assert float((small - ref).abs().max()) < 1e-4
+
+
 @pytest.mark.skipif(not compile_available("cpu"), reason="torch.compile needs a C++ compiler")
 @pytest.mark.skipif(
     os.environ.get("LAMMPS_PHASE_SLOW_TESTS") != "1", reason="compiles kernels (~20-60 s); set LAMMPS_PHASE_SLOW_TESTS=1"
