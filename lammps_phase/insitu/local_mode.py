@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.inference.neighbors import NeighborList, knn
+from lammps_phase.inference.neighbors import INDEX_DTYPE, NeighborList, knn
 from lammps_phase.insitu.collectives import describe
 
 __all__ = ["GHOST_GUARD", "ROW_SAFETY", "ClassifierFailure", "GhostShell", "OwnedRows", "checked_rows",
@@ -96,7 +96,7 @@ def owned_rows(x: np.ndarray, ids: np.ndarray, types: np.ndarray, nlocal: int, k
     """Rows of the owned atoms ``x[:nlocal]`` among owned + ghost atoms ``x`` (LAMMPS order, ``ids`` their atom
     IDs, ``types`` theirs); needs more than k atoms in ``x`` when ``nlocal`` > 0."""
     if nlocal == 0:
-        empty = NeighborList(index=np.zeros((0, k), dtype=np.int64), vectors=np.zeros((0, k, 3), dtype=np.float32),
+        empty = NeighborList(index=np.zeros((0, k), dtype=INDEX_DTYPE), vectors=np.zeros((0, k, 3), dtype=np.float32),
                              distances=np.zeros((0, k), dtype=np.float32))
         return OwnedRows(empty, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=types.dtype), np.zeros((0, 3)))
     found = knn(x, k, cell=None, pbc=_OPEN_BOUNDARIES, query=np.arange(nlocal))

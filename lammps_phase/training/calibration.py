@@ -112,12 +112,12 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor, max_drop: float = MAX_
 
 def snapshot_graphs(data: Any) -> Iterator[tuple[np.ndarray, Any, np.ndarray]]:
     """(species, neighbour list, labels) per snapshot of a SampleSet: the graphs the network and the domain read."""
-    from lammps_phase.inference.neighbors import NeighborList
+    from lammps_phase.inference.neighbors import INDEX_DTYPE, NeighborList
 
     for s in range(len(data)):
         lo, hi = int(data.offsets[s]), int(data.offsets[s + 1])
         vectors = np.asarray(data.vectors[lo:hi], dtype=np.float32)
-        graph = NeighborList(index=np.asarray(data.index[lo:hi], dtype=np.int64), vectors=vectors,
+        graph = NeighborList(index=np.asarray(data.index[lo:hi], dtype=INDEX_DTYPE), vectors=vectors,
                              distances=np.linalg.norm(vectors, axis=-1).astype(np.float32))
         yield np.asarray(data.species[lo:hi], dtype=np.int64), graph, np.asarray(data.labels[lo:hi], dtype=np.int64)
 
