@@ -97,16 +97,6 @@ def maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
 
 
-def release_free_memory() -> None:
-    """Give freed heap memory back to the system (glibc malloc_trim), so RSS counts live data only."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def current_rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -119,6 +109,7 @@ def worker_classify(n_atoms: float, path: str, threads: str, device: str, repeat
     """One size, one path, fresh process: timings per stage and peak RSS above the idle process."""
     import torch
 
+    from lammps_phase import runtime
     from lammps_phase.inference.classify import Classifier
 
     thr = "auto" if threads == "auto" else int(threads)
@@ -130,7 +121,7 @@ def worker_classify(n_atoms: float, path: str, threads: str, device: str, repeat
     clf.classify(*quartz_sample(1000, seed=1))
     ready = current_rss_mb()
     pos, cell, symbols = quartz_sample(n_atoms)
-    release_free_memory()  # the sample's construction temporaries are not the classifier's
+    runtime.release_free_memory()  # the sample's construction temporaries are not the classifier's
     with_sample = current_rss_mb()
     n = len(pos)
     t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 """Where a process runs: rank and job size from the launcher's variables, and its share of the cores."""
 
 import os
+import sys
 
 import pytest
 import torch
@@ -46,3 +47,40 @@ def test_threads_follow_the_cores_of_this_process(no_launcher):
         assert default_threads() == 1  # many ranks sharing the node: never below one thread, never above the share
     finally:
         torch.set_num_threads(before)
+
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _holes_in_the_heap(libc, blocks: int = 400, size: int = 160_000) -> list:
+    """Touched blocks side by side, every other one freed: free() keeps such holes resident (it trims only the heap's
+    top). Returns the live ones."""
+    import ctypes
+
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.free(libc.malloc(2 * size))  # freeing a mapped block raises glibc's mmap threshold: the blocks go on the heap
+    allocated = []
+    for _ in range(blocks):
+        allocated.append(libc.malloc(size))
+        ctypes.memset(allocated[-1], 1, size)
+    for block in allocated[::2]:
+        libc.free(block)
+    return allocated[1::2]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_freed_heap_memory_goes_back_to_the_system():
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    live = _holes_in_the_heap(libc)
+    before = _resident_bytes()
+    assert runtime.release_free_memory() is True
+    released = before - _resident_bytes()
+    for block in live:
+        libc.free(block)
+    assert released > 20 * 2**20  # of the 32 MB in holes

@@ -265,3 +265,17 @@ def test_warm_up_compiles_every_kernel_variant_a_labelling_needs(checkpoint):
         else:
             fast(species, index, vectors)
     assert counters["stats"]["unique_graphs"] == traced
+
+
+def test_large_samples_release_memory_between_search_and_network(monkeypatch, checkpoint, triclinic_quartz):
+    from lammps_phase.inference import classify
+
+    calls = []
+    monkeypatch.setattr(classify.runtime, "release_free_memory", lambda: calls.append(1) or True)
+    clf = Classifier(checkpoint, device="cpu")
+    pos, cell, symbols = triclinic_quartz
+    first = clf.classify(pos, cell, symbols)
+    assert calls == []  # a small sample: not worth it
+    monkeypatch.setattr(classify, "RELEASE_MEMORY_ATOMS", len(pos))
+    again = clf.classify(pos, cell, symbols)
+    assert calls == [1] and np.array_equal(first.labels, again.labels)
