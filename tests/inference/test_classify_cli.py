@@ -173,6 +173,31 @@ def test_cli_classify_multiframe_gz(tmp_path, capsys, random_sio2_checkpoint, qu
         assert abs(sum(map(float, r[1:])) - 1.0) < 1e-3
 
 
+def test_cli_classify_says_how_to_get_the_faster_kernels(tmp_path, capsys, monkeypatch, random_sio2_checkpoint, quartz):
+    """Without kernels built ahead of time, a large frame gets one line naming the command that builds them; with
+    them, or with -q, nothing. Labels are the same either way."""
+    from lammps_phase import cli
+    from lammps_phase.model import aot, kernels
+
+    pos, cell, sym = quartz
+    src = tmp_path / "in.dump"
+    write_frames(src, [pos, pos], cell, sym, timesteps=(0, 100))
+    monkeypatch.setenv(aot.KERNEL_CACHE_ENV, str(tmp_path / "no-kernels"))  # an empty kernel cache
+    monkeypatch.setattr(kernels, "compile_available", lambda device="cpu": True)  # as where g++ exists
+    argv = ["classify", str(src), "--model", str(random_sio2_checkpoint), "--types", "Si O"]
+    monkeypatch.setattr(cli, "KERNEL_HINT_ATOMS", len(pos) + 1)  # a small frame: no hint
+    assert main(argv + ["-o", str(tmp_path / "a.dump")]) == 0
+    assert "lammps-phase kernels" not in capsys.readouterr().err
+    monkeypatch.setattr(cli, "KERNEL_HINT_ATOMS", len(pos))
+    assert main(argv + ["-o", str(tmp_path / "b.dump")]) == 0
+    err = capsys.readouterr().err
+    assert err.count(f"lammps-phase kernels {random_sio2_checkpoint}") == 1  # once, not once per frame
+    assert main(argv + ["-o", str(tmp_path / "c.dump"), "-q"]) == 0
+    assert "lammps-phase kernels" not in capsys.readouterr().err
+    labels = [f.columns["phase"] for name in "abc" for f in read_dump(tmp_path / f"{name}.dump")]
+    assert all(np.array_equal(labels[0], other) for other in labels[1:])
+
+
 def test_cli_info_json(random_sio2_checkpoint, capsys):
     assert main(["info", str(random_sio2_checkpoint), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
