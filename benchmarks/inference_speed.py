@@ -33,11 +33,10 @@ sys.path.insert(0, str(ROOT))
 QUARTZ_DENSITY = 0.0797  # atoms / Å^3 (2.65 g/cm^3)
 SECTION = "## Inference speed"
 NOTES = """Notes: "convert" is numpy → torch conversion, "result" the distance checks (overlaps, training domain)
-and the softmax/labels back to numpy. Peak RSS is
-measured above the idle process after imports, above the "ready" process (current RSS after one
-classification of 1000 atoms, i.e. with compiled kernels loaded), and above the ready process holding the sample
-(float64 positions and element names, 32 B/atom, built and its temporaries returned to the system first):
-the last is what labelling costs on top of the caller's data. "first call" (on the measured size) includes
+and the softmax/labels back to numpy. Peak RSS is measured above the idle process after imports, above the "ready"
+process (current RSS after one classification of 1000 atoms, i.e. with compiled kernels loaded), and above the ready
+process holding the sample (float64 positions and element names, 32 B/atom, built and its temporaries returned to the
+system first): the last is what labelling costs on top of the caller's data. "first call" (on the measured size) includes
 compiling the fused kernels (torch.compile/inductor, cached on disk, once per process and
 thread count; later sizes reuse it: dynamic shapes). GPU: the fast path is device-agnostic (Triton kernels
 via torch.compile on CUDA, eager fallback), but GPU numbers are still to be measured
