@@ -9,10 +9,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from lammps_phase import __version__
 from lammps_phase.errors import LammpsPhaseError
+
+if TYPE_CHECKING:
+    from lammps_phase.inference.classify import Classifier
 
 #: the prefix of every error line, whichever entry point printed it
 PROG = "lammps-phase"
@@ -55,7 +58,7 @@ class _Parser(argparse.ArgumentParser):
 KERNEL_HINT_ATOMS = 20_000
 
 
-def kernel_hint(clf, model: str) -> str:
+def kernel_hint(clf: Classifier, model: str) -> str:
     """One line saying how to get the faster kernels, or "" when they are in use or cannot be built here."""
     from lammps_phase.model.kernels import compile_available
 

@@ -49,7 +49,6 @@ def test_threads_follow_the_cores_of_this_process(no_launcher):
         torch.set_num_threads(before)
 
 
-
 def _resident_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -375,7 +375,7 @@ class FastPhaseNet:
                 # The last layer's input h is dead row by row: a chunk's rows are read (W_i·h_i, the head's input)
                 # before its logits are stored, other rows see only v. With C ≤ D classes the logits of rows < b
                 # lie in h's storage below row b, so they overwrite only rows already done.
-                fits = h.is_contiguous() and h.dim() == 2 and classes <= h.shape[1] and h.shape[0] >= n
+                fits = h.is_contiguous() and classes <= h.shape[1]
                 logits = h.view(-1)[: n * classes].view(n, classes) if fits else torch.empty(
                     (n, classes), dtype=torch.float32, device=dev)
             for c in chunks:
