@@ -80,9 +80,44 @@ def test_each_mistake_names_the_file_and_the_key(tmp_path, change, message):
 
 
 def test_the_shipped_configs_load():
-    for name in ("train_sio2.toml", "train_cu.toml"):
+    for name in ("train_sio2.toml", "train_cu.toml", "train_sio2_multi.toml"):
         cfg = load_config(ROOT / "inputs" / name)
         assert cfg.classes and cfg.source.endswith(name)
+
+
+def test_the_multi_potential_config_is_the_bks_config_plus_its_own_blocks():
+    bks = load_config(ROOT / "inputs" / "train_sio2.toml")
+    multi = load_config(ROOT / "inputs" / "train_sio2_multi.toml")
+    assert multi.phases[:len(bks.phases)] == bks.phases
+    added = multi.phases[len(bks.phases):]
+    assert added and {spec.potential for spec in added} == {"tersoff_munetoh", "vashishta_1990"}
+    assert (multi.model, multi.train, multi.report) == (bks.model, bks.train, bks.report)
+    assert (multi.name, multi.output) == ("sio2_multi", "checkpoints/sio2_multi.pt")
+
+
+def test_a_base_config_gives_blocks_first_and_settings_key_by_key(tmp_path):
+    (tmp_path / "c.toml").write_text(TINY)
+    extra = tmp_path / "more" / "extra.toml"
+    extra.parent.mkdir()
+    extra.write_text('base = "../c.toml"\nname = "more"\n\n[train]\nepochs = 3\n\n'
+                     '[[phase]]\nname = "coesite"\nt_start = 300\nt_end = 600\nps = 0.4\n')
+    base, cfg = load_config(tmp_path / "c.toml"), load_config(extra)
+    assert [p.name for p in cfg.phases] == [p.name for p in base.phases] + ["coesite"]
+    assert cfg.name == "more" and cfg.output == base.output and cfg.elements == base.elements
+    assert cfg.train == {**base.train, "epochs": 3} and cfg.model == base.model
+    assert cfg.source == str(extra)
+
+
+def test_a_base_config_that_is_missing_or_loops_is_refused(tmp_path):
+    (tmp_path / "a.toml").write_text('base = "b.toml"\n' + TINY)
+    with pytest.raises(LammpsPhaseError, match=r"b\.toml does not exist"):
+        load_config(tmp_path / "a.toml")
+    (tmp_path / "b.toml").write_text('base = "a.toml"\n')
+    with pytest.raises(LammpsPhaseError, match="base configs form a loop"):
+        load_config(tmp_path / "a.toml")
+    (tmp_path / "b.toml").write_text("base = 3\n")
+    with pytest.raises(LammpsPhaseError, match="base must be the path of another config"):
+        load_config(tmp_path / "a.toml")
 
 
 def test_config_schema_refuses_before_the_heating_stage(tmp_path, monkeypatch):

@@ -83,16 +83,7 @@ class PipelineConfig:
 def load_config(path: str | os.PathLike) -> PipelineConfig:
     """Parse and check a training config; every mistake is reported with the key that holds it."""
     path = Path(path)
-    if path.is_dir():
-        raise LammpsPhaseError(f"config {path} is a folder: give the path of a .toml file, e.g. inputs/train_cu.toml")
-    if not path.is_file():
-        raise LammpsPhaseError(f"config {path} does not exist")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise LammpsPhaseError(f"config {path} is not valid TOML: {err}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise LammpsPhaseError(f"config {path} cannot be read ({err})") from None
+    raw = _read_with_base(path, ())
     check_raw_config(raw, path)  # every key known, every value of its type and range, before anything runs
     for key in ("name", "elements", "potential", "phase"):
         if key not in raw:
@@ -144,6 +135,51 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
     )
     check_config(cfg)  # structures build with these elements, the model and training settings pass their checks
     return cfg
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise LammpsPhaseError(f"config {path} is a folder: give the path of a .toml file, e.g. inputs/train_cu.toml")
+    if not path.is_file():
+        raise LammpsPhaseError(f"config {path} does not exist")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise LammpsPhaseError(f"config {path} is not valid TOML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise LammpsPhaseError(f"config {path} cannot be read ({err})") from None
+
+
+def _read_with_base(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The config's TOML on top of its ``base`` config, if it names one (a path relative to this file).
+
+    A config that adds blocks to another (e.g. more potentials on top of the shipped BKS config) then holds only
+    what it adds, and cannot drift from the config it extends: the base's [[phase]] blocks come first, then its
+    own; its top-level keys and table settings replace the base's, key by key (sub-tables merged the same way).
+    """
+    raw = _read_toml(path)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base:
+        raise LammpsPhaseError(f"config {path}: base must be the path of another config, e.g. base = \"train_sio2.toml\"")
+    base_path = (path.parent / base).resolve()
+    if base_path in chain or base_path == path.resolve():
+        loop = " → ".join(str(p) for p in (*chain, path.resolve(), base_path))
+        raise LammpsPhaseError(f"config {path}: base configs form a loop ({loop}); remove one of the base keys")
+    merged = _read_with_base(base_path, (*chain, path.resolve()))
+    phases = merged.get("phase", []) + raw.pop("phase", [])
+    merged = _merged_tables(merged, raw)
+    if phases:
+        merged["phase"] = phases
+    return merged
+
+
+def _merged_tables(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in own.items():
+        out[key] = _merged_tables(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _check_variant(spec: PhaseSpec, path) -> None:
