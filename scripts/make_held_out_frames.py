@@ -1,4 +1,4 @@
-"""Write tests/frames/held_out_sio2.npz: frame 0 of four test-seed runs with their per-atom truth.
+"""Write tests/frames/held_out_sio2.npz: frame 0 of five test-seed runs with their per-atom truth.
 
     python scripts/make_held_out_frames.py cache/sio2/runs
 
@@ -21,6 +21,7 @@ FRAMES = {  # name in the file: run key
     "quartz_glass_x": "alpha_quartz_interface-amorphous-x_0GPa_seed4",
     "coesite_glass_x": "coesite_interface-amorphous-x_0GPa_seed4",
     "quartz_void": "alpha_quartz_void-r8_0GPa_seed4",
+    "quartz_melt_y": "beta_quartz_interface-melt-y_0GPa_seed4",
 }
 
 
