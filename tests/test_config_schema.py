@@ -118,6 +118,9 @@ def test_a_base_config_that_is_missing_or_loops_is_refused(tmp_path):
     (tmp_path / "b.toml").write_text("base = 3\n")
     with pytest.raises(LammpsPhaseError, match="base must be the path of another config"):
         load_config(tmp_path / "a.toml")
+    (tmp_path / "b.toml").write_text(TINY.replace("epochs = 8", "epoch = 8"))
+    with pytest.raises(LammpsPhaseError, match=r"a\.toml \(on top of b\.toml\).*has no setting 'epoch'"):
+        load_config(tmp_path / "a.toml")
 
 
 def test_config_schema_refuses_before_the_heating_stage(tmp_path, monkeypatch):

@@ -83,8 +83,9 @@ class PipelineConfig:
 def load_config(path: str | os.PathLike) -> PipelineConfig:
     """Parse and check a training config; every mistake is reported with the key that holds it."""
     path = Path(path)
-    raw = _read_with_base(path, ())
-    check_raw_config(raw, path)  # every key known, every value of its type and range, before anything runs
+    raw, bases = _read_with_base(path, ())
+    where = f"{path} (on top of {', '.join(map(str, bases))})" if bases else path
+    check_raw_config(raw, where)  # every key known, every value of its type and range, before anything runs
     for key in ("name", "elements", "potential", "phase"):
         if key not in raw:
             raise LammpsPhaseError(f"config {path} lacks the key '{key}'")
@@ -150,8 +151,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise LammpsPhaseError(f"config {path} cannot be read ({err})") from None
 
 
-def _read_with_base(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
-    """The config's TOML on top of its ``base`` config, if it names one (a path relative to this file).
+def _read_with_base(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], list[Path]]:
+    """The config's TOML on top of its ``base`` config, if it names one (a path relative to this file), and the
+    base configs read, nearest first.
 
     A config that adds blocks to another (e.g. more potentials on top of the shipped BKS config) then holds only
     what it adds, and cannot drift from the config it extends: the base's [[phase]] blocks come first, then its
@@ -160,19 +162,23 @@ def _read_with_base(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     raw = _read_toml(path)
     base = raw.pop("base", None)
     if base is None:
-        return raw
+        return raw, []
     if not isinstance(base, str) or not base:
         raise LammpsPhaseError(f"config {path}: base must be the path of another config, e.g. base = \"train_sio2.toml\"")
     base_path = (path.parent / base).resolve()
     if base_path in chain or base_path == path.resolve():
         loop = " → ".join(str(p) for p in (*chain, path.resolve(), base_path))
         raise LammpsPhaseError(f"config {path}: base configs form a loop ({loop}); remove one of the base keys")
-    merged = _read_with_base(base_path, (*chain, path.resolve()))
-    phases = merged.get("phase", []) + raw.pop("phase", [])
+    merged, bases = _read_with_base(base_path, (*chain, path.resolve()))
+    base_phases, own_phases = merged.pop("phase", []), raw.pop("phase", [])
     merged = _merged_tables(merged, raw)
+    if isinstance(base_phases, list) and isinstance(own_phases, list):
+        phases = base_phases + own_phases
+    else:  # not [[phase]] tables: check_raw_config names the mistake
+        phases = own_phases if not isinstance(own_phases, list) else base_phases
     if phases:
         merged["phase"] = phases
-    return merged
+    return merged, [Path(base), *bases]
 
 
 def _merged_tables(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
