@@ -85,10 +85,7 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
     path = Path(path)
     raw, bases = _read_with_base(path, ())
     where = f"{path} (on top of {', '.join(map(str, bases))})" if bases else path
-    check_raw_config(raw, where)  # every key known, every value of its type and range, before anything runs
-    for key in ("name", "elements", "potential", "phase"):
-        if key not in raw:
-            raise LammpsPhaseError(f"config {path} lacks the key '{key}'")
+    check_raw_config(raw, where)  # every key known (and the required ones present), of its type and range
     runs = raw.get("runs", {})
     phases = []
     for i, ph in enumerate(raw["phase"]):
@@ -172,10 +169,9 @@ def _read_with_base(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any]
     merged, bases = _read_with_base(base_path, (*chain, path.resolve()))
     base_phases, own_phases = merged.pop("phase", []), raw.pop("phase", [])
     merged = _merged_tables(merged, raw)
-    if isinstance(base_phases, list) and isinstance(own_phases, list):
-        phases = base_phases + own_phases
-    else:  # not [[phase]] tables: check_raw_config names the mistake
-        phases = own_phases if not isinstance(own_phases, list) else base_phases
+    both_lists = isinstance(base_phases, list) and isinstance(own_phases, list)
+    # anything but [[phase]] tables is kept as it is, for check_raw_config to name
+    phases = base_phases + own_phases if both_lists else (base_phases if isinstance(own_phases, list) else own_phases)
     if phases:
         merged["phase"] = phases
     return merged, [Path(base), *bases]
