@@ -9,6 +9,7 @@ Pure numpy/ase: nothing here starts LAMMPS.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ class PhaseCheck:
     displaced_fraction: float
     msd: float
     shape_strain: float = 0.0  # largest volume-free strain of the cell against the reference cell
+    tilt: float | None = None  # quartz only: the tetrahedra's coherent tilt (quartz_order), ≈ 1 α, ≈ 0 β
 
 
 @dataclass
@@ -326,6 +328,27 @@ def check_phase(snapshot: Snapshot, reference: Reference, *, min_ideal_fraction:
     return PhaseCheck(holds=not reasons, reason="; ".join(reasons), coordination_histogram=histogram,
                       ideal_coordination_fraction=ideal_fraction, density_ratio=density_ratio,
                       displaced_fraction=displaced, msd=snapshot.msd, shape_strain=strain)
+
+
+def check_quartz_tilt(check: PhaseCheck, snapshot: Snapshot, phase: str) -> PhaseCheck:
+    """``check`` with the α/β decision added for a bulk α- or β-quartz box (any other phase: unchanged).
+
+    Coordination, density and lattice sites are the same for both quartzes; only the tilt of the tetrahedra
+    tells them apart (:mod:`lammps_phase.data.quartz_order`). β-quartz below its potential's transition
+    temperature tilts into α at once and would otherwise be kept as "β-quartz".
+    """
+    from lammps_phase.data import quartz_order
+
+    if phase not in ("alpha_quartz", "beta_quartz"):
+        return check
+    value = quartz_order.tilt(snapshot.positions, snapshot.species, snapshot.cell, snapshot.origin)
+    reason = ""
+    if phase == "alpha_quartz" and value < quartz_order.MIN_ALPHA_TILT:
+        reason = f"tetrahedra tilt {value:.2f} < {quartz_order.MIN_ALPHA_TILT}: untilted, β-quartz rather than α"
+    elif phase == "beta_quartz" and value > quartz_order.MAX_BETA_TILT:
+        reason = f"tetrahedra tilt {value:.2f} > {quartz_order.MAX_BETA_TILT}: tilted into α-quartz"
+    return dataclasses.replace(check, tilt=value, holds=check.holds and not reason,
+                               reason="; ".join(r for r in (check.reason, reason) if r))
 
 
 def check_liquid(snapshot: Snapshot, reference: Reference, *, min_msd: float = 5.0,

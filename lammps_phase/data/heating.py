@@ -16,7 +16,7 @@ import numpy as np
 
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.data.checks import (PhaseCheck, PhaseRun, Reference, Snapshot, check_amorphous, check_liquid,
-                                      check_phase)
+                                      check_phase, check_quartz_tilt)
 from lammps_phase.data.isolation import dispatch
 from lammps_phase.data.md_session import LammpsSession
 from lammps_phase.data.potentials import Potential
@@ -53,7 +53,8 @@ def _heating_impl(crystal, potential, pressure_gpa, t_start, t_end, ps, seed, sn
         reference = session.relax(pressure_gpa)
         run = PhaseRun(session.phase, session.potential.name, pressure_gpa, session.phase, reference)
         session.start_md(t_start, seed)
-        record = checked_recorder(run, lambda snap: check_phase(snap, reference), stop_after_failures)
+        record = checked_recorder(
+            run, lambda snap: check_quartz_tilt(check_phase(snap, reference), snap, session.phase), stop_after_failures)
         session.npt(t_start, t_end, pressure_gpa, ps, snapshot_every_ps, "heat", on_snapshot=record)
         return run
 

@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lammps_phase.data.checks import check_amorphous, check_liquid, check_phase
+from lammps_phase.data import quartz_order
+from lammps_phase.data.checks import check_amorphous, check_liquid, check_phase, check_quartz_tilt
 from lammps_phase.data.heating import heating_run
 from lammps_phase.data.structures import build
 
@@ -29,6 +30,17 @@ def test_check_phase_rejects_a_scrambled_lattice(quartz_run):
     assert check_amorphous(scrambled, quartz_run.reference).displaced_fraction > 0.5
     liquid = check_liquid(dataclasses.replace(scrambled, msd=1.5), quartz_run.reference)
     assert not liquid.holds and "mean-square displacement" in liquid.reason
+
+
+def test_heated_alpha_quartz_keeps_its_tilt_and_is_refused_as_beta(quartz_run):
+    """The heating check measures every quartz snapshot; real α frames labelled β-quartz fail it."""
+    assert quartz_run.kept, "the BKS α-quartz run should keep its snapshots"
+    for snap in quartz_run.snapshots:
+        assert snap.check.tilt is not None and snap.check.tilt > quartz_order.MIN_ALPHA_TILT
+        as_beta = check_quartz_tilt(snap.check, snap, "beta_quartz")
+        assert not as_beta.holds and "tilted into α-quartz" in as_beta.reason
+    coesite = check_quartz_tilt(quartz_run.snapshots[0].check, quartz_run.snapshots[0], "coesite")
+    assert coesite is quartz_run.snapshots[0].check
 
 
 @pytest.mark.parametrize(

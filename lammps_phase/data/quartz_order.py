@@ -1,0 +1,112 @@
+"""Is a quartz box α or β? The coherent tilt of its tetrahedra away from the β-quartz sites.
+
+Coordination, density and lattice sites cannot tell the two quartzes apart: α-quartz is β-quartz with its
+tetrahedra tilted one way (or the other, its Dauphiné twin), about 0.4 Å of O displacement. A heating run
+started as β-quartz in a potential whose α→β transition lies higher tilts into α within a picosecond (Vashishta
+1990 below ≈ 2500 K) and would pass every other check while carrying a false label.
+
+Every atom of a quartz box sits near a site of the β structure. In α-quartz all atoms of one sublattice are
+displaced the same way; in hot β-quartz each atom leaves its site its own way. So the displacement averaged
+over the translation-equivalent atoms of a box (the 18 sublattices of the orthogonal β cell) keeps the tilt
+and averages the thermal motion away:
+
+    Q = √⟨|U_s|²⟩ over the O sublattices s,   U_s = mean over the atoms i of s of (r_i − β site_i)
+
+reported as tilt = Q / Q(ideal α-quartz): ≈ 1 for α-quartz (0.7–1.2 across potentials and up to a few
+hundred K below the transition), and near the noise floor √(⟨|u|²⟩ / atoms per sublattice) / Q(α) — 0.2–0.5
+in a 324-atom box — for β-quartz. Two twin domains in one box cancel, so this is a measure for small bulk
+boxes that are a whole number of orthogonal quartz cells (what the heating runs build).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from lammps_phase.errors import LammpsPhaseError
+
+#: the classes the tilt decides between, and the tilt each must keep (a band between them is left to noise)
+MIN_ALPHA_TILT = 0.5
+MAX_BETA_TILT = 0.6
+
+
+@functools.lru_cache(maxsize=1)
+def _beta_cell() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(orthogonal cell, fractional sites, species) of β-quartz: the 18-atom reference cell."""
+    from lammps_phase.data import structures
+
+    base = structures.supercell(structures.build("beta_quartz"), 0.1)
+    return base.cell, base.positions @ np.linalg.inv(base.cell), np.array(base.symbols)
+
+
+def _sites(repeats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fractional sites, species, sublattice) of the β cell repeated ``repeats`` times."""
+    _, frac, species = _beta_cell()
+    images = np.stack(np.meshgrid(*(np.arange(n) for n in repeats), indexing="ij"), axis=-1).reshape(-1, 3)
+    sites = (frac[None, :, :] + images[:, None, :]) / repeats
+    return sites.reshape(-1, 3), np.tile(species, len(images)), np.tile(np.arange(len(frac)), len(images))
+
+
+def _nearest_sites(frac: np.ndarray, species: np.ndarray, sites: np.ndarray, site_species: np.ndarray,
+                   lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distance Å, displacement Å, site index) of every atom from its nearest β site of its own element.
+
+    ``frac`` may hold several trial frames stacked along the first axis (shape (T, N, 3)).
+    """
+    shape = frac.shape
+    distance, nearest = np.empty(shape[:-1]), np.empty(shape[:-1], dtype=int)
+    offset = np.empty(shape)
+    for element in np.unique(species):
+        mine, theirs = np.flatnonzero(species == element), np.flatnonzero(site_species == element)
+        tree = cKDTree(np.mod(sites[theirs], 1.0) * lengths, boxsize=lengths)
+        d, j = tree.query(np.mod(frac[..., mine, :], 1.0) * lengths)
+        step = frac[..., mine, :] - sites[theirs][j]
+        offset[..., mine, :] = (step - np.round(step)) * lengths
+        distance[..., mine], nearest[..., mine] = d, theirs[j]
+    return distance, offset, nearest
+
+
+def coherent_displacement(positions: np.ndarray, species, cell: np.ndarray, origin: np.ndarray) -> float:
+    """Q (Å): the rms over O sublattices of the mean displacement from the β-quartz sites (module docstring)."""
+    cell = np.asarray(cell, float)
+    if not np.allclose(cell, np.diag(np.diag(cell)), atol=1e-6):
+        raise LammpsPhaseError("the quartz tilt needs an orthogonal box (the heating runs' quartz boxes are)")
+    base_cell, base_frac, base_species = _beta_cell()
+    lengths = np.diag(cell)
+    repeats = np.maximum(np.rint(lengths / np.diag(base_cell)).astype(int), 1)
+    sites, site_species, sublattice = _sites(repeats)
+    species = np.asarray(species)
+    if len(sites) != len(positions) or sorted(site_species) != sorted(species):
+        raise LammpsPhaseError(f"a {lengths.round(2)} Å box of {len(positions)} atoms is not a whole number of quartz cells "
+                               f"({len(sites)} sites): the tilt is defined for bulk quartz boxes only")
+    frac = (np.asarray(positions, float) - origin) @ np.linalg.inv(cell)
+    # the origin shift that puts the atoms on the β sites: a coarse grid over one β cell, then two refinements
+    step = 1.0 / repeats / 8.0
+    shift = np.zeros(3)
+    for _ in range(3):
+        grid = np.stack(np.meshgrid(*([np.arange(-4, 4)] * 3), indexing="ij"), axis=-1).reshape(-1, 3) * step + shift
+        distance = _nearest_sites(frac[None, :, :] + grid[:, None, :], species, sites, site_species, lengths)[0]
+        shift = grid[int(np.argmin(np.median(distance, axis=1)))]
+        step = step / 4.0
+    _, offset, nearest = _nearest_sites(frac + shift, species, sites, site_species, lengths)
+    offset -= offset.mean(axis=0)
+    coherent = np.array([offset[sublattice[nearest] == s].mean(axis=0) for s in np.flatnonzero(base_species == "O")])
+    return float(np.sqrt(np.mean(np.sum(coherent**2, axis=1))))
+
+
+@functools.lru_cache(maxsize=1)
+def ideal_alpha_displacement() -> float:
+    """Q of ideal α-quartz (Levien 1980, 300 K) set in the β cell's box: the scale of 'fully tilted'."""
+    from lammps_phase.data import structures
+
+    alpha = structures.supercell(structures.build("alpha_quartz"), 0.1)
+    base_cell = _beta_cell()[0]
+    frac = alpha.positions @ np.linalg.inv(alpha.cell)
+    return coherent_displacement(frac @ base_cell, alpha.symbols, base_cell, np.zeros(3))
+
+
+def tilt(positions: np.ndarray, species, cell: np.ndarray, origin: np.ndarray) -> float:
+    """Tilt of a quartz box: ≈ 1 α-quartz, ≈ 0 (up to the noise of a small box) β-quartz."""
+    return coherent_displacement(positions, species, cell, origin) / ideal_alpha_displacement()
