@@ -7,7 +7,7 @@ must be ≥ every variant's k: the neighbour lists are sorted, a smaller k uses 
 config's training settings and ``--epochs``; the held-out test split is scored per class, and the checkpoints
 are written for ``benchmarks/surfaces.py`` (accuracy by depth below a surface on independent structures).
 
-    lammps-phase-train inputs/train_sio2.toml --stage datasets
+    lammps-phase-train inputs/train_sio2_bks.toml --stage datasets
     python benchmarks/receptive_field.py --epochs 12 [--only k12_h3]
     python benchmarks/surfaces.py --checkpoint cache/receptive/k16_h4.pt --checkpoint cache/receptive/k12_h3.pt ...
 """
@@ -42,7 +42,7 @@ VARIANTS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="inputs/train_sio2.toml")
+    ap.add_argument("--config", default="inputs/train_sio2_bks.toml")
     ap.add_argument("--workdir", help="the config's work folder (default cache/<name>)")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--threads", type=int, default=1)

@@ -80,19 +80,20 @@ def test_each_mistake_names_the_file_and_the_key(tmp_path, change, message):
 
 
 def test_the_shipped_configs_load():
-    for name in ("train_sio2.toml", "train_cu.toml", "train_sio2_multi.toml"):
+    for name in ("train_sio2.toml", "train_cu.toml", "train_sio2_bks.toml"):
         cfg = load_config(ROOT / "inputs" / name)
         assert cfg.classes and cfg.source.endswith(name)
 
 
-def test_the_multi_potential_config_is_the_bks_config_plus_its_own_blocks():
-    bks = load_config(ROOT / "inputs" / "train_sio2.toml")
-    multi = load_config(ROOT / "inputs" / "train_sio2_multi.toml")
+def test_the_shipped_config_is_the_bks_config_plus_its_other_potentials():
+    bks = load_config(ROOT / "inputs" / "train_sio2_bks.toml")
+    multi = load_config(ROOT / "inputs" / "train_sio2.toml")
     assert multi.phases[:len(bks.phases)] == bks.phases
     added = multi.phases[len(bks.phases):]
     assert added and {spec.potential for spec in added} == {"tersoff_munetoh", "vashishta_1990"}
     assert (multi.model, multi.train, multi.report) == (bks.model, bks.train, bks.report)
-    assert (multi.name, multi.output) == ("sio2_multi", "checkpoints/sio2_multi.pt")
+    assert (multi.name, multi.output) == ("sio2", "checkpoints/sio2.pt")
+    assert (bks.name, bks.output) == ("sio2_bks", "checkpoints/sio2_bks.pt")
 
 
 def test_a_base_config_gives_blocks_first_and_settings_key_by_key(tmp_path):

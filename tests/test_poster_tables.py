@@ -56,7 +56,7 @@ def _fake_run(path: Path, frames: int, atoms: int, rng) -> None:
 
 
 def test_partial_runs_keep_class_indices_and_share_centres(pt, tmp_path):
-    cfg = load_config(REPO / "inputs" / "train_sio2.toml")
+    cfg = load_config(REPO / "inputs" / "train_sio2_bks.toml")
     work = tmp_path / "sio2"
     (work / "runs").mkdir(parents=True)
     rng = np.random.default_rng(0)
