@@ -80,7 +80,8 @@ def coherent_displacement(positions: np.ndarray, species, cell: np.ndarray, orig
     species = np.asarray(species)
     if len(sites) != len(positions) or sorted(site_species) != sorted(species):
         raise LammpsPhaseError(f"a {lengths.round(2)} Å box of {len(positions)} atoms is not a whole number of quartz cells "
-                               f"({len(sites)} sites): the tilt is defined for bulk quartz boxes only")
+                               f"({len(sites)} sites): the α/β tilt is defined for bulk boxes of the library's orthogonal "
+                               f"quartz cell; build the crystal from structure = \"alpha_quartz\" or \"beta_quartz\"")
     frac = (np.asarray(positions, float) - origin) @ np.linalg.inv(cell)
     # the origin shift that puts the atoms on the β sites: a coarse grid over one β cell, then two refinements
     step = 1.0 / repeats / 8.0
