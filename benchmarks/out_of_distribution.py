@@ -6,7 +6,8 @@ their labels). Structures are built here from the crystal library with thermal n
 
     python benchmarks/out_of_distribution.py [--checkpoint checkpoints/sio2.pt] [--json out.json]
 
-Prints, per probe, the fraction of atoms labelled −1 and the fraction given a class with confidence ≥ 0.9.
+Prints, per probe, the fraction of atoms labelled −1, the fraction given a class with confidence ≥ 0.9, and
+whether ``lammps-phase classify`` warns (it does whenever an atom lies outside the training geometry).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def main() -> int:
     print(f"checkpoint {args.checkpoint}: temperature {clf.temperature:.3f}, threshold {clf.threshold:.3f}, "
           f"training domain {'on' if clf.domain is not None else 'absent'}")
     rows = []
-    print(f"{'probe':<48} {'atoms':>6} {'-1':>7} {'right':>7} {'conf>=0.9 class':>16}")
+    print(f"{'probe':<48} {'atoms':>6} {'-1':>7} {'right':>7} {'conf>=0.9 class':>16} {'warns':>6}")
     for name, expected, pos, cell, species in probes():
         res = clf.classify(pos, cell, species)
         other = float(np.mean(res.labels == -1))
@@ -68,9 +69,12 @@ def main() -> int:
         right = float(np.mean(res.labels == clf.classes.index(expected))) if expected else None
         rows.append({"probe": name, "atoms": len(pos), "other": other, "right": right, "confident_class": confident,
                      "unfamiliar": res.unfamiliar, "in_distribution": expected is not None})
-        print(f"{name:<48} {len(pos):>6} {other:>7.3f} {'-' if right is None else f'{right:.3f}':>7} {confident:>16.3f}")
+        print(f"{name:<48} {len(pos):>6} {other:>7.3f} {'-' if right is None else f'{right:.3f}':>7} {confident:>16.3f} "
+              f"{'yes' if res.unfamiliar else 'no':>6}")
     ood = [r for r in rows if not r["in_distribution"]]
-    print(f"out-of-distribution probes with >= 90 % of atoms -1: {sum(r['other'] >= 0.9 for r in ood)} of {len(ood)}")
+    print(f"out-of-distribution probes with >= 90 % of atoms -1: {sum(r['other'] >= 0.9 for r in ood)} of {len(ood)}; "
+          f"with >= 90 % -1 or a warning: {sum(r['other'] >= 0.9 or r['unfamiliar'] > 0 for r in ood)} of {len(ood)}; "
+          f"in-distribution controls warned: {sum(r['unfamiliar'] > 0 for r in rows if r['in_distribution'])}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

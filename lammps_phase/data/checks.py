@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.data import quartz_order
 from lammps_phase.data.geometry import INTERIOR_DEPTH, surface_depth
 
 #: Si–O bond cutoff (Å): between the longest octahedral bond (≈1.9 Å under pressure) and the next O shell.
@@ -337,8 +338,6 @@ def check_quartz_tilt(check: PhaseCheck, snapshot: Snapshot, phase: str) -> Phas
     tells them apart (:mod:`lammps_phase.data.quartz_order`). β-quartz below its potential's transition
     temperature tilts into α at once and would otherwise be kept as "β-quartz".
     """
-    from lammps_phase.data import quartz_order
-
     if phase not in ("alpha_quartz", "beta_quartz"):
         return check
     value = quartz_order.tilt(snapshot.positions, snapshot.species, snapshot.cell, snapshot.origin)
