@@ -91,7 +91,10 @@ def test_the_shipped_config_is_the_bks_config_plus_its_other_potentials():
     assert multi.phases[:len(bks.phases)] == bks.phases
     added = multi.phases[len(bks.phases):]
     assert added and {spec.potential for spec in added} == {"tersoff_munetoh", "vashishta_1990"}
-    assert (multi.model, multi.train, multi.report) == (bks.model, bks.train, bks.report)
+    assert (multi.model, multi.train, multi.report["rotations"]) == (bks.model, bks.train, bks.report["rotations"])
+    assert bks.report["dropped"].items() <= multi.report["dropped"].items() and "vashishta_1997" in multi.report["dropped"]
+    assert multi.report["notes"].keys() == bks.report["notes"].keys()  # the quartz notes add the other potentials
+    assert all(bks.report["notes"][c] in multi.report["notes"][c] for c in ("alpha_quartz", "beta_quartz"))
     assert (multi.name, multi.output) == ("sio2", "checkpoints/sio2.pt")
     assert (bks.name, bks.output) == ("sio2_bks", "checkpoints/sio2_bks.pt")
 
