@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # One idempotent set-up step for lammps-phase, shared by the README's commands and CI.
-#  - Debian packages: LAMMPS with PYTHON/MANYBODY/SHOCK, its Python module and library, OpenMPI, mpi4py
+#  - Debian packages: LAMMPS with PYTHON/MANYBODY/SHOCK, its Python module and library, OpenMPI, mpi4py, gcc
+#    (the compiled neighbour search; without it labelling falls back to scipy, about 2x slower)
 #  - a venv from Debian's python3 with system site packages (so `import lammps` and mpi4py work)
 #  - torch==2.13.0 pinned (CPU wheel; GPU users: see README "GPU"), the package in editable mode
 # A second run only checks and takes seconds. Source it (". scripts/bootstrap.sh") to get the venv active.
 set -euo pipefail
 LP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LP_VENV="${LP_VENV:-$LP_ROOT/.venv}"
-APT_PKGS="lammps python3-lammps liblammps-dev python3-mpi4py openmpi-bin lammps-data python3-venv python3-pip"
+APT_PKGS="lammps python3-lammps liblammps-dev python3-mpi4py openmpi-bin lammps-data python3-venv python3-pip gcc"
 TORCH_SPEC="${LP_TORCH_SPEC:-torch==2.13.0}"
 
 _lp_sudo() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
