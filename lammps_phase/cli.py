@@ -189,6 +189,10 @@ def cmd_kernels(args: argparse.Namespace) -> int:
         fresh = [(p, t) for p, t in built if Path(p) not in before]
         print(f"{path}: {len(built)} kernel(s) in {aot.cache_dir()} ({len(fresh)} built now, "
               f"{sum(t for _, t in fresh):.0f} s); {clf.fast.kernel_kind} kernels from now on")
+    from lammps_phase.inference import cell_knn
+
+    print(f"neighbour search: compiled, in {cell_knn.cache_dir()}" if cell_knn.available() else
+          f"neighbour search: scipy's k-d tree ({cell_knn.failure() or 'LAMMPS_PHASE_KNN=tree'})")
     return 0
 
 

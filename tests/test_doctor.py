@@ -178,3 +178,25 @@ def test_fused_kernels_check_counts_the_kernel_cache(monkeypatch, tmp_path):
     (tmp_path / "kernels").mkdir()
     (tmp_path / "kernels" / "head-0123.pt2").write_bytes(b"")
     assert doctor.probe_torch()["kernel_packages"] == 1
+
+
+def test_neighbour_search_check_says_which_search_labels(monkeypatch):
+    """Not required: scipy's k-d tree is a warning naming gcc; the compiled search is ok where it builds."""
+    from lammps_phase.inference import cell_knn
+
+    def checked() -> doctor.Check:
+        report = doctor.Report(sections={"lammps_module": {"found": False, "error": "x", "fix": "y"},
+                                         "lmp_binary": doctor.probe_lmp_binary(), "mpi": doctor.probe_mpi(),
+                                         "torch": {"error": "x"}, "numpy": doctor.probe_numpy(),
+                                         "neighbour_search": doctor.probe_neighbour_search()})
+        doctor.build_checks(report)
+        return check_named(report, "neighbour search")
+
+    monkeypatch.setenv(cell_knn.BACKEND_ENV, "tree")
+    check = checked()
+    assert not check.ok and not check.required and check.fix == doctor.FIX_NATIVE
+    assert "LAMMPS_PHASE_KNN=tree" in check.detail
+    monkeypatch.delenv(cell_knn.BACKEND_ENV)
+    check = checked()
+    assert check.ok == cell_knn.available()
+    assert ("compiled cell list" in check.detail) == check.ok

@@ -31,7 +31,7 @@ import numpy as np
 
 from lammps_phase.atomic_write import atomic_path
 
-__all__ = ["BACKEND_ENV", "NATIVE_CACHE_ENV", "CellSearch", "available", "cache_dir", "query"]
+__all__ = ["BACKEND_ENV", "NATIVE_CACHE_ENV", "CellSearch", "available", "cache_dir", "failure", "query"]
 
 NATIVE_CACHE_ENV = "LAMMPS_PHASE_NATIVE_CACHE"
 BACKEND_ENV = "LAMMPS_PHASE_KNN"  # "tree": scipy's cKDTree (benchmarks, tests); anything else: compiled if possible
@@ -62,6 +62,11 @@ def available() -> bool:
     if os.environ.get(BACKEND_ENV, "").strip().lower() == "tree":
         return False
     return _library() is not None
+
+
+def failure() -> Optional[str]:
+    """Why the compiled search could not be built in this process (None: it was, or it was not tried yet)."""
+    return _failure
 
 
 def _compiler() -> list[str]:
