@@ -31,7 +31,8 @@ import numpy as np
 
 from lammps_phase.atomic_write import atomic_path
 
-__all__ = ["BACKEND_ENV", "NATIVE_CACHE_ENV", "CellSearch", "available", "cache_dir", "failure", "query"]
+__all__ = ["BACKEND_ENV", "NATIVE_CACHE_ENV", "CellSearch", "available", "build", "cache_dir", "failure",
+           "query"]
 
 NATIVE_CACHE_ENV = "LAMMPS_PHASE_NATIVE_CACHE"
 BACKEND_ENV = "LAMMPS_PHASE_KNN"  # "tree": scipy's cKDTree (benchmarks, tests); anything else: compiled if possible
@@ -93,28 +94,38 @@ def _load(path: str) -> ctypes.CDLL:
 
 
 @functools.lru_cache(maxsize=None)
-def _key(compiler: tuple[str, ...]) -> str:
+def _key(source: Path, compiler: tuple[str, ...]) -> str:
     """Hash of the C source, the compiler command and flags, and the platform: the library's name in the cache."""
-    parts = [_SOURCE.read_bytes(), " ".join(compiler + _FLAGS).encode(),
+    parts = [source.read_bytes(), " ".join(compiler + _FLAGS).encode(),
              f"{platform.system()}-{platform.machine()}".encode()]
     return hashlib.sha1(b"\0".join(parts)).hexdigest()[:16]
+
+
+def build(source: Path, compile_missing: bool = True) -> Optional[Path]:
+    """The shared library of a C file of this folder (``_name.c``) in the native cache, ``name-<hash>.so``,
+    compiled there with $CC (else ``cc``) and OpenMP when missing; None when missing and not ``compile_missing``.
+    Raises (OSError, ...) when it cannot be built. Shared by every compiled kernel of lammps_phase.inference."""
+    compiler = _compiler()
+    path = cache_dir() / f"{source.stem.lstrip('_')}-{_key(source, tuple(compiler))}.so"
+    if not path.is_file():
+        if not compile_missing:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            proc = subprocess.run([*compiler, *_FLAGS, str(source), "-o", str(tmp), "-lm"],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise OSError(f"{' '.join(compiler)} failed: {proc.stderr.strip()[-500:]}")
+    return path
 
 
 def _library() -> Optional[ctypes.CDLL]:
     """The compiled search, built into the cache on first use; None (warned once) when it cannot be built."""
     global _failure
-    compiler = _compiler()
-    path = cache_dir() / f"cell_knn-{_key(tuple(compiler))}.so"
     try:
-        if not path.is_file():
-            if _failure is not None:
-                return None
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
-                proc = subprocess.run([*compiler, *_FLAGS, str(_SOURCE), "-o", str(tmp), "-lm"],
-                                      capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise OSError(f"{' '.join(compiler)} failed: {proc.stderr.strip()[-500:]}")
+        path = build(_SOURCE, compile_missing=_failure is None)
+        if path is None:
+            return None
         return _load(str(path))
     except Exception as err:  # noqa: BLE001 - no compiler, a failed build or an unwritable cache: the tree serves
         if _failure is None:

@@ -351,7 +351,8 @@ class Classifier:
         nearest = neighbors.distances[:n, 0].copy()
         unfamiliar = None
         if self.domain is not None:
-            unfamiliar = outside(self.domain, species_idx, neighbors.index[:n], neighbors.distances[:n])
+            unfamiliar = outside(self.domain, species_idx, neighbors.index[:n], neighbors.distances[:n],
+                                 threads=self.threads)
         self.last_timings["screen"] = time.perf_counter() - t0
         return nearest, unfamiliar
 

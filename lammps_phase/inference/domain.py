@@ -15,16 +15,27 @@ on the raw geometry, in Å, before the network:
 the `QUANTILE` and 1 − `QUANTILE` quantiles, widened by `MARGIN`) and whether an A atom always had a B atom
 among its k neighbours. `outside` flags the atoms of a new structure that fall outside that envelope; the
 Classifier labels them −1 ("other") with confidence 0.
+
+`outside` runs compiled (``_domain_screen.c``, built and cached like :mod:`cell_knn`'s search): one walk along
+each row, OpenMP over rows. The numpy path serves without a C compiler, with ``LAMMPS_PHASE_KNN=tree``, and for
+a neighbour list whose rows do not ascend in distance (or hold NaN or out-of-range indices), which the walk
+would misread; both give the same flags.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import os
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
 from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.inference import cell_knn
 
 QUANTILE = 1e-4  # a training atom's distance outside [q, 1 - q] is an outlier of the data, not of the domain
 MARGIN = 0.05  # the envelope is widened by 5 % of its bounds on either side: unseen but plausible states pass
@@ -119,10 +130,14 @@ def measure(samples: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]], elemen
 
 
 def outside(domain: TrainingDomain, species: np.ndarray, index: np.ndarray, distances: np.ndarray,
-            chunk: int = 65536) -> np.ndarray:
+            chunk: int = 65536, threads: Optional[int] = None) -> np.ndarray:
     """(N,) bool: atoms whose neighbourhood lies outside the training envelope (rows of index/distances = atoms).
-    In chunks of rows: the per-atom distance tables are ≈ 0.6 kB per atom."""
+    Compiled when possible (``threads``: OpenMP threads, None/0 = all cores); else numpy, in chunks of rows: its
+    per-atom distance tables are ≈ 0.6 kB per atom."""
     species = np.asarray(species, dtype=np.int64)
+    flagged = _screen(domain, species, index, distances, threads)
+    if flagged is not None:
+        return flagged
     rows = len(index)
     if rows > chunk:
         return np.concatenate([_outside(domain, species, index[s : s + chunk], distances[s : s + chunk], s)
@@ -161,3 +176,101 @@ def _outside(domain: TrainingDomain, species: np.ndarray, index: np.ndarray, dis
                 if pair in domain.required:
                     flagged |= mine & ~has
     return flagged
+
+
+# ----------------------------------------------------------------------------------------------- compiled path
+
+_SCREEN_SOURCE = Path(__file__).with_name("_domain_screen.c")
+_SCREEN_KINDS = {(np.float32, np.int32): "f32_i32", (np.float32, np.int64): "f32_i64",
+                 (np.float64, np.int32): "f64_i32", (np.float64, np.int64): "f64_i64"}
+_MAX_ELEMENTS = 64  # MAX_ELEMENTS of _domain_screen.c
+_screen_failure: Optional[str] = None  # why the compiled screen is missing, once known
+
+
+@functools.lru_cache(maxsize=None)
+def _screen_load(path: str) -> ctypes.CDLL:
+    lib = ctypes.CDLL(path)
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    for kind in _SCREEN_KINDS.values():
+        fn = getattr(lib, f"domain_screen_{kind}")
+        fn.restype = ctypes.c_int
+        fn.argtypes = [i64, i64, i64, ptr, ptr, ptr, i64, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
+                       ctypes.c_int, ptr]
+    return lib
+
+
+def _screen_library() -> Optional[ctypes.CDLL]:
+    """The compiled screen (built into cell_knn's native cache on first use); None when it cannot be built
+    (warned once, unless the neighbour search already did)."""
+    global _screen_failure
+    try:
+        path = cell_knn.build(_SCREEN_SOURCE, compile_missing=_screen_failure is None)
+        return None if path is None else _screen_load(str(path))
+    except Exception as err:  # noqa: BLE001 - no compiler, a failed build or an unwritable cache: numpy serves
+        if _screen_failure is None:
+            _screen_failure = f"{type(err).__name__}: {err}"
+            if cell_knn.failure() is None:  # else the neighbour search already reported the same cause
+                warnings.warn(f"the compiled training-domain screen is unavailable ({_screen_failure}); using numpy. "
+                              "Install a C compiler with OpenMP (e.g. `apt-get install gcc`) or point $CC at one",
+                              RuntimeWarning, stacklevel=4)
+        return None
+
+
+def _tables(domain: TrainingDomain) -> tuple[np.ndarray, ...]:
+    """The envelope as arrays for the C screen: centre_ok (E,), kth_lo, kth_hi (E,), lo, hi (E, E, RANKS) with
+    lo = inf, hi = -inf where no range exists, required (E, E, RANKS) and short_of (E, E, RANKS + 1). Built
+    per call (E² RANKS look-ups: tens of µs); the domain's dicts may change between calls."""
+    n_el = len(domain.elements)
+    centre_ok = np.zeros(n_el, dtype=np.uint8)
+    kth_lo = np.full(n_el, np.inf)
+    kth_hi = np.full(n_el, -np.inf)
+    lo = np.full((n_el, n_el, RANKS), np.inf)
+    hi = np.full((n_el, n_el, RANKS), -np.inf)
+    required = np.zeros((n_el, n_el, RANKS), dtype=np.uint8)
+    needed = set(domain.required)
+    for a, name_a in enumerate(domain.elements):
+        if name_a in domain.kth:
+            centre_ok[a] = 1
+            kth_lo[a], kth_hi[a] = domain.kth[name_a]
+        for b, name_b in enumerate(domain.elements):
+            for m in range(RANKS):
+                pair = pair_name(name_a, name_b, m + 1)
+                if pair in domain.nearest:
+                    lo[a, b, m], hi[a, b, m] = domain.nearest[pair]
+                required[a, b, m] = pair in needed
+    # short_of[a, b, c]: some rank m >= c is required, so a row with only c B atoms among its k flags
+    short_of = np.zeros((n_el, n_el, RANKS + 1), dtype=np.uint8)
+    short_of[:, :, :RANKS] = np.flip(np.maximum.accumulate(np.flip(required, axis=2), axis=2), axis=2)
+    return tuple(np.ascontiguousarray(t) for t in (centre_ok, kth_lo, kth_hi, lo, hi, required, short_of))
+
+
+def _screen(domain: TrainingDomain, species: np.ndarray, index: np.ndarray, distances: np.ndarray,
+            threads: Optional[int]) -> Optional[np.ndarray]:
+    """:func:`outside` by the compiled screen (``species``: int64); None where the numpy path must serve: no
+    library, LAMMPS_PHASE_KNN=tree, rows that do not ascend or hold NaN, indices out of range, odd inputs."""
+    index, distances = np.asarray(index), np.asarray(distances)
+    if (len(domain.elements) > _MAX_ELEMENTS or index.ndim != 2 or index.shape != distances.shape
+            or index.shape[1] < 1 or not np.issubdtype(index.dtype, np.integer) or len(species) < len(index)):
+        return None
+    if os.environ.get(cell_knn.BACKEND_ENV, "").strip().lower() == "tree":
+        return None
+    lib = _screen_library()
+    if lib is None:
+        return None
+    if distances.dtype.type not in (np.float32, np.float64):
+        distances = distances.astype(np.float64)
+    if index.dtype.type not in (np.int32, np.int64):
+        index = index.astype(np.int64)
+    distances, index = np.ascontiguousarray(distances), np.ascontiguousarray(index)
+    species = np.ascontiguousarray(species, dtype=np.int64)
+    rows, ld = index.shape
+    flags = np.zeros(rows, dtype=np.bool_)
+    if rows == 0:
+        return flags
+    tables = _tables(domain)
+    n_threads = int(threads) if threads and threads > 0 else (os.cpu_count() or 1)
+    fn = getattr(lib, f"domain_screen_{_SCREEN_KINDS[(distances.dtype.type, index.dtype.type)]}")
+    err = fn(rows, ld, min(int(domain.k), ld), distances.ctypes.data, index.ctypes.data, species.ctypes.data,
+             len(species), 0, len(domain.elements), RANKS, *(t.ctypes.data for t in tables), n_threads,
+             flags.ctypes.data)
+    return flags if err == 0 else None
