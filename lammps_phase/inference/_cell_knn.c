@@ -76,6 +76,20 @@ static inline double box_dist2(const grid_t *g, const double *q, int64_t i, int6
     return s;
 }
 
+/* Insert (d2, j) into the ascending best list bd/bi of kp1 = last + 1 entries (ties: lower index first), if it
+ * belongs there; the last entry falls off. */
+static inline void insert_best(double *bd, int64_t *bi, int last, double d2, int64_t j) {
+    if (d2 > bd[last] || (d2 == bd[last] && j >= bi[last])) return;
+    int pos = last;
+    while (pos > 0 && (bd[pos - 1] > d2 || (bd[pos - 1] == d2 && bi[pos - 1] > j))) {
+        bd[pos] = bd[pos - 1];
+        bi[pos] = bi[pos - 1];
+        --pos;
+    }
+    bd[pos] = d2;
+    bi[pos] = j;
+}
+
 /* the points of one cell into the sorted candidate list (bd, bi) of length kp1 */
 static inline void scan_cell(const grid_t *g, const double *q, int64_t cell, int kp1, double *bd, int64_t *bi) {
     const int64_t end = g->cell_start[cell + 1];
@@ -85,16 +99,7 @@ static inline void scan_cell(const grid_t *g, const double *q, int64_t cell, int
         const double dx = p[0] - q[0], dy = p[1] - q[1], dz = p[2] - q[2];
         const double d2 = dx * dx + dy * dy + dz * dz;
         if (d2 > bd[last] || !(d2 < g->bound2)) continue;
-        const int64_t j = g->sorted_idx[a];
-        if (d2 == bd[last] && j >= bi[last]) continue;
-        int pos = last;
-        while (pos > 0 && (bd[pos - 1] > d2 || (bd[pos - 1] == d2 && bi[pos - 1] > j))) {
-            bd[pos] = bd[pos - 1];
-            bi[pos] = bi[pos - 1];
-            --pos;
-        }
-        bd[pos] = d2;
-        bi[pos] = j;
+        insert_best(bd, bi, last, d2, g->sorted_idx[a]);
     }
 }
 
@@ -250,19 +255,7 @@ static int search_fast(const grid_t *g, buffer_t *b, const double *q, int kp1, d
     }
     if (!within_bound && c < kp1) return 0;
     const int last = kp1 - 1;
-    for (int64_t t = 0; t < c; ++t) {
-        const double v = cd2[t];
-        const int64_t j = cid[t];
-        if (v > bd[last] || (v == bd[last] && j >= bi[last])) continue;
-        int pos = last;
-        while (pos > 0 && (bd[pos - 1] > v || (bd[pos - 1] == v && bi[pos - 1] > j))) {
-            bd[pos] = bd[pos - 1];
-            bi[pos] = bi[pos - 1];
-            --pos;
-        }
-        bd[pos] = v;
-        bi[pos] = j;
-    }
+    for (int64_t t = 0; t < c; ++t) insert_best(bd, bi, last, cd2[t], cid[t]);
     return 1;
 }
 
