@@ -29,14 +29,14 @@ from typing import Optional
 
 import numpy as np
 
+from lammps_phase import machine_cache
 from lammps_phase.atomic_write import atomic_path
 
-__all__ = ["BACKEND_ENV", "NATIVE_CACHE_ENV", "CellSearch", "available", "build", "cache_dir", "failure",
+__all__ = ["BACKEND_ENV", "NATIVE_CACHE_ENV", "CellSearch", "available", "build", "cache_dir", "failure", "forced_off",
            "query"]
 
-NATIVE_CACHE_ENV = "LAMMPS_PHASE_NATIVE_CACHE"
+NATIVE_CACHE_ENV = machine_cache.NATIVE_CACHE_ENV
 BACKEND_ENV = "LAMMPS_PHASE_KNN"  # "tree": scipy's cKDTree (benchmarks, tests); anything else: compiled if possible
-_KERNEL_CACHE_ENV = "LAMMPS_PHASE_KERNEL_CACHE"  # aot.KERNEL_CACHE_ENV; aot itself is not imported (it loads torch)
 _SOURCE = Path(__file__).with_name("_cell_knn.c")
 _FLAGS = ("-O3", "-fopenmp", "-shared", "-fPIC", "-std=c99")
 _POINTS_PER_CELL = 2.0  # mean points per cell (measured on α-quartz: 0.5-3 within 20 %, 2 among the fastest)
@@ -49,20 +49,18 @@ _failure: Optional[str] = None  # why the library is missing, once known
 
 
 def cache_dir() -> Path:
-    """$LAMMPS_PHASE_NATIVE_CACHE, else ``native`` beside aot.cache_dir() (~/.cache/lammps-phase/native)."""
-    env = os.environ.get(NATIVE_CACHE_ENV)
-    if env:
-        return Path(env)
-    kernels = os.environ.get(_KERNEL_CACHE_ENV)
-    kernel_dir = Path(kernels) if kernels else Path.home() / ".cache" / "lammps-phase" / "kernels"
-    return kernel_dir.parent / "native"
+    """$LAMMPS_PHASE_NATIVE_CACHE, else ``native`` beside the kernel cache (~/.cache/lammps-phase/native)."""
+    return machine_cache.native_dir()
+
+
+def forced_off() -> bool:
+    """LAMMPS_PHASE_KNN=tree: every compiled helper of the inference package stands aside (benchmarks, tests)."""
+    return os.environ.get(BACKEND_ENV, "").strip().lower() == "tree"
 
 
 def available() -> bool:
     """Whether :func:`query` runs compiled: not forced off by LAMMPS_PHASE_KNN=tree and the library builds."""
-    if os.environ.get(BACKEND_ENV, "").strip().lower() == "tree":
-        return False
-    return _library() is not None
+    return not forced_off() and _library() is not None
 
 
 def failure() -> Optional[str]:

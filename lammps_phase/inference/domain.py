@@ -252,7 +252,7 @@ def _screen(domain: TrainingDomain, species: np.ndarray, index: np.ndarray, dist
     if (len(domain.elements) > _MAX_ELEMENTS or index.ndim != 2 or index.shape != distances.shape
             or index.shape[1] < 1 or not np.issubdtype(index.dtype, np.integer) or len(species) < len(index)):
         return None
-    if os.environ.get(cell_knn.BACKEND_ENV, "").strip().lower() == "tree":
+    if cell_knn.forced_off():
         return None
     lib = _screen_library()
     if lib is None:

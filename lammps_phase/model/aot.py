@@ -24,9 +24,11 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from lammps_phase import machine_cache
+
 __all__ = ["KERNEL_CACHE_ENV", "build", "cache_dir", "kernel_key", "load"]
 
-KERNEL_CACHE_ENV = "LAMMPS_PHASE_KERNEL_CACHE"
+KERNEL_CACHE_ENV = machine_cache.KERNEL_CACHE_ENV
 _SOURCES = ("kernels.py", "features.py", "folded.py")  # the code the kernels run
 #: per kernel: the dimensions of its positional tensor arguments that vary between calls, by name
 DYNAMIC: dict[str, dict[int, dict[int, str]]] = {
@@ -45,8 +47,7 @@ _LOADED: dict[str, Callable] = {}
 
 def cache_dir() -> Path:
     """Where packages live: $LAMMPS_PHASE_KERNEL_CACHE, else ~/.cache/lammps-phase/kernels."""
-    env = os.environ.get(KERNEL_CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "lammps-phase" / "kernels"
+    return machine_cache.kernel_dir()
 
 
 @functools.lru_cache(maxsize=None)
