@@ -39,8 +39,8 @@ def random_sio2_checkpoint(tmp_path_factory) -> Path:
     return make_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "random_sio2.pt")
 
 
-# The smallest real training config: two checked bulk phases and a strained block (tests of the pipeline and its
-# config checks write it out and edit it).
+# The smallest real training config: two checked bulk phases and a strained block in a second potential, so the
+# report's per-potential tables are exercised (tests of the pipeline and its config checks write it out and edit it).
 TINY = """
 name = "tiny"
 elements = ["Si", "O"]
@@ -61,6 +61,7 @@ ps = 0.4
 
 [[phase]]
 name = "alpha_quartz"
+potential = "tersoff_munetoh"
 variant = "strained"
 axis = "x"
 strain = 0.1

@@ -185,7 +185,9 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
     true, pred, temps, press, unthresholded = [], [], [], [], []
     first_frames = {}
     tally = PlaceTally(cfg.classes)
+    mixed = any(p.potential for p in cfg.phases)
     per_potential: dict[str, dict[str, list[int]]] = {}  # potential → class → [correct, atoms] (mixed configs)
+    place_by_potential: dict[str, PlaceTally] = {}  # potential → its own places (mixed configs)
     radius = 0.0  # largest receptive radius (Å) of a bulk test frame
     reference_cells: dict[int, Optional[np.ndarray]] = {}  # run id → relaxed cell (strained runs)
 
@@ -203,9 +205,11 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
             reference_cells[run_id] = run_reference_cell(cfg, work, run_id)
         tally.add(spec, pos, cell, origin, labels, res.labels, temp, pres, reference_cells.get(run_id))
         ok = res.labels == labels
-        if any(p.potential for p in cfg.phases):  # a mixed-potential config: accuracy per potential and class too
+        if mixed:  # a mixed-potential config: accuracy per potential, by class and by place, too
             potential = potential_of(cfg, spec)
             tally.tally(f"potential {potential}", ok[known])
+            place_by_potential.setdefault(potential, PlaceTally(cfg.classes)).add(
+                spec, pos, cell, origin, labels, res.labels, temp, pres, reference_cells.get(run_id))
             for code in np.unique(labels[known]):
                 mine = known & (labels == code)
                 c = per_potential.setdefault(potential, {}).setdefault(cfg.classes[int(code)], [0, 0])
@@ -237,6 +241,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "rotations": n_rot,
         **tally.tables(),
         **({"accuracy by potential and class (held-out runs)": by_potential} if by_potential else {}),
+        **{f"accuracy by place, {pot} (held-out runs)": t.by_place() for pot, t in place_by_potential.items()},
         "receptive radius": f"{radius:.1f} Å: {clf.receptive_hops} hops to the {clf.hop_neighbors} nearest neighbours "
                             "(sum of each hop's largest neighbour distance in a bulk test frame)",
         "potential": ", ".join(dict.fromkeys(potential_of(cfg, spec) for spec in cfg.phases)),
@@ -269,6 +274,8 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "test_atoms": int(len(true_a)),
         "test_by_place": by_place,
         **({"test_by_potential_class": by_potential} if by_potential else {}),
+        **({"test_by_potential_place": {pot: t.by_place() for pot, t in place_by_potential.items()}}
+           if place_by_potential else {}),
         "receptive_radius_angstrom": round(radius, 2),
     })
     ckpt_io.save(ckpt, output)

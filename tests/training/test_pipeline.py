@@ -38,8 +38,16 @@ def test_tiny_end_to_end_training(tiny_run):
     assert ck.metrics["test_accuracy"] >= 0.95
     assert set(ck.metrics["test_per_class"]) == {"alpha_quartz", "stishovite"}
     assert ck.metrics["rotation_agreement"] >= 0.95
-    measured = {"bulk", "bulk, alpha_quartz", "bulk, stishovite", "strained"}
+    measured = {"bulk", "bulk, alpha_quartz", "bulk, stishovite", "strained", "potential bks_dsf",
+                "potential tersoff_munetoh"}
     assert set(ck.metrics["test_by_place"]) == measured  # accuracy where it was measured
+    # a mixed-potential config: each potential's places on their own (the strained block is Tersoff's)
+    by_potential = ck.metrics["test_by_potential_place"]
+    assert set(by_potential) == {"bks_dsf", "tersoff_munetoh"}
+    assert set(by_potential["bks_dsf"]) == {"bulk", "bulk, alpha_quartz", "bulk, stishovite"}
+    assert set(by_potential["tersoff_munetoh"]) == {"strained"}
+    assert by_potential["tersoff_munetoh"]["strained"] == ck.metrics["test_by_place"]["strained"]
+    assert set(ck.metrics["test_by_potential_class"]["tersoff_munetoh"]) == {"alpha_quartz"}
     assert 4.0 < ck.metrics["receptive_radius_angstrom"] < 25.0  # 4 hops × the 12th-neighbour distance
     assert ck.data_fingerprint
     report = work / "tiny_report"
