@@ -1,12 +1,13 @@
-"""Write tests/frames/held_out_sio2.npz: one frame of each of ten test-seed runs with its per-atom truth.
+"""Write tests/frames/held_out_sio2.npz: one frame of each of fourteen test-seed runs with its per-atom truth.
 
     python scripts/make_held_out_frames.py cache/sio2/runs
 
 The runs come from ``lammps-phase-train inputs/train_sio2.toml`` (seed 4 is the test seed; training uses 1–2).
 ``tests/model/test_shipped_places.py`` scores the shipped model on them. Interface truth is the run's own
-per-atom codes (crystal / partner / −1); the single-phase runs carry their label on every atom. The BKS places
-are frame 0 (the coolest); the Tersoff and Vashishta 1990 bulk runs give the frame named (−1: the last, hottest
-kept one, or the coldest of a glass's holds).
+per-atom codes (crystal / partner / −1); the single-phase runs carry their label on every atom. The places
+(BKS, and since session 13 a slab and a quartz | glass interface in Tersoff and in Vashishta 1990) are frame 0
+(the coolest); the Tersoff and Vashishta 1990 bulk runs give the frame named (−1: the last, hottest kept one, or
+the coldest of a glass's holds).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ FRAMES = {  # name in the file: run key, or (run key, frame index)
     "vashishta_beta_quartz": "beta_quartz_vashishta_1990_0GPa_seed4",
     "vashishta_glass": ("amorphous_vashishta_1990_0GPa_seed4", -1),
     "vashishta_melt": "melt_vashishta_1990_0GPa_seed4",
+    "tersoff_quartz_slab_z": "alpha_quartz_tersoff_munetoh_slab-z_0GPa_seed4",
+    "tersoff_quartz_glass_x": "alpha_quartz_tersoff_munetoh_interface-amorphous-x_0GPa_seed4",
+    "vashishta_quartz_slab_x": "alpha_quartz_vashishta_1990_slab-x_0GPa_seed4",
+    "vashishta_quartz_glass_x": "alpha_quartz_vashishta_1990_interface-amorphous-x_0GPa_seed4",
 }
 
 

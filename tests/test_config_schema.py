@@ -80,7 +80,7 @@ def test_each_mistake_names_the_file_and_the_key(tmp_path, change, message):
 
 
 def test_the_shipped_configs_load():
-    for name in ("train_sio2.toml", "train_cu.toml", "train_sio2_bks.toml"):
+    for name in ("train_sio2.toml", "train_cu.toml", "train_sio2_bks.toml", "train_sio2_surfaces.toml"):
         cfg = load_config(ROOT / "inputs" / name)
         assert cfg.classes and cfg.source.endswith(name)
 
@@ -143,3 +143,14 @@ def test_config_schema_refuses_before_the_heating_stage(tmp_path, monkeypatch):
     finally:
         os.chdir(cwd)
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_surfaces_config_is_the_shipped_config_plus_places_in_the_other_potentials():
+    multi = load_config(ROOT / "inputs" / "train_sio2.toml")
+    surfaces = load_config(ROOT / "inputs" / "train_sio2_surfaces.toml")
+    assert surfaces.phases[:len(multi.phases)] == multi.phases
+    added = surfaces.phases[len(multi.phases):]
+    assert {spec.potential for spec in added} == {"tersoff_munetoh", "vashishta_1990"}
+    assert {spec.variant for spec in added} == {"slab", "sphere", "interface", "strained"}
+    assert (surfaces.model, surfaces.train, surfaces.classes) == (multi.model, multi.train, multi.classes)
+    assert (surfaces.name, surfaces.output) == ("sio2_surfaces", "checkpoints/sio2_surfaces.pt")

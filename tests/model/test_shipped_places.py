@@ -1,10 +1,12 @@
 """The shipped SiO2 model where shock users look (issue 11), on held-out frames it never trained on.
 
-``tests/frames/held_out_sio2.npz`` holds one frame of each of ten test-seed runs (seed 4; training uses
+``tests/frames/held_out_sio2.npz`` holds one frame of each of fourteen test-seed runs (seed 4; training uses
 seeds 1–2), copied from ``cache/sio2/runs/<run>.npz`` after ``lammps-phase-train inputs/train_sio2.toml``: in BKS
 an α-quartz slab ⊥ y at 385 K, α-quartz | glass ⊥ x and coesite | glass ⊥ x at 290–295 K, an 8 Å void in
 α-quartz at 267 K, and β-quartz | melt ⊥ y at 3060 K; in Tersoff (Munetoh) coesite at 1705 K and melt at
-6847 K; in Vashishta 1990 β-quartz at 2674 K, glass at 307 K and melt at 5991 K (issue 12).
+6847 K; in Vashishta 1990 β-quartz at 2674 K, glass at 307 K and melt at 5991 K (issue 12); and since session 13
+an α-quartz slab (Tersoff ⊥ z at 274 K, Vashishta 1990 ⊥ x at 287 K) and α-quartz | glass ⊥ x (289–298 K) in each
+of the two, scored with ``checkpoints/sio2_surfaces.pt``, the model trained on such places in those potentials.
 Each carries its per-atom truth: interface atoms as the run labelled them by lattice registry (crystal, glass,
 or none); rebuild the file with ``python scripts/make_held_out_frames.py <workdir>/runs``. The floors are the
 issue's targets where the shipped model meets them on these frames (slab, void), and its measured figure minus
@@ -24,12 +26,21 @@ ROOT = Path(__file__).resolve().parents[2]
 FRAMES = ROOT / "tests" / "frames" / "held_out_sio2.npz"
 
 
-@pytest.fixture(scope="module")
-def shipped():
+def _load(name: str):
     from lammps_phase.inference.classify import Classifier
     from lammps_phase.model import checkpoint as ckpt_io
 
-    return Classifier(ckpt_io.load(ROOT / "checkpoints" / "sio2.pt"), device="cpu", fast="eager")
+    return Classifier(ckpt_io.load(ROOT / "checkpoints" / name), device="cpu", fast="eager")
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return _load("sio2.pt")
+
+
+@pytest.fixture(scope="module")
+def surfaces():
+    return _load("sio2_surfaces.pt")
 
 
 def _frame(name: str, clf):
@@ -86,4 +97,37 @@ def test_other_potentials(shipped, name):
     """Issue 12's per-class target (0.97) on held-out runs of the two other potentials. The shipped model scores
     0.997–1.000 on these frames; the BKS-only model (checkpoints/sio2_bks.pt) 0.802–0.969 and fails all five."""
     pos, cell, origin, truth, pred = _frame(name, shipped)
+    assert _score(truth, pred, np.ones(len(truth), bool)) >= 0.97
+
+
+@pytest.mark.parametrize("name, axis", [("tersoff_quartz_slab_z", "z"), ("vashishta_quartz_slab_x", "x")])
+def test_slabs_in_the_other_potentials(surfaces, name, axis):
+    """Issue 11's slab targets in Tersoff and Vashishta 1990 (issue 12: keep the surface work in every potential).
+    sio2_surfaces.pt scores 1.000 at every depth of both frames; sio2.pt, which saw these potentials in bulk only,
+    reads the Tersoff slab at 0.43 in the outer 2 Å and 0.81 deeper than 6 Å (as β-quartz and cristobalite)."""
+    pos, cell, origin, truth, pred = _frame(name, surfaces)
+    depth = surface_depth(pos, cell, origin, axis)
+    assert _score(truth, pred, depth >= 4.0) >= 0.99
+    outer = depth < 4.0
+    assert _score(truth, pred, outer) >= 0.85
+    another = (pred >= 0) & (pred != truth)
+    assert another[outer].mean() <= 0.05
+
+
+@pytest.mark.parametrize("name, beyond, within", [
+    ("tersoff_quartz_glass_x", 0.97, 0.80), ("vashishta_quartz_glass_x", 0.93, 0.81)])
+def test_quartz_glass_interfaces_in_the_other_potentials(surfaces, name, beyond, within):
+    """Below the issue's targets within 3 Å (0.90), as for BKS: sio2_surfaces.pt beyond / within 3 Å: Tersoff
+    0.998 / 0.843, Vashishta 1990 0.957 / 0.851 (sio2.pt: 0.960 / 0.755 and 0.947 / 0.813). Floors a few points
+    under, as one training seed moves such figures by that much."""
+    pos, cell, origin, truth, pred = _frame(name, surfaces)
+    distance = interface_distance(pos, cell, origin, "x")
+    assert _score(truth, pred, distance > 3.0) >= beyond
+    assert _score(truth, pred, distance <= 3.0) >= within
+
+
+@pytest.mark.parametrize("name", ["quartz_slab_y", "tersoff_coesite", "tersoff_melt", "vashishta_glass"])
+def test_surfaces_model_keeps_the_other_places(surfaces, name):
+    """The second model is not a Tersoff/Vashishta specialist: a BKS slab and the other potentials' bulk frames."""
+    pos, cell, origin, truth, pred = _frame(name, surfaces)
     assert _score(truth, pred, np.ones(len(truth), bool)) >= 0.97
