@@ -224,6 +224,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
     true_a, pred_a = np.concatenate(true), np.concatenate(pred)
     by_place = tally.by_place()
     by_potential = {pot: {name: round(c / n, 4) for name, (c, n) in classes.items()} for pot, classes in per_potential.items()}
+    places_by_potential = {pot: t.by_place() for pot, t in place_by_potential.items()}
     n_rot = int(cfg.report.get("rotations", 24))
     gen = torch.Generator().manual_seed(0)
     rot_agree = {}
@@ -241,7 +242,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "rotations": n_rot,
         **tally.tables(),
         **({"accuracy by potential and class (held-out runs)": by_potential} if by_potential else {}),
-        **{f"accuracy by place, {pot} (held-out runs)": t.by_place() for pot, t in place_by_potential.items()},
+        **{f"accuracy by place, {pot} (held-out runs)": places for pot, places in places_by_potential.items()},
         "receptive radius": f"{radius:.1f} Å: {clf.receptive_hops} hops to the {clf.hop_neighbors} nearest neighbours "
                             "(sum of each hop's largest neighbour distance in a bulk test frame)",
         "potential": ", ".join(dict.fromkeys(potential_of(cfg, spec) for spec in cfg.phases)),
@@ -274,8 +275,7 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         "test_atoms": int(len(true_a)),
         "test_by_place": by_place,
         **({"test_by_potential_class": by_potential} if by_potential else {}),
-        **({"test_by_potential_place": {pot: t.by_place() for pot, t in place_by_potential.items()}}
-           if place_by_potential else {}),
+        **({"test_by_potential_place": places_by_potential} if places_by_potential else {}),
         "receptive_radius_angstrom": round(radius, 2),
     })
     ckpt_io.save(ckpt, output)
