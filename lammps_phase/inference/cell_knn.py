@@ -25,7 +25,7 @@ import shlex
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -45,7 +45,6 @@ _F64 = np.ctypeslib.ndpointer(dtype=np.float64, flags="C_CONTIGUOUS")
 _I64 = np.ctypeslib.ndpointer(dtype=np.int64, flags="C_CONTIGUOUS")
 _F32 = np.ctypeslib.ndpointer(dtype=np.float32, flags=("C_CONTIGUOUS", "WRITEABLE"))
 _I32 = np.ctypeslib.ndpointer(dtype=np.int32, flags=("C_CONTIGUOUS", "WRITEABLE"))
-_failure: Optional[str] = None  # why the library is missing, once known
 
 
 def cache_dir() -> Path:
@@ -65,16 +64,15 @@ def available() -> bool:
 
 def failure() -> Optional[str]:
     """Why the compiled search could not be built in this process (None: it was, or it was not tried yet)."""
-    return _failure
+    return _SEARCH.failure
 
 
 def _compiler() -> list[str]:
     return shlex.split(os.environ.get("CC", "").strip() or "cc")
 
 
-@functools.lru_cache(maxsize=None)
-def _load(path: str) -> ctypes.CDLL:
-    lib = ctypes.CDLL(path)
+def _configure(lib: ctypes.CDLL) -> None:
+    """The search's ctypes signatures."""
     lib.cell_knn_bin.restype = ctypes.c_int
     lib.cell_knn_bin.argtypes = [ctypes.c_int64, _F64, _F64, ctypes.c_double, _I64, _I64, _F64, _I64]
     lib.cell_knn_query.restype = ctypes.c_int
@@ -88,7 +86,6 @@ def _load(path: str) -> ctypes.CDLL:
         ctypes.c_double, _I64, _I64, _F64, _I64, _F64, _I64, ctypes.c_int64, ctypes.c_int, ctypes.c_double,
         ctypes.c_int, _I32, _F32, _F32, _F64,
     ]
-    return lib
 
 
 @functools.lru_cache(maxsize=None)
@@ -117,22 +114,44 @@ def build(source: Path, compile_missing: bool = True) -> Optional[Path]:
     return path
 
 
+class NativeLibrary:
+    """A C file of this folder, built into the native cache at first use (:func:`build`) and loaded with
+    ``configure`` setting its ctypes signatures. When it cannot be built, ``failure`` keeps why and one warning
+    says it, naming ``fallback`` (what serves instead) — unless ``quiet()`` says another helper already did."""
+
+    def __init__(self, source: Path, configure: Callable[[ctypes.CDLL], None], what: str, fallback: str,
+                 quiet: Callable[[], bool] = lambda: False) -> None:
+        self.source, self.configure, self.what, self.fallback, self.quiet = source, configure, what, fallback, quiet
+        self.failure: Optional[str] = None
+        self._loaded: dict[str, ctypes.CDLL] = {}  # by path: the cache folder may change between calls
+
+    def get(self) -> Optional[ctypes.CDLL]:
+        """The loaded library; None when it cannot be built (or once it failed, unless already in the cache)."""
+        try:
+            path = build(self.source, compile_missing=self.failure is None)
+            if path is None:
+                return None
+            if str(path) not in self._loaded:
+                lib = ctypes.CDLL(str(path))
+                self.configure(lib)
+                self._loaded[str(path)] = lib
+            return self._loaded[str(path)]
+        except Exception as err:  # noqa: BLE001 - no compiler, a failed build or an unwritable cache: fallback
+            if self.failure is None:
+                self.failure = f"{type(err).__name__}: {err}"
+                if not self.quiet():
+                    warnings.warn(f"{self.what} is unavailable ({self.failure}); {self.fallback}. Install a C compiler "
+                                  "with OpenMP (e.g. `apt-get install gcc`) or point $CC at one",
+                                  RuntimeWarning, stacklevel=4)
+            return None
+
+
+_SEARCH = NativeLibrary(_SOURCE, _configure, "the compiled neighbour search", "using scipy's cKDTree, about 2x slower")
+
+
 def _library() -> Optional[ctypes.CDLL]:
     """The compiled search, built into the cache on first use; None (warned once) when it cannot be built."""
-    global _failure
-    try:
-        path = build(_SOURCE, compile_missing=_failure is None)
-        if path is None:
-            return None
-        return _load(str(path))
-    except Exception as err:  # noqa: BLE001 - no compiler, a failed build or an unwritable cache: the tree serves
-        if _failure is None:
-            _failure = f"{type(err).__name__}: {err}"
-            warnings.warn(
-                f"the compiled neighbour search is unavailable ({_failure}); using scipy's cKDTree, about 2x slower. "
-                "Install a C compiler with OpenMP (e.g. `apt-get install gcc`) or point $CC at one",
-                RuntimeWarning, stacklevel=3)
-        return None
+    return _SEARCH.get()
 
 
 class CellSearch:
@@ -141,7 +160,7 @@ class CellSearch:
     def __init__(self, points: np.ndarray, k_plus_1: int, threads: int = 1) -> None:
         lib = _library()
         if lib is None:
-            raise RuntimeError(f"the compiled neighbour search is unavailable: {_failure}")
+            raise RuntimeError(f"the compiled neighbour search is unavailable: {_SEARCH.failure}")
         self._lib = lib
         self.points = np.ascontiguousarray(points, dtype=np.float64)
         if self.points.ndim != 2 or self.points.shape[1] != 3:

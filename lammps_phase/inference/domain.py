@@ -25,9 +25,7 @@ would misread; both give the same flags.
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
@@ -184,36 +182,26 @@ _SCREEN_SOURCE = Path(__file__).with_name("_domain_screen.c")
 _SCREEN_KINDS = {(np.float32, np.int32): "f32_i32", (np.float32, np.int64): "f32_i64",
                  (np.float64, np.int32): "f64_i32", (np.float64, np.int64): "f64_i64"}
 _MAX_ELEMENTS = 64  # MAX_ELEMENTS of _domain_screen.c
-_screen_failure: Optional[str] = None  # why the compiled screen is missing, once known
 
 
-@functools.lru_cache(maxsize=None)
-def _screen_load(path: str) -> ctypes.CDLL:
-    lib = ctypes.CDLL(path)
+def _configure_screen(lib: ctypes.CDLL) -> None:
+    """The screen's ctypes signatures."""
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     for kind in _SCREEN_KINDS.values():
         fn = getattr(lib, f"domain_screen_{kind}")
         fn.restype = ctypes.c_int
         fn.argtypes = [i64, i64, i64, ptr, ptr, ptr, i64, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, ptr,
                        ctypes.c_int, ptr]
-    return lib
+
+
+# built into cell_knn's native cache; its warning is left out when the neighbour search already gave the same cause
+_SCREEN = cell_knn.NativeLibrary(_SCREEN_SOURCE, _configure_screen, "the compiled training-domain screen",
+                                 "using numpy", quiet=lambda: cell_knn.failure() is not None)
 
 
 def _screen_library() -> Optional[ctypes.CDLL]:
-    """The compiled screen (built into cell_knn's native cache on first use); None when it cannot be built
-    (warned once, unless the neighbour search already did)."""
-    global _screen_failure
-    try:
-        path = cell_knn.build(_SCREEN_SOURCE, compile_missing=_screen_failure is None)
-        return None if path is None else _screen_load(str(path))
-    except Exception as err:  # noqa: BLE001 - no compiler, a failed build or an unwritable cache: numpy serves
-        if _screen_failure is None:
-            _screen_failure = f"{type(err).__name__}: {err}"
-            if cell_knn.failure() is None:  # else the neighbour search already reported the same cause
-                warnings.warn(f"the compiled training-domain screen is unavailable ({_screen_failure}); using numpy. "
-                              "Install a C compiler with OpenMP (e.g. `apt-get install gcc`) or point $CC at one",
-                              RuntimeWarning, stacklevel=4)
-        return None
+    """The compiled screen; None when it cannot be built (warned once)."""
+    return _SCREEN.get()
 
 
 def _tables(domain: TrainingDomain) -> tuple[np.ndarray, ...]:

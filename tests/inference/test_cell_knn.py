@@ -28,7 +28,7 @@ def compiled():
         compiler = shlex.split(os.environ.get("CC", "").strip() or "cc")[0]
         if shutil.which(compiler) is None:
             pytest.skip(f"no C compiler ({compiler}): the compiled neighbour search cannot be built here")
-        pytest.fail(f"a C compiler exists ({compiler}) but the compiled search did not build: {cell_knn._failure}")
+        pytest.fail(f"a C compiler exists ({compiler}) but the compiled search did not build: {cell_knn.failure()}")
 
 
 def compare_with_tree(points, queries, kp1, bound=np.inf, threads=2):
@@ -198,7 +198,7 @@ def test_compiled_neighbors_drop_the_atom_itself_or_else_the_farthest(compiled):
 def test_without_a_compiler_knn_warns_once_and_uses_the_tree(monkeypatch, tmp_path):
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv(cell_knn.NATIVE_CACHE_ENV, str(tmp_path / "native"))
-    monkeypatch.setattr(cell_knn, "_failure", None)
+    monkeypatch.setattr(cell_knn._SEARCH, "failure", None)
     rng = np.random.default_rng(4)
     points = rng.uniform(0.0, 10.0, size=(200, 3))
     with pytest.warns(RuntimeWarning, match="apt-get install gcc"):

@@ -84,7 +84,7 @@ def compiled(monkeypatch):
         compiler = shlex.split(os.environ.get("CC", "").strip() or "cc")[0]
         if shutil.which(compiler) is None:
             pytest.skip(f"no C compiler ({compiler}): the compiled screen cannot be built here")
-        pytest.fail(f"a C compiler exists ({compiler}) but the compiled screen did not build: {domain._screen_failure}")
+        pytest.fail(f"a C compiler exists ({compiler}) but the compiled screen did not build: {domain._SCREEN.failure}")
 
 
 def numpy_outside(monkeypatch, *args):
@@ -208,8 +208,8 @@ def test_without_a_compiler_the_screen_warns_once_and_uses_numpy(monkeypatch, tm
     monkeypatch.delenv(cell_knn.BACKEND_ENV, raising=False)
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     monkeypatch.setenv(cell_knn.NATIVE_CACHE_ENV, str(tmp_path / "native"))
-    monkeypatch.setattr(cell_knn, "_failure", None)
-    monkeypatch.setattr(domain, "_screen_failure", None)
+    monkeypatch.setattr(cell_knn._SEARCH, "failure", None)
+    monkeypatch.setattr(domain._SCREEN, "failure", None)
     with pytest.warns(RuntimeWarning, match="training-domain screen is unavailable"):
         assert np.array_equal(domain.outside(quartz_domain, species, index, distances), expected)
     with warnings.catch_warnings():
