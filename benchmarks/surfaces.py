@@ -7,7 +7,12 @@ quartz | glass interfaces normal to y as well, on other seeds), checked like the
 ``cache/surface_bench/``. Each checkpoint given labels them all; the table gives the fraction of atoms labelled
 with their own class, by depth below the surface / distance from the centre / distance from the interface.
 
-    python benchmarks/surfaces.py --checkpoint checkpoints/sio2.pt [--checkpoint other.pt ...]
+``--potential`` makes the same kinds of structure in Tersoff (Munetoh) or Vashishta 1990 (default BKS), each only
+where it holds in that potential (:data:`POTENTIALS`): the glass side of an interface melted and quenched as the
+training config does it, stishovite only in Tersoff, no crystal | melt (neither potential's crystal outlasts a
+melt next to it at the temperatures the training config uses).
+
+    python benchmarks/surfaces.py --checkpoint checkpoints/sio2.pt [--checkpoint other.pt ...] [--potential P]
 """
 
 from __future__ import annotations
@@ -37,6 +42,16 @@ def _last_kept(run) -> checks.Snapshot:
     return kept[-1]
 
 
+#: how each potential makes its glass (the training config's settings; inputs/train_sio2*.toml) and what holds in it
+POTENTIALS: dict[str, dict[str, Any]] = {
+    "bks_dsf": dict(interface_melt=6500.0, glass_melt=7500.0, quench=1000.0, stishovite=True, crystal_melt=True,
+                    glasses=[(20.0, 2000.0), (50.0, 2500.0)]),
+    "tersoff_munetoh": dict(interface_melt=7000.0, glass_melt=7000.0, quench=250.0, stishovite=True,
+                            crystal_melt=False, glasses=[(0.0, 1000.0), (10.0, 1000.0)]),
+    "vashishta_1990": dict(interface_melt=6000.0, glass_melt=6000.0, quench=1000.0, stishovite=False,
+                           crystal_melt=False, glasses=[(0.0, 1000.0), (10.0, 1000.0)]),
+}
+
 #: up to this temperature (0 GPa) inputs/train_sio2.toml calls quartz α; above it a quartz crystal is β
 ALPHA_QUARTZ_MAX_K = 650.0
 
@@ -47,14 +62,15 @@ def _frame(snap: checks.Snapshot, labels: Any, coordinate: np.ndarray, pbc=(True
             "labels": labels, "coordinate": coordinate, "pbc": pbc, "note": note}
 
 
-def make_cases(min_length: float) -> dict[str, Callable[[], dict[str, Any]]]:
-    """name → function that makes the (positions, labels, binning coordinate) of one case."""
+def make_cases(min_length: float, potential: str = "bks_dsf") -> dict[str, Callable[[], dict[str, Any]]]:
+    """name → function that makes the (positions, labels, binning coordinate) of one case in ``potential``."""
     q, st = structures.build("alpha_quartz"), structures.build("stishovite")
     common = dict(seed=SEED, snapshot_every_ps=0.5)
+    setting = POTENTIALS[potential]
 
     def slab(crystal, axis, label, t):
         def make():
-            run = variants.slab_run(crystal, "bks_dsf", 0.0, axis=axis, t_start=t, t_end=t, ps=2.0,
+            run = variants.slab_run(crystal, potential, 0.0, axis=axis, t_start=t, t_end=t, ps=2.0,
                                     supercell_min_length=24.0, **common)
             s = _last_kept(run)
             return _frame(s, label, geometry.surface_depth(s.positions, s.cell, s.origin, axis),
@@ -62,7 +78,7 @@ def make_cases(min_length: float) -> dict[str, Callable[[], dict[str, Any]]]:
         return make
 
     def sphere():
-        run = heating.heating_run(q, "bks_dsf", 0.0, 300.0, 300.0, 2.0, supercell_min_length=34.0, **common)
+        run = heating.heating_run(q, potential, 0.0, 300.0, 300.0, 2.0, supercell_min_length=34.0, **common)
         s = _last_kept(run)
         centre = s.origin + 0.5 * s.cell.sum(axis=0)
         r = np.linalg.norm(s.positions - centre, axis=1)
@@ -73,8 +89,10 @@ def make_cases(min_length: float) -> dict[str, Callable[[], dict[str, Any]]]:
 
     def interface(crystal, partner, p):
         def make():
-            run = variants.interface_run(crystal, "bks_dsf", p, axis="y", partner=partner, melt_ps=4.0,
-                                         hold_ps=1.0, supercell_min_length=20.0, **common)
+            run = variants.interface_run(crystal, potential, p, axis="y", partner=partner, melt_ps=4.0,
+                                         melt_temperature=setting["interface_melt"],
+                                         quench_rate_k_per_ps=setting["quench"], hold_ps=1.0,
+                                         supercell_min_length=20.0, **common)
             s = run.snapshots[-1]
             if not s.check.holds:
                 raise SystemExit(f"interface check failed: {s.check.reason}")
@@ -88,7 +106,7 @@ def make_cases(min_length: float) -> dict[str, Callable[[], dict[str, Any]]]:
 
     def strained(crystal, axis, strain, label):
         def make():
-            run = variants.strained_run(crystal, "bks_dsf", 0.0, axis=axis, strain=strain, ps=2.0,
+            run = variants.strained_run(crystal, potential, 0.0, axis=axis, strain=strain, ps=2.0,
                                         supercell_min_length=min_length, **common)
             s = _last_kept(run)
             eps = 1 - s.cell[geometry.AXES[axis], geometry.AXES[axis]] / run.reference.cell[geometry.AXES[axis], geometry.AXES[axis]]
@@ -98,14 +116,14 @@ def make_cases(min_length: float) -> dict[str, Callable[[], dict[str, Any]]]:
 
     def dense_glass(p, t):
         def make():
-            run = heating.melt_quench(q, "bks_dsf", p, 7500.0, 5.0, 1000.0, [t], 3.0, supercell_min_length=min_length,
-                                      max_glass_msd=1.5, **common)
+            run = heating.melt_quench(q, potential, p, setting["glass_melt"], 5.0, setting["quench"], [t], 3.0,
+                                      supercell_min_length=min_length, max_glass_msd=1.5, **common)
             s = _last_kept(run)
             return _frame(s, "amorphous", np.full(len(s.positions), 99.0),
                           note=f"glass at {p:g} GPa, {t:.0f} K, MSD {s.msd:.2f} Å² over the hold")
         return make
 
-    return {
+    cases = {
         "quartz slab ⊥y": slab(q, "y", "alpha_quartz", 300.0),
         "quartz slab ⊥z": slab(q, "z", "alpha_quartz", 300.0),
         "stishovite slab ⊥z": slab(st, "z", "stishovite", 300.0),
@@ -114,14 +132,20 @@ def make_cases(min_length: float) -> dict[str, Callable[[], dict[str, Any]]]:
         "quartz | melt": interface(q, "melt", 0.0),
         "quartz strained 15% ⊥y": strained(q, "y", 0.15, "alpha_quartz"),
         "quartz strained 15% ⊥x": strained(q, "x", 0.15, "alpha_quartz"),
-        "glass 20 GPa 2000 K": dense_glass(20.0, 2000.0),
-        "glass 50 GPa 2500 K": dense_glass(50.0, 2500.0),
     }
+    if not setting["stishovite"]:
+        del cases["stishovite slab ⊥z"]
+    if not setting["crystal_melt"]:
+        del cases["quartz | melt"]
+    for p, t in setting["glasses"]:
+        cases[f"glass {p:g} GPa {t:g} K"] = dense_glass(p, t)
+    return cases
 
 
-def case(name: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def case(name: str, make: Callable[[], dict[str, Any]], potential: str = "bks_dsf") -> dict[str, Any]:
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / (name.replace(" ", "_").replace("|", "").replace("/", "") + ".pkl")
+    stem = name.replace(" ", "_").replace("|", "").replace("/", "")
+    path = CACHE / ((stem if potential == "bks_dsf" else f"{stem}_{potential}") + ".pkl")
     if path.exists():
         return pickle.loads(path.read_bytes())
     t0 = time.perf_counter()
@@ -159,20 +183,21 @@ def main() -> None:
     ap.add_argument("--checkpoint", action="append", help="checkpoint(s) to compare (default: the shipped one)")
     ap.add_argument("--min-length", type=float, default=20.0)
     ap.add_argument("--only", help="comma-separated case names")
-    ap.add_argument("--out", default="cache/surface_bench/results.json")
+    ap.add_argument("--potential", default="bks_dsf", choices=sorted(POTENTIALS))
+    ap.add_argument("--out", default=None, help="results (default: cache/surface_bench/results[_POTENTIAL].json)")
     args = ap.parse_args()
     checkpoints = args.checkpoint or ["checkpoints/sio2.pt"]
-    cases = make_cases(args.min_length)
+    cases = make_cases(args.min_length, args.potential)
     if args.only:
         cases = {k: v for k, v in cases.items() if k in args.only.split(",")}
-    data = {name: case(name, make) for name, make in cases.items()}
+    data = {name: case(name, make, args.potential) for name, make in cases.items()}
     failed = {name: d["failed"] for name, d in data.items() if "failed" in d}
     data = {name: d for name, d in data.items() if "failed" not in d}
     results: dict[str, Any] = {}
     for ck in checkpoints:
         clf = Classifier.load(ck, device="cpu")
         results[ck] = {name: score(clf, d) for name, d in data.items()}
-    print(f"\nfraction of atoms labelled with their own class (independent structures, seed {SEED})")
+    print(f"\nfraction of atoms labelled with their own class (independent structures, {args.potential}, seed {SEED})")
     print("| case | " + " | ".join(Path(c).name for c in checkpoints) + " | by depth / distance (Å), last checkpoint |")
     print("|---|" + "---|" * len(checkpoints) + "---|")
     for name in data:
@@ -184,8 +209,9 @@ def main() -> None:
         print(f"  {name}: {data[name]['note']}; wrong as {results[checkpoints[-1]][name]['wrong_as']}")
     for name, why in failed.items():
         print(f"  {name}: not scored, the structure did not hold its phase: {why}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1))
+    out = Path(args.out or CACHE / ("results.json" if args.potential == "bks_dsf" else f"results_{args.potential}.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":
