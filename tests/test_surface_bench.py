@@ -1,0 +1,45 @@
+"""benchmarks/surfaces.py makes its independent structures as the training config makes its own (no MD here)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from lammps_phase.training.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("surface_bench", REPO / "benchmarks" / "surfaces.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["surface_bench"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("potential", ["tersoff_munetoh", "vashishta_1990"])
+def test_glass_is_melted_and_quenched_as_the_training_config_does_it(bench, potential):
+    """A glass the training never made (another quench) would test the quench, not the model."""
+    surfaces = load_config(REPO / "inputs" / "train_sio2_surfaces.toml")
+    glass = [p for p in surfaces.phases if p.potential == potential and p.name == "amorphous" and p.variant == "bulk"]
+    interface = [p for p in surfaces.phases if p.potential == potential and p.variant == "interface"]
+    assert len(glass) == 1 and len(interface) == 1
+    setting = bench.POTENTIALS[potential]
+    assert setting["glass_melt"] == glass[0].temperature and setting["quench"] == glass[0].quench_rate
+    assert setting["interface_melt"] == interface[0].temperature
+    assert interface[0].quench_rate == glass[0].quench_rate
+
+
+def test_each_potential_gets_only_the_phases_that_hold_in_it(bench):
+    """docs/potentials.md: no 6-fold phase survives in Vashishta 1990; only BKS keeps a crystal next to its melt."""
+    cases = {p: set(bench.make_cases(20.0, p)) for p in bench.POTENTIALS}
+    assert "stishovite slab ⊥z" in cases["bks_dsf"] and "stishovite slab ⊥z" in cases["tersoff_munetoh"]
+    assert "stishovite slab ⊥z" not in cases["vashishta_1990"]
+    assert ["quartz | melt" in cases[p] for p in ("bks_dsf", "tersoff_munetoh", "vashishta_1990")] == [True, False, False]
+    # the BKS cases keep their names, so the cache of earlier sessions' structures stays valid
+    assert {"glass 20 GPa 2000 K", "glass 50 GPa 2500 K", "quartz | glass", "quartz sphere r=14"} <= cases["bks_dsf"]
+    for p in ("tersoff_munetoh", "vashishta_1990"):
+        assert {"quartz slab ⊥y", "quartz | glass", "quartz strained 15% ⊥y", "glass 0 GPa 1000 K"} <= cases[p]
