@@ -9,8 +9,8 @@ with their own class, by depth below the surface / distance from the centre / di
 
 ``--potential`` makes the same kinds of structure in Tersoff (Munetoh) or Vashishta 1990 (default BKS), each only
 where it holds in that potential (:data:`POTENTIALS`): the glass side of an interface melted and quenched as the
-training config does it, stishovite only in Tersoff, no crystal | melt (neither potential's crystal outlasts a
-melt next to it at the temperatures the training config uses).
+training config does it, stishovite only in Tersoff (no 6-fold phase holds in Vashishta 1990), no crystal | melt
+(neither potential's training blocks have one, so the case would test data the model never saw, not the model).
 
     python benchmarks/surfaces.py --checkpoint checkpoints/sio2.pt [--checkpoint other.pt ...] [--potential P]
 """

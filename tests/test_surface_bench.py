@@ -34,7 +34,10 @@ def test_glass_is_melted_and_quenched_as_the_training_config_does_it(bench, pote
 
 
 def test_each_potential_gets_only_the_phases_that_hold_in_it(bench):
-    """docs/potentials.md: no 6-fold phase survives in Vashishta 1990; only BKS keeps a crystal next to its melt."""
+    """docs/potentials.md: no 6-fold phase survives in Vashishta 1990; only BKS trains a crystal | melt interface."""
+    surfaces = load_config(REPO / "inputs" / "train_sio2_surfaces.toml")
+    with_melt = {p.potential or surfaces.potential for p in surfaces.phases if p.variant == "interface" and p.partner == "melt"}
+    assert with_melt == {"bks_dsf"}
     cases = {p: set(bench.make_cases(20.0, p)) for p in bench.POTENTIALS}
     assert "stishovite slab ⊥z" in cases["bks_dsf"] and "stishovite slab ⊥z" in cases["tersoff_munetoh"]
     assert "stishovite slab ⊥z" not in cases["vashishta_1990"]
