@@ -20,10 +20,15 @@ def bench():
     return mod
 
 
+@pytest.fixture(scope="module")
+def surfaces():
+    """The training config whose Tersoff and Vashishta 1990 blocks the benchmark must match (read once)."""
+    return load_config(REPO / "inputs" / "train_sio2_surfaces.toml")
+
+
 @pytest.mark.parametrize("potential", ["tersoff_munetoh", "vashishta_1990"])
-def test_glass_is_melted_and_quenched_as_the_training_config_does_it(bench, potential):
+def test_glass_is_melted_and_quenched_as_the_training_config_does_it(bench, surfaces, potential):
     """A glass the training never made (another quench) would test the quench, not the model."""
-    surfaces = load_config(REPO / "inputs" / "train_sio2_surfaces.toml")
     glass = [p for p in surfaces.phases if p.potential == potential and p.name == "amorphous" and p.variant == "bulk"]
     interface = [p for p in surfaces.phases if p.potential == potential and p.variant == "interface"]
     assert len(glass) == 1 and len(interface) == 1
@@ -33,9 +38,8 @@ def test_glass_is_melted_and_quenched_as_the_training_config_does_it(bench, pote
     assert interface[0].quench_rate == glass[0].quench_rate
 
 
-def test_each_potential_gets_only_the_phases_that_hold_in_it(bench):
+def test_each_potential_gets_only_the_phases_that_hold_in_it(bench, surfaces):
     """docs/potentials.md: no 6-fold phase survives in Vashishta 1990; only BKS trains a crystal | melt interface."""
-    surfaces = load_config(REPO / "inputs" / "train_sio2_surfaces.toml")
     with_melt = {p.potential or surfaces.potential for p in surfaces.phases if p.variant == "interface" and p.partner == "melt"}
     assert with_melt == {"bks_dsf"}
     cases = {p: set(bench.make_cases(20.0, p)) for p in bench.POTENTIALS}
