@@ -112,6 +112,7 @@ def make_cases(min_length: float, potential: str = "bks_dsf") -> dict[str, Calla
             eps = 1 - s.cell[geometry.AXES[axis], geometry.AXES[axis]] / run.reference.cell[geometry.AXES[axis], geometry.AXES[axis]]
             return _frame(s, label, np.full(len(s.positions), 99.0),
                           note=f"strained {eps:.0%} along {axis} at 300 K, {s.pressure_gpa:.1f} GPa")
+        make.depends = variants.STRAINED_CHECK  # it decides the last frame kept: a case cut by another check is remade
         return make
 
     def dense_glass(p, t):
@@ -146,13 +147,16 @@ def case(name: str, make: Callable[[], dict[str, Any]], potential: str = "bks_ds
     CACHE.mkdir(parents=True, exist_ok=True)
     stem = name.replace(" ", "_").replace("|", "").replace("/", "")
     path = CACHE / ((stem if potential == "bks_dsf" else f"{stem}_{potential}") + ".pkl")
+    depends = getattr(make, "depends", None)
     if path.exists():
-        return pickle.loads(path.read_bytes())
+        cached = pickle.loads(path.read_bytes())
+        if cached.get("depends") == depends:
+            return cached
     t0 = time.perf_counter()
     try:
-        data = make()
+        data = {**make(), "depends": depends}
     except (SystemExit, LammpsPhaseError) as err:  # the structure did not hold: that is a result, not a crash
-        data = {"failed": str(err).splitlines()[0] + " — " + " / ".join(str(err).splitlines()[1:4])}
+        data = {"failed": str(err).splitlines()[0] + " — " + " / ".join(str(err).splitlines()[1:4]), "depends": depends}
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(pickle.dumps(data))
     tmp.replace(path)

@@ -114,8 +114,13 @@ def run_params(cfg: PipelineConfig, spec: PhaseSpec, pressure: float, seed: int)
     # non-default fields only (a new option does not invalidate old runs); the run's own pressure stands alone
     spec_fields = {k: v for k, v in asdict(spec).items()
                    if k != "pressures" and (v != getattr(defaults, k) or k in ("name", "structure"))}
-    return {"spec": spec_fields, "pressure_gpa": pressure, "seed": seed, "potential": potential_of(cfg, spec),
-            "supercell_min_length": cfg.supercell_min_length, "snapshot_every_ps": cfg.snapshot_every_ps}
+    params = {"spec": spec_fields, "pressure_gpa": pressure, "seed": seed, "potential": potential_of(cfg, spec),
+              "supercell_min_length": cfg.supercell_min_length, "snapshot_every_ps": cfg.snapshot_every_ps}
+    if spec.variant == "strained":  # its check decides which snapshots a run keeps: runs judged otherwise are remade
+        from lammps_phase.data.variants import STRAINED_CHECK
+
+        params["check"] = STRAINED_CHECK
+    return params
 
 
 def _cached_run(npz: Path, params: dict[str, Any], log) -> Optional[dict[str, Any]]:

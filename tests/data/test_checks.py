@@ -11,6 +11,7 @@ from lammps_phase.data import quartz_order
 from lammps_phase.data.checks import check_amorphous, check_liquid, check_phase, check_quartz_tilt
 from lammps_phase.data.heating import heating_run
 from lammps_phase.data.structures import build
+from lammps_phase.data.variants import STRAINED_SITE_CUTOFF, check_strained
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,21 @@ def test_heated_alpha_quartz_keeps_its_tilt_and_is_refused_as_beta(quartz_run):
         assert not as_beta.holds and "tilted into α-quartz" in as_beta.reason
     coesite = check_quartz_tilt(quartz_run.snapshots[0].check, quartz_run.snapshots[0], "coesite")
     assert coesite is quartz_run.snapshots[0].check
+
+
+def test_the_strained_check_judges_the_frame_itself_not_its_time_average(quartz_run):
+    """A training sample is the frame's own positions, so the strained check judges those (a collapse late in the
+    averaging window hides in the time average: tests/data/test_variants.py has the real case)."""
+    snap = quartz_run.snapshots[0]
+    assert check_strained(snap, quartz_run.reference).holds
+    smeared = dataclasses.replace(snap, site_displacement=np.full(len(snap.positions), 2.0))
+    assert not check_phase(smeared, quartz_run.reference).holds  # the heating check reads the time average
+    assert check_strained(smeared, quartz_run.reference).holds
+    rng = np.random.default_rng(1)
+    moved = snap.positions + rng.normal(scale=0.5, size=snap.positions.shape)
+    verdict = check_strained(dataclasses.replace(snap, positions=moved, site_displacement=np.zeros(len(moved))),
+                             quartz_run.reference)
+    assert not verdict.holds and f"> {STRAINED_SITE_CUTOFF} Å from their lattice site" in verdict.reason
 
 
 @pytest.mark.parametrize(

@@ -62,6 +62,21 @@ def test_slab_strain_and_interface_runs_in_lammps(tmp_path):
     assert (lower == 0).mean() > 0.7 and set(np.unique(lower)) <= {0, -1}  # crystal, or unlabelled if it moved
 
 
+def test_tersoff_quartz_that_gave_way_under_strain_is_not_kept(tmp_path):
+    """Tersoff α-quartz compressed along x collapses near 11 % (pressure 6.3 → 2.7 GPa, tetrahedra untilted) with
+    every atom's time-averaged position still within 1 Å of its site: the strained check refuses that frame."""
+    q = structures.build("alpha_quartz")
+    run = variants.strained_run(q, "tersoff_munetoh", axis="x", strain=0.15, ps=2.0, seed=11, snapshot_every_ps=0.5,
+                                supercell_min_length=20.0, log_path=tmp_path / "strain.log")
+    eps = [1 - snap.cell[0, 0] / run.reference.cell[0, 0] for snap in run.snapshots]
+    assert eps[:3] == pytest.approx([0.0375, 0.075, 0.1125], abs=0.002)
+    assert [snap.check.holds for snap in run.snapshots[:3]] == [True, True, False]
+    collapsed = run.snapshots[2]
+    assert collapsed.pressure_gpa < 0.6 * run.snapshots[1].pressure_gpa  # it gave way
+    assert "lattice site" in collapsed.check.reason
+    assert np.mean(collapsed.site_displacement > 1.0) < 0.05  # the heating runs' 1 Å time average lets it pass
+
+
 def test_overlapping_atoms_are_other_not_a_confident_phase(tmp_path):
     """Nonsense geometry gets −1, not a confident label: atoms on top of each other exist in no phase."""
     from conftest import make_random_checkpoint

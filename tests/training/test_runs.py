@@ -93,6 +93,20 @@ def test_a_block_may_name_its_own_potential(tmp_path):
         load_config(_config(tmp_path, '[[phase]]\nname = "alpha_quartz"\npotential = "bks_typo"\n'))
 
 
+def test_strained_runs_judged_by_an_older_check_are_remade(tmp_path):
+    """The strained check decides which snapshots a run keeps, so it is part of a strained run's cache parameters
+    (and only of those: bulk runs made before it stay valid)."""
+    from lammps_phase.data.variants import STRAINED_CHECK
+    from lammps_phase.training.runs import run_params
+
+    blocks = ('[[phase]]\nname = "alpha_quartz"\n'
+              '[[phase]]\nname = "alpha_quartz"\nvariant = "strained"\naxis = "y"\n')
+    cfg = load_config(_config(tmp_path, blocks))
+    bulk, strained = cfg.phases
+    assert run_params(cfg, strained, 0.0, 1)["check"] == STRAINED_CHECK
+    assert "check" not in run_params(cfg, bulk, 0.0, 1)
+
+
 def test_the_relaxed_cell_of_a_strained_run_is_read_back(tmp_path):
     """Strain in the report is measured against the cell the run relaxed to, which the run file keeps."""
     from lammps_phase.training.runs import run_reference_cell
