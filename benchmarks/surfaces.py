@@ -105,14 +105,19 @@ def make_cases(min_length: float, potential: str = "bks_dsf") -> dict[str, Calla
         return make
 
     def strained(crystal, axis, strain, label):
+        # frames every 0.25 ps (1.9 % of strain): the last one kept lies within that of where the crystal gives way
+        settings = {**common, "snapshot_every_ps": 0.25}
+
         def make():
             run = variants.strained_run(crystal, potential, 0.0, axis=axis, strain=strain, ps=2.0,
-                                        supercell_min_length=min_length, **common)
+                                        supercell_min_length=min_length, **settings)
             s = _last_kept(run)
-            eps = 1 - s.cell[geometry.AXES[axis], geometry.AXES[axis]] / run.reference.cell[geometry.AXES[axis], geometry.AXES[axis]]
+            i = geometry.AXES[axis]
+            eps = 1 - s.cell[i, i] / run.reference.cell[i, i]
             return _frame(s, label, np.full(len(s.positions), 99.0),
-                          note=f"strained {eps:.0%} along {axis} at 300 K, {s.pressure_gpa:.1f} GPa")
-        make.depends = variants.STRAINED_CHECK  # it decides the last frame kept: a case cut by another check is remade
+                          note=f"strained {eps:.1%} along {axis} at 300 K, {s.pressure_gpa:.1f} GPa")
+        # these decide which frame is the last one kept: a case cut otherwise is remade
+        make.depends = {**variants.STRAINED_CHECK, "snapshot_every_ps": settings["snapshot_every_ps"]}
         return make
 
     def dense_glass(p, t):
