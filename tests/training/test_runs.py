@@ -3,6 +3,7 @@ per-atom labels read back for the datasets (lammps_phase.training.config / lammp
 
 from __future__ import annotations
 
+import json
 import numpy as np
 import pytest
 
@@ -97,14 +98,24 @@ def test_strained_runs_judged_by_an_older_check_are_remade(tmp_path):
     """The strained check decides which snapshots a run keeps, so it is part of a strained run's cache parameters
     (and only of those: bulk runs made before it stay valid)."""
     from lammps_phase.data.variants import STRAINED_CHECK
-    from lammps_phase.training.runs import run_params
+    from lammps_phase.training.runs import _cached_run, run_params
 
     blocks = ('[[phase]]\nname = "alpha_quartz"\n'
               '[[phase]]\nname = "alpha_quartz"\nvariant = "strained"\naxis = "y"\n')
     cfg = load_config(_config(tmp_path, blocks))
     bulk, strained = cfg.phases
-    assert run_params(cfg, strained, 0.0, 1)["check"] == STRAINED_CHECK
+    params = run_params(cfg, strained, 0.0, 1)
+    assert params["check"] == STRAINED_CHECK
     assert "check" not in run_params(cfg, bulk, 0.0, 1)
+    # a run cached by the session-14 code recorded no check: it is remade, with the reason in the log
+    npz = tmp_path / "alpha_quartz_strained-y_0GPa_seed1.npz"
+    npz.write_bytes(b"")
+    older = {k: v for k, v in params.items() if k != "check"}
+    npz.with_suffix(".json").write_text(json.dumps({"params": older, "kept": 3}))
+    said = []
+    assert _cached_run(npz, params, said.append) is None
+    assert "parameters changed" in said[0]
+    assert _cached_run(npz, older, said.append)["kept"] == 3
 
 
 def test_the_relaxed_cell_of_a_strained_run_is_read_back(tmp_path):
