@@ -159,9 +159,10 @@ def case(name: str, make: Callable[[], dict[str, Any]], potential: str = "bks_ds
             return cached
     t0 = time.perf_counter()
     try:
-        data = {**make(), "depends": depends}
+        data = make()
     except (SystemExit, LammpsPhaseError) as err:  # the structure did not hold: that is a result, not a crash
-        data = {"failed": str(err).splitlines()[0] + " — " + " / ".join(str(err).splitlines()[1:4]), "depends": depends}
+        data = {"failed": str(err).splitlines()[0] + " — " + " / ".join(str(err).splitlines()[1:4])}
+    data["depends"] = depends
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(pickle.dumps(data))
     tmp.replace(path)
