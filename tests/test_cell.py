@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lammps_phase.cell import cell_to_lammps_box, lammps_box_to_cell, lammps_cell, lammps_frame
+from lammps_phase.cell import cell_to_lammps_box, lammps_box_to_cell, lammps_cell, lammps_frame, rows_times
 from lammps_phase.errors import LammpsPhaseError
 
 
@@ -44,3 +44,19 @@ def test_a_general_cell_is_rotated_into_lammps_form_keeping_lengths_and_angles()
     fractional = new_positions @ np.linalg.inv(new_cell)
     assert np.all((fractional >= 0.0) & (fractional < 1.0))  # wrapped into the cell
     np.testing.assert_allclose(fractional, (positions @ np.linalg.inv(cell)) % 1.0, atol=1e-12)
+
+
+def test_rows_times_is_the_matrix_product_for_rows_shifts_and_neighbour_arrays():
+    """The BLAS-free product the neighbour search uses: ``rows @ matrix`` to rounding, for float rows, integer
+    image shifts and (N, k, 3) arrays, in the dtype ``@`` gives."""
+    rng = np.random.default_rng(8)
+    cell = np.array([[17.0, 0, 0], [3.3, 15.1, 0], [-1.7, 2.9, 16.3]])
+    inverse = np.linalg.inv(cell)
+    rows = rng.uniform(-50.0, 50.0, size=(70_000, 3))
+    shifts = rng.integers(-2, 3, size=(500, 16, 3)).astype(np.int32)
+    for a, m in ((rows, inverse), (rows, cell), (shifts, cell)):
+        got, want = rows_times(a, m), a @ m
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-12)
+    frac = rows_times(rows_times(rows, inverse), cell)
+    np.testing.assert_allclose(frac, rows, rtol=0, atol=1e-12)

@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
-from lammps_phase.cell import finite_vector, validated_cell
+from lammps_phase.cell import finite_vector, rows_times, validated_cell
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference import cell_knn
 
@@ -35,7 +35,6 @@ __all__ = ["INDEX_DTYPE", "NeighborCache", "NeighborList", "knn", "wrap_position
 #: neighbour indices: half the bytes of int64, and what the fused kernels take (a process labels < 2^31 atoms)
 INDEX_DTYPE = np.int32
 _QUERY_CHUNK = 1 << 16  # rows per tree query: bounds the float64 temporaries to tens of MB
-_MATMUL_ROWS = 1 << 16  # rows per block of an (N, 3) @ (3, 3) product (see _times)
 _SHELL_SAFETY = 1.5  # initial shell = 1.5 x radius of a sphere holding k atoms at mean density
 _MAX_SHELL_GROWTH = 4.0  # a retry widens the shell at most this much, so one outlier cannot explode the ghosts
 _REUSE_CHUNK = 1 << 16  # rows per pass when re-deriving neighbour vectors from a cached candidate list
@@ -215,7 +214,7 @@ def _images_within_shell(
     atom = np.arange(n_atoms, dtype=np.int64)
     if cell is None or not periodic.any():
         return wrapped, atom
-    frac = _times(wrapped - origin, np.linalg.inv(cell))  # in [0, 1) along periodic dims after wrapping
+    frac = rows_times(wrapped - origin, np.linalg.inv(cell))  # in [0, 1) along periodic dims after wrapping
     pad = shell / _face_spacings(cell) * (1.0 + 1e-9) + 1e-12
     shift = np.zeros((n_atoms, 3), dtype=np.int64)
     for dim in np.flatnonzero(periodic):
@@ -233,7 +232,7 @@ def _images_within_shell(
         atom = np.concatenate(new_atom)
         shift = np.concatenate(new_shift)
     positions = wrapped[atom]
-    positions[n_atoms:] += _times(shift[n_atoms:], cell)
+    positions[n_atoms:] += rows_times(shift[n_atoms:], cell)
     return positions, atom
 
 
@@ -241,7 +240,7 @@ def _initial_shell(
     wrapped: np.ndarray, cell: np.ndarray, origin: np.ndarray, periodic: np.ndarray, k: int
 ) -> float:
     """Shell width from the mean density: 1.5 x the radius of a sphere holding k atoms."""
-    frac = _times(wrapped - origin, np.linalg.inv(cell))
+    frac = rows_times(wrapped - origin, np.linalg.inv(cell))
     extent = np.where(periodic, 1.0, np.maximum(frac.max(axis=0) - frac.min(axis=0), 1e-3))
     volume = abs(float(np.linalg.det(cell))) * float(np.prod(extent))
     density = len(wrapped) / volume
@@ -269,28 +268,17 @@ def _chunks(n: int):
 
 
 def _wrap(pos: np.ndarray, cell: np.ndarray, origin: np.ndarray, periodic: np.ndarray) -> np.ndarray:
-    frac = _times(pos - origin, np.linalg.inv(cell))
+    frac = rows_times(pos - origin, np.linalg.inv(cell))
     images = np.floor(frac) * periodic
     if not images.any():
         return pos.copy()
-    wrapped = pos - _times(images, cell)
+    wrapped = pos - rows_times(images, cell)
     # Rounding can leave a fractional coordinate of -1e-17 at exactly 1.0 after the shift; fold it back.
-    frac = _times(wrapped - origin, np.linalg.inv(cell))
+    frac = rows_times(wrapped - origin, np.linalg.inv(cell))
     again = np.floor(frac) * periodic
     if again.any():
-        wrapped -= _times(again, cell)
+        wrapped -= rows_times(again, cell)
     return wrapped
-
-
-def _times(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """``rows @ matrix`` for (N, 3) rows, in blocks of _MATMUL_ROWS: the same bits, but OpenBLAS runs a larger
-    product on several threads, which on busy cores was ~50x slower (10^6 rows: 360 ms against 5.5 ms)."""
-    if len(rows) <= _MATMUL_ROWS:
-        return rows @ matrix
-    out = np.empty((len(rows), matrix.shape[1]), dtype=np.result_type(rows, matrix))
-    for start in range(0, len(rows), _MATMUL_ROWS):
-        np.matmul(rows[start : start + _MATMUL_ROWS], matrix, out=out[start : start + _MATMUL_ROWS])
-    return out
 
 
 def _face_spacings(cell: np.ndarray) -> np.ndarray:
@@ -426,7 +414,7 @@ class NeighborCache:
         # Image shift of each candidate relative to the *given* (unwrapped) positions: r_j + S·cell − r_i = vector.
         if cell is not None and periodic.any():
             rel = nl.vectors.astype(np.float64) - (pos[nl.index] - pos[:, None, :])
-            shifts = np.rint(rel @ np.linalg.inv(cell)).astype(np.int32)
+            shifts = np.rint(rows_times(rel, np.linalg.inv(cell))).astype(np.int32)
         else:
             shifts = np.zeros(nl.index.shape + (3,), dtype=np.int32)
         self._index = nl.index
@@ -450,9 +438,9 @@ class NeighborCache:
         wraps = np.zeros((len(pos), 3), dtype=np.int64)
         if cell is not None and periodic.any():
             inv = np.linalg.inv(cell)
-            wraps = np.rint(delta @ inv).astype(np.int64) * periodic  # whole box vectors = LAMMPS re-wrapping
+            wraps = np.rint(rows_times(delta, inv)).astype(np.int64) * periodic  # whole box vectors = LAMMPS re-wrapping
             if wraps.any():
-                delta = delta - wraps @ cell
+                delta = delta - rows_times(wraps, cell)
         moved = np.sqrt(np.einsum("ij,ij->i", delta, delta))
         max_moved = float(moved.max()) if len(moved) else 0.0
         unwrapped = self._pos0 + delta  # continuous trajectory since the build
@@ -470,7 +458,7 @@ class NeighborCache:
             idx = self._index[rows]
             vec = unwrapped[idx] - unwrapped[rows, None, :]
             if shift_cell is not None:
-                vec += self._shifts[rows] @ shift_cell
+                vec += rows_times(self._shifts[rows], shift_cell)
             dist2 = np.einsum("ijk,ijk->ij", vec, vec)
             order = np.argsort(dist2, axis=1, kind="stable")[:, :k]
             return (np.take_along_axis(idx, order, axis=1), np.take_along_axis(vec, order[..., None], axis=1),

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from lammps_phase.cell import rows_times
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.neighbors import INDEX_DTYPE, NeighborList, knn
 from lammps_phase.insitu.collectives import describe
@@ -166,7 +167,7 @@ class GhostShell:
 
     def fractional(self, x: np.ndarray) -> np.ndarray:
         """Positions in box fractions."""
-        return (x - self.origin) @ self.inverse
+        return rows_times(x - self.origin, self.inverse)
 
     def require(self, needed: float, k: int) -> None:
         """Set-up check: the complete part of the shell must be at least ``needed`` Å wide (if it matters)."""

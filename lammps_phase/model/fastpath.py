@@ -44,7 +44,9 @@ __all__ = [
 TABLE_TOLERANCE = 1e-6  # max |w_interpolated - w| of the tabulated spatial weight (w is in (0, 1))
 DEFAULT_CHUNK = 8192  # atoms per compiled call: 4096-16384 run as fast; 8192 holds 30 MB less at 10^6 atoms
 EAGER_CHUNK = 2048  # atoms per eager call: its (chunk, k, C) temporaries stay in cache (measured: 4096 is 1.7x slower)
-_ANGLE_CACHE_BYTES = 64 * 2**20  # keep the (N, k, D) edge angles for all layers up to this size (~250k atoms)
+#: keep what every layer reads, the (N, k, D) edge angles (to ~250k atoms) and the (N, k) scaled distances (to ~1M
+#: atoms), for all layers while it is at most this size; else each layer recomputes it per chunk
+_ANGLE_CACHE_BYTES = 64 * 2**20
 _MIN_COMPILED_ATOMS = 64  # below this the eager kernels are as fast and avoid size-0/1 specialisations
 #: a layer's inputs at the rows (R, D) -> the same at the halo atoms (H, D) (see FastPhaseNet.__call__)
 Halo = Callable[[torch.Tensor], torch.Tensor]
@@ -243,8 +245,8 @@ class FastPhaseNet:
             return kernel(name, False)(*args, **kwargs)
         if self.aot is not None:
             fn = self.aot.get(aot.kernel_key(name, args, kwargs, self.device) or "")
-            if fn is not None:
-                return fn(*(standalone(a) for a in args))
+            if fn is not None:  # exported for contiguous inputs; a contiguous row chunk is used in place
+                return fn(*(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args))
         use = self.compile and self.device.type not in COMPILE_FAILED
         if use:
             try:
@@ -357,13 +359,19 @@ class FastPhaseNet:
                 bo[c] = self._call("bond_order", vectors[c], cfg.bond_order_l, list(cfg.bond_order_neighbors), *self.bond_order)
             h = torch.cat([h, bo], dim=-1)
             del bo
-        # invariant edge geometry: computed once for all layers while it is small, else per layer and chunk
-        angles = None
+        # invariant edge geometry and scaled distances: computed once for all layers while they are small, else per
+        # layer and chunk
+        angles = scaled = None
         angled = any(layer.geo.startswith("angles") for layer in self.layers)
         if angled and n * k * self.cfg.edge_angle_l * 4 <= _ANGLE_CACHE_BYTES:
             angles = torch.empty((n, k, self.cfg.edge_angle_l), dtype=torch.float32, device=dev)
             for c in chunks:
                 angles[c] = self._call("edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
+        if len(self.layers) > 1 and n * (k + 1) * 4 <= _ANGLE_CACHE_BYTES:
+            scaled = (torch.empty((n, k), dtype=torch.float32, device=dev),
+                      torch.empty((n, 1), dtype=torch.float32, device=dev))
+            for c in chunks:
+                scaled[0][c], scaled[1][c] = self._call("scaled_distances", vectors[c], local)
         for number, (layer, kl) in enumerate(zip(self.layers, self.cfg.layer_neighbors)):
             last = number == len(self.layers) - 1
             if halo is not None:  # the neighbours' inputs: rows first, then the halo's from whoever computed them
@@ -383,7 +391,8 @@ class FastPhaseNet:
                 if layer.geo.startswith("angles"):
                     geometry = angles[c] if angles is not None else self._call(
                         "edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
-                sdist, inv_scale = self._call("scaled_distances", vectors[c], local)
+                sdist, inv_scale = (scaled[0][c], scaled[1][c]) if scaled is not None else self._call(
+                    "scaled_distances", vectors[c], local)
                 # the layer's kl nearest neighbours (rows are sorted by distance)
                 result = self._call("edge_conv", h[c], layer.w_i, layer.bias, v, index[c, :kl], geometry[:, :kl],
                                     sdist[:, :kl], inv_scale, layer.w_geo_t, layer.table, layer.inv_step,

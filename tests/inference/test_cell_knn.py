@@ -224,14 +224,3 @@ def test_neighbor_tests_pass_with_the_tree_backend_too():
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(here)],
                           env=env, capture_output=True, text=True, cwd=here.parents[2])
     assert proc.returncode == 0, proc.stdout[-3000:]
-
-
-def test_row_blocked_products_have_the_bits_of_one_product():
-    from lammps_phase.inference.neighbors import _MATMUL_ROWS, _times
-
-    rng = np.random.default_rng(8)
-    rows = rng.uniform(-50.0, 50.0, size=(2 * _MATMUL_ROWS + 17, 3))
-    matrix = np.linalg.inv(np.array([[17.0, 0, 0], [3.3, 15.1, 0], [-1.7, 2.9, 16.3]]))
-    assert np.array_equal(_times(rows, matrix), rows @ matrix)
-    shifts = rng.integers(-2, 3, size=rows.shape)
-    assert np.array_equal(_times(shifts, matrix), shifts @ matrix)

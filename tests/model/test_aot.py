@@ -1,6 +1,7 @@
 """Ahead-of-time kernels (lammps_phase.model.aot): built once into the kernel cache, then found by every new
 evaluator of the same model, which runs them from its first call without compiling and gives the eager path's
-logits (whole samples and halo calls); another model misses the cache; eager stays eager when asked."""
+logits (whole samples, halo calls, row chunks passed in place); another model misses the cache; eager stays eager
+when asked."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def test_kernels_built_ahead_of_time_are_found_and_agree_with_eager(tmp_path, mo
     assert fresh.kernel_kind == "ahead-of-time"
     eager = FastPhaseNet(model, compile=False)
     assert eager.aot is None and eager.kernel_kind == "eager"
+    chunked = FastPhaseNet(model, compile="auto", chunk=100)  # row chunks at an offset go to the kernels in place
     traced = counters["stats"]["unique_graphs"]
     for rows, halo in [(150, 0), (90, 40), (333, 0)]:
         species, index, vectors = fresh._random_graph(rows + halo, seed=rows)
@@ -37,6 +39,7 @@ def test_kernels_built_ahead_of_time_are_found_and_agree_with_eager(tmp_path, mo
         got, want = fresh(species, index, vectors, **extra), eager(species, index, vectors, **extra)
         assert got.shape == (rows, want.shape[1])
         assert float((got - want).abs().max()) < 1e-4
+        assert float((chunked(species, index, vectors, **extra) - want).abs().max()) < 1e-4
     assert counters["stats"]["unique_graphs"] == traced  # nothing was compiled: the packages ran
 
     other = ckpt_io.load(make_random_checkpoint(tmp_path / "o.pt", channels=(24, 24, 24))).build()
