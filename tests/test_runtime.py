@@ -83,3 +83,38 @@ def test_freed_heap_memory_goes_back_to_the_system():
     for block in live:
         libc.free(block)
     assert released > 20 * 2**20  # of the 32 MB in holes
+
+
+_FREED_BLOCK = """
+import ctypes, sys
+from lammps_phase import runtime
+def resident():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+tuned = runtime.tune_heap()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+size = 24 * 2**20  # a labelling temporary of ~10^5 atoms
+block = libc.malloc(size)
+ctypes.memset(block, 1, size)
+before = resident()
+libc.free(block)
+print(tuned, before - resident())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.parametrize("setting", ["", "default"])
+def test_a_tuned_heap_keeps_a_freed_labelling_temporary_for_the_next_call(setting):
+    """Tuned, a freed 24 MB block stays in the process for reuse (no fresh pages to fault in next call); with
+    LAMMPS_PHASE_HEAP=default glibc maps such a block and hands it back at once, as it always did."""
+    import subprocess
+
+    env = dict(os.environ, **{runtime.HEAP_ENV: setting})
+    out = subprocess.run([sys.executable, "-c", _FREED_BLOCK], env=env, capture_output=True, text=True, check=True)
+    tuned, returned = out.stdout.split()
+    if setting == "default":
+        assert tuned == "False" and int(returned) > 20 * 2**20
+    else:
+        assert tuned == "True" and int(returned) < 2**20

@@ -31,8 +31,9 @@ OTHER = -1
 #: OTHER with confidence 0 rather than given a confident label for an impossible structure.
 MIN_SEPARATION = 0.5
 #: from this many atoms on, freed heap memory goes back to the system between the neighbour search and the network
-#: (≈ 0.1 kB per atom less at the peak; a few ms, not worth it for small in-situ labellings)
-RELEASE_MEMORY_ATOMS = 100_000
+#: (≈ 0.1 kB per atom less at the peak, for the 10⁶-atom memory target; it costs ≈ 0.06 µs per atom, and the network's
+#: tensors then fault their pages in afresh, so below a few 10⁵ atoms, where the saving is tens of MB, it is skipped)
+RELEASE_MEMORY_ATOMS = 400_000
 SpeciesLike = Union[Sequence[str], np.ndarray]
 
 
@@ -162,6 +163,7 @@ class Classifier:
         self.domain = TrainingDomain.from_dict(checkpoint.domain) if checkpoint.domain and check_domain else None
         self.chunk = int(chunk)
         self.threads = runtime.set_threads(threads)
+        runtime.tune_heap()
         self.fast: Optional[fastpath.FastPhaseNet] = None
         if fast not in (True, False, "auto", "compile", "eager"):
             raise LammpsPhaseError(f"fast must be True, False, 'auto', 'compile' or 'eager', not {fast!r}")
@@ -271,8 +273,12 @@ class Classifier:
         """Labels and calibrated confidences (softmax of logits / temperature); ``nearest`` (distance of each atom
         to its nearest neighbour) marks overlapping atoms (< MIN_SEPARATION), ``unfamiliar`` (bool per atom) atoms
         outside the training domain: both become OTHER with confidence 0."""
-        prob = torch.softmax(logits.float() / self.temperature, dim=-1)
-        conf, lab = prob.max(dim=-1)
+        # the largest softmax probability, exp(z_max - z_max) / Σ exp(z - z_max), without the other probabilities
+        # (4x faster than softmax then max)
+        z = logits.float() / self.temperature
+        top, lab = z.max(dim=-1, keepdim=True)
+        conf = torch.exp(z - top).sum(dim=-1).reciprocal()
+        lab = lab.squeeze(-1)
         labels = lab.to(torch.int32).cpu().numpy()
         confidence = conf.cpu().numpy().astype(np.float32)
         thr = self.threshold if threshold is None else check_threshold(threshold)

@@ -68,7 +68,7 @@ def wrap_positions(
     pos = _validated_positions(positions)
     cell = validated_cell(cell)
     periodic = _validated_pbc(pbc)
-    return _wrap(pos, cell, finite_vector(origin, "origin"), periodic)
+    return _wrap(pos, cell, finite_vector(origin, "origin"), periodic)[0]
 
 
 def knn(
@@ -122,9 +122,10 @@ def knn(
         _search_with_images(pos, None, origin_vec, periodic, query_ids, np.arange(m), k, np.inf, workers, out)
         return out
 
-    wrapped = _wrap(pos, cell_arr, origin_vec, periodic)
-    shell = _initial_shell(wrapped, cell_arr, origin_vec, periodic, k)
-    _search_with_images(wrapped, cell_arr, origin_vec, periodic, query_ids, np.arange(m), k, shell, workers, out)
+    wrapped, frac = _wrap(pos, cell_arr, origin_vec, periodic)
+    shell = _initial_shell(frac, cell_arr, periodic, k)
+    _search_with_images(wrapped, cell_arr, origin_vec, periodic, query_ids, np.arange(m), k, shell, workers, out,
+                        frac=frac)
     return out
 
 
@@ -142,10 +143,12 @@ def _search_with_images(
     shell: float,
     workers: int,
     out: NeighborList,
+    frac: np.ndarray | None = None,
 ) -> None:
-    """Search atoms plus ghost images within ``shell`` of the box; widen the shell until every row is exact."""
+    """Search atoms plus ghost images within ``shell`` of the box; widen the shell until every row is exact.
+    ``frac``: the fractional coordinates of ``wrapped``, when the caller has them."""
     while rows_todo.size:
-        image_pos, image_atom = _images_within_shell(wrapped, cell, origin, periodic, shell)
+        image_pos, image_atom = _images_within_shell(wrapped, cell, origin, periodic, shell, frac)
         # a row with a neighbour beyond the shell is redone with a wider one anyway, so the search may stop there
         bound = shell * (1.0 + 1e-9) if np.isfinite(shell) else np.inf
         search = _compiled_pass if cell_knn.available() else _tree_pass
@@ -202,7 +205,8 @@ def _tree_pass(image_pos, image_atom, query_ids, rows_todo, k, shell, bound, wor
 
 
 def _images_within_shell(
-    wrapped: np.ndarray, cell: np.ndarray | None, origin: np.ndarray, periodic: np.ndarray, shell: float
+    wrapped: np.ndarray, cell: np.ndarray | None, origin: np.ndarray, periodic: np.ndarray, shell: float,
+    frac: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Atoms (first, in order) followed by their periodic images within ``shell`` of the box faces.
 
@@ -214,7 +218,8 @@ def _images_within_shell(
     atom = np.arange(n_atoms, dtype=np.int64)
     if cell is None or not periodic.any():
         return wrapped, atom
-    frac = rows_times(wrapped - origin, np.linalg.inv(cell))  # in [0, 1) along periodic dims after wrapping
+    if frac is None:  # in [0, 1) along periodic dims after wrapping
+        frac = rows_times(wrapped - origin, np.linalg.inv(cell))
     pad = shell / _face_spacings(cell) * (1.0 + 1e-9) + 1e-12
     shift = np.zeros((n_atoms, 3), dtype=np.int64)
     for dim in np.flatnonzero(periodic):
@@ -236,14 +241,14 @@ def _images_within_shell(
     return positions, atom
 
 
-def _initial_shell(
-    wrapped: np.ndarray, cell: np.ndarray, origin: np.ndarray, periodic: np.ndarray, k: int
-) -> float:
-    """Shell width from the mean density: 1.5 x the radius of a sphere holding k atoms."""
-    frac = rows_times(wrapped - origin, np.linalg.inv(cell))
-    extent = np.where(periodic, 1.0, np.maximum(frac.max(axis=0) - frac.min(axis=0), 1e-3))
+def _initial_shell(frac: np.ndarray, cell: np.ndarray, periodic: np.ndarray, k: int) -> float:
+    """Shell width from the mean density: 1.5 x the radius of a sphere holding k atoms (``frac``: the atoms'
+    fractional coordinates; along non-periodic dimensions their extent counts)."""
+    extent = np.ones(3)
+    for dim in np.flatnonzero(~periodic):
+        extent[dim] = max(float(frac[:, dim].max() - frac[:, dim].min()), 1e-3)
     volume = abs(float(np.linalg.det(cell))) * float(np.prod(extent))
-    density = len(wrapped) / volume
+    density = len(frac) / volume
     return _SHELL_SAFETY * (3.0 * k / (4.0 * np.pi * density)) ** (1.0 / 3.0)
 
 
@@ -267,18 +272,22 @@ def _chunks(n: int):
         yield np.arange(start, min(start + _QUERY_CHUNK, n))
 
 
-def _wrap(pos: np.ndarray, cell: np.ndarray, origin: np.ndarray, periodic: np.ndarray) -> np.ndarray:
-    frac = rows_times(pos - origin, np.linalg.inv(cell))
+def _wrap(pos: np.ndarray, cell: np.ndarray, origin: np.ndarray, periodic: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """(positions wrapped into the box, their fractional coordinates)."""
+    inverse = np.linalg.inv(cell)
+    frac = rows_times(pos - origin, inverse)
     images = np.floor(frac) * periodic
     if not images.any():
-        return pos.copy()
+        return pos.copy(), frac
     wrapped = pos - rows_times(images, cell)
     # Rounding can leave a fractional coordinate of -1e-17 at exactly 1.0 after the shift; fold it back.
-    frac = rows_times(wrapped - origin, np.linalg.inv(cell))
+    frac = rows_times(wrapped - origin, inverse)
     again = np.floor(frac) * periodic
     if again.any():
         wrapped -= rows_times(again, cell)
-    return wrapped
+        frac = rows_times(wrapped - origin, inverse)
+    return wrapped, frac
 
 
 def _face_spacings(cell: np.ndarray) -> np.ndarray:
