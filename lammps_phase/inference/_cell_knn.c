@@ -209,7 +209,9 @@ static int search_fast(const grid_t *g, buffer_t *b, const double *q, int kp1, d
     const int64_t *dims = g->dims;
     const double h = g->h, inv_h = 1.0 / h, eps = g->eps, r2 = radius * radius;
     const double *lo = g->lo;
-    int64_t len = 0;
+    const int within_bound = g->bound2 <= r2;
+    const double lim = within_bound ? g->bound2 : nextafter(r2, INFINITY);
+    int64_t c = 0; /* candidates kept: closer than lim */
     const int64_t i0 = clamp_cell(floor((q[0] - radius - eps - lo[0]) * inv_h), dims[0]);
     const int64_t i1 = clamp_cell(floor((q[0] + radius + eps - lo[0]) * inv_h), dims[0]);
     for (int64_t i = i0; i <= i1; ++i) {
@@ -230,32 +232,23 @@ static int search_fast(const grid_t *g, buffer_t *b, const double *q, int kp1, d
             const int64_t l1 = clamp_cell(floor((q[2] + wz + eps - lo[2]) * inv_h), dims[2]);
             const int64_t row = (i * dims[1] + j) * dims[2];
             const int64_t a0 = g->cell_start[row + l0], a1 = g->cell_start[row + l1 + 1];
-            if (reserve(b, len + (a1 - a0)) != 0) return 0;
+            if (reserve(b, c + (a1 - a0)) != 0) return 0;
             const double *restrict p = g->sorted_pts + 3 * a0;
-            double *restrict d2 = b->d2 + len;
-            int64_t *restrict id = b->id + len;
+            double *restrict cd2 = b->cd2;
+            int64_t *restrict cid = b->cid;
             const int64_t *restrict src = g->sorted_idx + a0;
-            for (int64_t a = 0; a < a1 - a0; ++a) {
+            for (int64_t a = 0; a < a1 - a0; ++a) { /* distances and a branch-free compaction in one pass */
                 const double dx = p[3 * a] - q[0], dy = p[3 * a + 1] - q[1], dz = p[3 * a + 2] - q[2];
-                d2[a] = dx * dx + dy * dy + dz * dz;
-                id[a] = src[a];
+                const double d2 = dx * dx + dy * dy + dz * dz;
+                cd2[c] = d2;
+                cid[c] = src[a];
+                c += d2 < lim;
             }
-            len += a1 - a0;
         }
-    }
-    const int within_bound = g->bound2 <= r2;
-    const double lim = within_bound ? g->bound2 : nextafter(r2, INFINITY);
-    double *restrict cd2 = b->cd2;
-    int64_t *restrict cid = b->cid;
-    int64_t c = 0;
-    for (int64_t a = 0; a < len; ++a) { /* branch-free compaction */
-        cd2[c] = b->d2[a];
-        cid[c] = b->id[a];
-        c += b->d2[a] < lim;
     }
     if (!within_bound && c < kp1) return 0;
     const int last = kp1 - 1;
-    for (int64_t t = 0; t < c; ++t) insert_best(bd, bi, last, cd2[t], cid[t]);
+    for (int64_t t = 0; t < c; ++t) insert_best(bd, bi, last, b->cd2[t], b->cid[t]);
     return 1;
 }
 
