@@ -17,39 +17,25 @@ a warning says so once, and the caller keeps its ``cKDTree`` search. ``LAMMPS_PH
 from __future__ import annotations
 
 import ctypes
-import functools
-import hashlib
 import os
-import platform
-import shlex
-import subprocess
-import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
-from lammps_phase import machine_cache
-from lammps_phase.atomic_write import atomic_path
+from lammps_phase.native import NATIVE_CACHE_ENV, NativeLibrary, build, cache_dir
 
-__all__ = ["BACKEND_ENV", "NATIVE_CACHE_ENV", "CellSearch", "available", "build", "cache_dir", "failure", "forced_off",
-           "query"]
+__all__ = ["BACKEND_ENV", "NATIVE_CACHE_ENV", "CellSearch", "NativeLibrary", "available", "build", "cache_dir",
+           "failure", "forced_off", "query"]
 
-NATIVE_CACHE_ENV = machine_cache.NATIVE_CACHE_ENV
 BACKEND_ENV = "LAMMPS_PHASE_KNN"  # "tree": scipy's cKDTree (benchmarks, tests); anything else: compiled if possible
 _SOURCE = Path(__file__).with_name("_cell_knn.c")
-_FLAGS = ("-O3", "-fopenmp", "-shared", "-fPIC", "-std=c99")
 _POINTS_PER_CELL = 4.0  # mean points per cell (α-quartz, 10⁴-10⁶ atoms, k = 16: 4-6 are 4-8 % faster than 2)
 _RADIUS_FACTOR = 1.15  # fast-path radius / radius holding k + 1 points at mean density (α-quartz at 300 K: <= 1.10)
 _F64 = np.ctypeslib.ndpointer(dtype=np.float64, flags="C_CONTIGUOUS")
 _I64 = np.ctypeslib.ndpointer(dtype=np.int64, flags="C_CONTIGUOUS")
 _F32 = np.ctypeslib.ndpointer(dtype=np.float32, flags=("C_CONTIGUOUS", "WRITEABLE"))
 _I32 = np.ctypeslib.ndpointer(dtype=np.int32, flags=("C_CONTIGUOUS", "WRITEABLE"))
-
-
-def cache_dir() -> Path:
-    """$LAMMPS_PHASE_NATIVE_CACHE, else ``native`` beside the kernel cache (~/.cache/lammps-phase/native)."""
-    return machine_cache.native_dir()
 
 
 def forced_off() -> bool:
@@ -67,10 +53,6 @@ def failure() -> Optional[str]:
     return _SEARCH.failure
 
 
-def _compiler() -> list[str]:
-    return shlex.split(os.environ.get("CC", "").strip() or "cc")
-
-
 def _configure(lib: ctypes.CDLL) -> None:
     """The search's ctypes signatures."""
     lib.cell_knn_bin.restype = ctypes.c_int
@@ -86,64 +68,6 @@ def _configure(lib: ctypes.CDLL) -> None:
         ctypes.c_double, _I64, _I64, _F64, _I64, _F64, _I64, ctypes.c_int64, ctypes.c_int, ctypes.c_double,
         ctypes.c_int, _I32, _F32, _F32, _F64,
     ]
-
-
-@functools.lru_cache(maxsize=None)
-def _key(source: Path, compiler: tuple[str, ...]) -> str:
-    """Hash of the C source, the compiler command and flags, and the platform: the library's name in the cache."""
-    parts = [source.read_bytes(), " ".join(compiler + _FLAGS).encode(),
-             f"{platform.system()}-{platform.machine()}".encode()]
-    return hashlib.sha1(b"\0".join(parts)).hexdigest()[:16]
-
-
-def build(source: Path, compile_missing: bool = True) -> Optional[Path]:
-    """The shared library of a C file of this folder (``_name.c``) in the native cache, ``name-<hash>.so``,
-    compiled there with $CC (else ``cc``) and OpenMP when missing; None when missing and not ``compile_missing``.
-    Raises (OSError, ...) when it cannot be built. Shared by every compiled kernel of lammps_phase.inference."""
-    compiler = _compiler()
-    path = cache_dir() / f"{source.stem.lstrip('_')}-{_key(source, tuple(compiler))}.so"
-    if not path.is_file():
-        if not compile_missing:
-            return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            proc = subprocess.run([*compiler, *_FLAGS, str(source), "-o", str(tmp), "-lm"],
-                                  capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise OSError(f"{' '.join(compiler)} failed: {proc.stderr.strip()[-500:]}")
-    return path
-
-
-class NativeLibrary:
-    """A C file of this folder, built into the native cache at first use (:func:`build`) and loaded with
-    ``configure`` setting its ctypes signatures. When it cannot be built, ``failure`` keeps why and one warning
-    says it, naming ``fallback`` (what serves instead) — unless ``quiet()`` says another helper already did."""
-
-    def __init__(self, source: Path, configure: Callable[[ctypes.CDLL], None], what: str, fallback: str,
-                 quiet: Callable[[], bool] = lambda: False) -> None:
-        self.source, self.configure, self.what, self.fallback, self.quiet = source, configure, what, fallback, quiet
-        self.failure: Optional[str] = None
-        self._loaded: dict[str, ctypes.CDLL] = {}  # by path: the cache folder may change between calls
-
-    def get(self) -> Optional[ctypes.CDLL]:
-        """The loaded library; None when it cannot be built (or once it failed, unless already in the cache)."""
-        try:
-            path = build(self.source, compile_missing=self.failure is None)
-            if path is None:
-                return None
-            if str(path) not in self._loaded:
-                lib = ctypes.CDLL(str(path))
-                self.configure(lib)
-                self._loaded[str(path)] = lib
-            return self._loaded[str(path)]
-        except Exception as err:  # noqa: BLE001 - no compiler, a failed build or an unwritable cache: fallback
-            if self.failure is None:
-                self.failure = f"{type(err).__name__}: {err}"
-                if not self.quiet():
-                    warnings.warn(f"{self.what} is unavailable ({self.failure}); {self.fallback}. Install a C compiler "
-                                  "with OpenMP (e.g. `apt-get install gcc`) or point $CC at one",
-                                  RuntimeWarning, stacklevel=4)
-            return None
 
 
 _SEARCH = NativeLibrary(_SOURCE, _configure, "the compiled neighbour search", "using scipy's cKDTree, about 2x slower")

@@ -34,6 +34,7 @@ import numpy as np
 
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference import cell_knn
+from lammps_phase.native import NativeLibrary
 
 QUANTILE = 1e-4  # a training atom's distance outside [q, 1 - q] is an outlier of the data, not of the domain
 MARGIN = 0.05  # the envelope is widened by 5 % of its bounds on either side: unseen but plausible states pass
@@ -194,9 +195,9 @@ def _configure_screen(lib: ctypes.CDLL) -> None:
                        ctypes.c_int, ptr]
 
 
-# built into cell_knn's native cache; its warning is left out when the neighbour search already gave the same cause
-_SCREEN = cell_knn.NativeLibrary(_SCREEN_SOURCE, _configure_screen, "the compiled training-domain screen",
-                                 "using numpy", quiet=lambda: cell_knn.failure() is not None)
+# its warning is left out when the neighbour search already gave the same cause
+_SCREEN = NativeLibrary(_SCREEN_SOURCE, _configure_screen, "the compiled training-domain screen", "using numpy",
+                        quiet=lambda: cell_knn.failure() is not None)
 
 
 def _screen_library() -> Optional[ctypes.CDLL]:

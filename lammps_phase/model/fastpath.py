@@ -29,7 +29,7 @@ import torch
 from torch.nn import functional as F
 
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.model import aot
+from lammps_phase.model import aot, geometry_kernel
 from lammps_phase.model.folded import FoldedLayer, SpatialWeighting, spatial_weight
 from lammps_phase.model.kernels import COMPILE_FAILED, KERNELS, compile_available, kernel, standalone
 from lammps_phase.model.network import PhaseNet
@@ -123,6 +123,8 @@ class FastPhaseNet:
         self.widths = [layer.width for layer in self.layers]
         self._eager = False  # set while _forward_eager runs
         self._record: Optional[list] = None  # set while _kernel_calls records
+        # the graph geometry (bond order, edge angles, scaled distances) in C on the CPU; None: by the kernels
+        self.geometry = geometry_kernel.for_model(cfg, self.bond_order, self.device)
         if verify:
             self._verify(model)
         # kernels built ahead of time for this model (lammps_phase.model.aot): usable whenever compiling is allowed,
@@ -336,6 +338,23 @@ class FastPhaseNet:
             return "eager"
         return "ahead-of-time" if self.aot is not None else "compiled"
 
+    def _edge_angles(self, vectors: torch.Tensor) -> torch.Tensor:
+        """The edge-angle moments of a chunk (n, k, D): by the C geometry when there is one, else the kernel."""
+        if self.geometry is not None:
+            out = torch.empty(vectors.shape[:2] + (self.cfg.edge_angle_l,), dtype=torch.float32)
+            self.geometry(vectors, angles=out)
+            return out
+        return self._call("edge_angles", vectors, self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
+
+    def _scaled_distances(self, vectors: torch.Tensor, local: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s_ij, 1 / s_i) of a chunk, as :meth:`_edge_angles` computes its output."""
+        if self.geometry is not None:
+            sdist = torch.empty(vectors.shape[:2], dtype=torch.float32)
+            inv_scale = torch.empty((vectors.shape[0], 1), dtype=torch.float32)
+            self.geometry(vectors, sdist=sdist, inv_scale=inv_scale)
+            return sdist, inv_scale
+        return self._call("scaled_distances", vectors, local)
+
     def _forward(self, species: torch.Tensor, index: torch.Tensor, vectors: torch.Tensor,
                  halo: Optional[Halo] = None) -> torch.Tensor:
         """Layer by layer over row chunks. What lives for all rows at once is only what other rows read (each
@@ -352,26 +371,34 @@ class FastPhaseNet:
         classes = self.cfg.num_classes
         logits = None
         h = self.embed[species[:n]]
-        if self.bond_order is not None:
-            cfg = self.cfg
-            bo = torch.empty((n, self.bond_order[0].shape[0]), dtype=torch.float32, device=dev)
-            for c in chunks:
-                bo[c] = self._call("bond_order", vectors[c], cfg.bond_order_l, list(cfg.bond_order_neighbors), *self.bond_order)
-            h = torch.cat([h, bo], dim=-1)
-            del bo
-        # invariant edge geometry and scaled distances: computed once for all layers while they are small, else per
-        # layer and chunk
-        angles = scaled = None
+        # What every layer reads, computed once for all rows in one pass over the chunks: the bond-order inputs, and
+        # the invariant edge geometry and scaled distances while they are small (else per layer and chunk, below).
+        cfg = self.cfg
         angled = any(layer.geo.startswith("angles") for layer in self.layers)
-        if angled and n * k * self.cfg.edge_angle_l * 4 <= _ANGLE_CACHE_BYTES:
-            angles = torch.empty((n, k, self.cfg.edge_angle_l), dtype=torch.float32, device=dev)
-            for c in chunks:
-                angles[c] = self._call("edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
-        if len(self.layers) > 1 and n * (k + 1) * 4 <= _ANGLE_CACHE_BYTES:
+        bo = angles = scaled = None
+        if self.bond_order is not None:
+            bo = torch.empty((n, self.bond_order[0].shape[0]), dtype=torch.float32, device=dev)
+        if angled and n * k * cfg.edge_angle_l * 4 <= _ANGLE_CACHE_BYTES:
+            angles = torch.empty((n, k, cfg.edge_angle_l), dtype=torch.float32, device=dev)
+        if (len(self.layers) > 1 or self.geometry is not None) and n * (k + 1) * 4 <= _ANGLE_CACHE_BYTES:
             scaled = (torch.empty((n, k), dtype=torch.float32, device=dev),
                       torch.empty((n, 1), dtype=torch.float32, device=dev))
-            for c in chunks:
+        for c in chunks:
+            if self.geometry is not None:
+                self.geometry(vectors[c], sdist=None if scaled is None else scaled[0][c],
+                              inv_scale=None if scaled is None else scaled[1][c],
+                              bond_order=None if bo is None else bo[c], angles=None if angles is None else angles[c])
+                continue
+            if bo is not None:
+                bo[c] = self._call("bond_order", vectors[c], cfg.bond_order_l, list(cfg.bond_order_neighbors),
+                                   *self.bond_order)
+            if angles is not None:
+                angles[c] = self._call("edge_angles", vectors[c], cfg.edge_angle_l, cfg.edge_angle_neighbors)
+            if scaled is not None:
                 scaled[0][c], scaled[1][c] = self._call("scaled_distances", vectors[c], local)
+        if bo is not None:
+            h = torch.cat([h, bo], dim=-1)
+            del bo
         for number, (layer, kl) in enumerate(zip(self.layers, self.cfg.layer_neighbors)):
             last = number == len(self.layers) - 1
             if halo is not None:  # the neighbours' inputs: rows first, then the halo's from whoever computed them
@@ -389,10 +416,9 @@ class FastPhaseNet:
             for c in chunks:
                 geometry = vectors[c]
                 if layer.geo.startswith("angles"):
-                    geometry = angles[c] if angles is not None else self._call(
-                        "edge_angles", vectors[c], self.cfg.edge_angle_l, self.cfg.edge_angle_neighbors)
-                sdist, inv_scale = (scaled[0][c], scaled[1][c]) if scaled is not None else self._call(
-                    "scaled_distances", vectors[c], local)
+                    geometry = angles[c] if angles is not None else self._edge_angles(vectors[c])
+                sdist, inv_scale = (scaled[0][c], scaled[1][c]) if scaled is not None else self._scaled_distances(
+                    vectors[c], local)
                 # the layer's kl nearest neighbours (rows are sorted by distance)
                 result = self._call("edge_conv", h[c], layer.w_i, layer.bias, v, index[c, :kl], geometry[:, :kl],
                                     sdist[:, :kl], inv_scale, layer.w_geo_t, layer.table, layer.inv_step,

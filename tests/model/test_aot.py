@@ -8,22 +8,35 @@ from __future__ import annotations
 import pytest
 
 from conftest import make_random_checkpoint
-from lammps_phase.model import aot
+from lammps_phase.model import aot, geometry_kernel
 from lammps_phase.model import checkpoint as ckpt_io
 from lammps_phase.model.fastpath import FastPhaseNet, compile_available
 
 pytestmark = pytest.mark.skipif(not compile_available("cpu"), reason="building kernels needs a C++ compiler")
 
 
-def test_kernels_built_ahead_of_time_are_found_and_agree_with_eager(tmp_path, monkeypatch):
+@pytest.mark.parametrize("geometry", ["torch", "native"])
+def test_kernels_built_ahead_of_time_are_found_and_agree_with_eager(tmp_path, monkeypatch, geometry):
+    """With the graph geometry from the torch kernels every step is built; with the C geometry
+    (lammps_phase.model.geometry_kernel) only the layers and the head are, and nothing else is needed."""
+    from pathlib import Path
+
     from torch._dynamo.utils import counters
 
     monkeypatch.setenv(aot.KERNEL_CACHE_ENV, str(tmp_path / "kernels"))
+    monkeypatch.setenv(geometry_kernel.GEOMETRY_ENV, "torch" if geometry == "torch" else "")
     model = ckpt_io.load(make_random_checkpoint(tmp_path / "m.pt", edge_geometry="angles")).build()
     builder = FastPhaseNet(model, compile="auto")
+    if geometry == "native" and builder.geometry is None:
+        pytest.skip("the C geometry does not build here")
     assert builder.aot is None  # an empty cache
     built = builder.build_kernels()
-    assert len(built) >= 5 and all(path.endswith(".pt2") for path, _ in built)
+    assert all(path.endswith(".pt2") for path, _ in built)
+    names = {Path(path).name.split("-")[0] for path, _ in built}
+    if geometry == "torch":
+        assert names == {"bond_order", "edge_angles", "scaled_distances", "edge_conv", "head"}
+    else:
+        assert names == {"edge_conv", "head"}
     assert builder.kernel_kind == "ahead-of-time"
 
     fresh = FastPhaseNet(model, compile="auto")  # e.g. a new process: found in the cache, used at once
