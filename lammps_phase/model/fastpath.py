@@ -6,7 +6,8 @@ reference path also holds the (N, k, 16) radial basis for the whole sample. Here
 function of a chunk of atoms, :func:`lammps_phase.model.kernels._edge_conv`, that ``torch.compile`` fuses into a single loop
 (gather W_j·h_j + W_i·h_i + geometry, LeakyReLU, spatial weight, max over k), with fixed-size chunks
 so the compiled code is reused for every N; the same Python function runs uncompiled when there is no
-compiler or the sample is too small to pay for compiling.
+compiler or the sample is too small to pay for compiling. On the CPU the graph geometry every layer reads (bond-order
+inputs, edge angles, scaled distances) comes from C, :mod:`lammps_phase.model.geometry_kernel`, when it builds.
 
 The network comes in folded form only (:meth:`PhaseNet.folded`, equations in
 :mod:`lammps_phase.model.folded`). The spatial weight w(s) = sigmoid(MLP(rbf(s))) is a function of one
@@ -46,7 +47,7 @@ DEFAULT_CHUNK = 8192  # atoms per compiled call: 4096-16384 run as fast; 8192 ho
 EAGER_CHUNK = 2048  # atoms per eager call: its (chunk, k, C) temporaries stay in cache (measured: 4096 is 1.7x slower)
 #: keep what every layer reads, the (N, k, D) edge angles (to ~250k atoms) and the (N, k) scaled distances (to ~1M
 #: atoms), for all layers while it is at most this size; else each layer recomputes it per chunk
-_ANGLE_CACHE_BYTES = 64 * 2**20
+_GEOMETRY_CACHE_BYTES = 64 * 2**20
 _MIN_COMPILED_ATOMS = 64  # below this the eager kernels are as fast and avoid size-0/1 specialisations
 #: a layer's inputs at the rows (R, D) -> the same at the halo atoms (H, D) (see FastPhaseNet.__call__)
 Halo = Callable[[torch.Tensor], torch.Tensor]
@@ -359,8 +360,9 @@ class FastPhaseNet:
                  halo: Optional[Halo] = None) -> torch.Tensor:
         """Layer by layer over row chunks. What lives for all rows at once is only what other rows read (each
         layer's input h and W_j·h) and what the head needs later (the outputs of all layers but the last, 4 B ×
-        their widths per atom, each layer's in a tensor of its own, allocated when the layer runs); the scaled
-        distances are recomputed per chunk, and the last layer's chunks go straight into the head, whose logits
+        their widths per atom, each layer's in a tensor of its own, allocated when the layer runs); the edge geometry
+        and scaled distances are kept for all rows only up to _GEOMETRY_CACHE_BYTES each (else recomputed per layer
+        and chunk), and the last layer's chunks go straight into the head, whose logits
         are written over the last layer's input (see below): at the peak, in the last layer, what lives is the
         earlier layers' outputs and W_j·h, 3 × 192 B per atom for the shipped widths."""
         n, k = index.shape  # rows; with a halo, index also points at the atoms after them
@@ -378,9 +380,9 @@ class FastPhaseNet:
         bo = angles = scaled = None
         if self.bond_order is not None:
             bo = torch.empty((n, self.bond_order[0].shape[0]), dtype=torch.float32, device=dev)
-        if angled and n * k * cfg.edge_angle_l * 4 <= _ANGLE_CACHE_BYTES:
+        if angled and n * k * cfg.edge_angle_l * 4 <= _GEOMETRY_CACHE_BYTES:
             angles = torch.empty((n, k, cfg.edge_angle_l), dtype=torch.float32, device=dev)
-        if (len(self.layers) > 1 or self.geometry is not None) and n * (k + 1) * 4 <= _ANGLE_CACHE_BYTES:
+        if (len(self.layers) > 1 or self.geometry is not None) and n * (k + 1) * 4 <= _GEOMETRY_CACHE_BYTES:
             scaled = (torch.empty((n, k), dtype=torch.float32, device=dev),
                       torch.empty((n, 1), dtype=torch.float32, device=dev))
         for c in chunks:
