@@ -66,8 +66,8 @@ def test_fast_path_matches_reference_with_invariant_edge_geometry(angles_checkpo
                                                                   cache_angles, monkeypatch):
     from lammps_phase.model import fastpath
 
-    if not cache_angles:  # large samples recompute the edge angles per layer and chunk
-        monkeypatch.setattr(fastpath, "_ANGLE_CACHE_BYTES", 0)
+    if not cache_angles:  # large samples recompute the edge angles and scaled distances per layer and chunk
+        monkeypatch.setattr(fastpath, "_GEOMETRY_CACHE_BYTES", 0)
     pos, cell, symbols = triclinic_quartz
     ref = Classifier(angles_checkpoint, device="cpu", fast=False)
     fast = Classifier(angles_checkpoint, device="cpu", fast="eager")
@@ -85,7 +85,7 @@ def test_fast_path_matches_reference_with_fewer_neighbours_per_layer(tmp_path, t
     from lammps_phase.model import fastpath
 
     if not cache_angles:
-        monkeypatch.setattr(fastpath, "_ANGLE_CACHE_BYTES", 0)
+        monkeypatch.setattr(fastpath, "_GEOMETRY_CACHE_BYTES", 0)
     ckpt = ckpt_io.load(make_random_checkpoint(tmp_path / "lk.pt", k=K, seed=2, edge_geometry="angles",
                                                edge_angle_l=4, edge_angle_neighbors=6, layer_k=[K, 6, 4]))
     pos, cell, symbols = triclinic_quartz
