@@ -143,8 +143,9 @@ class Classifier:
         workers, "auto" = this rank's cores. ``reuse_neighbors``: keep a Verlet-style candidate list between
         :meth:`classify` calls (successive snapshots of the same atoms) and rebuild it only when an atom may have
         changed its k nearest; it pays only against scipy's tree search (with the compiled search a fresh search,
-        0.65 µs/atom at 10⁵ atoms on 2 threads, is 3x cheaper than a successful reuse). ``compile_after_atoms`` (fast="auto"): compile once this many
-        atoms were labelled (default 200 000; 0 = at the first call, for repeated in-situ calls).
+        0.65 µs/atom at 10⁵ atoms on 2 threads, is 3x cheaper than a successful reuse). ``compile_after_atoms``
+        (fast="auto"): compile once this many atoms were labelled (default 200 000; 0 = at the first call, for
+        repeated in-situ calls). Making a Classifier tunes the process's heap (:func:`lammps_phase.runtime.tune_heap`).
         """
         if checkpoint.kind != "segmentation":
             raise LammpsPhaseError(
