@@ -27,6 +27,7 @@ __all__ = ["NATIVE_CACHE_ENV", "NativeLibrary", "build", "cache_dir"]
 
 NATIVE_CACHE_ENV = machine_cache.NATIVE_CACHE_ENV
 _FLAGS = ("-O3", "-fopenmp", "-shared", "-fPIC", "-std=c99")
+_WARNED: set[str] = set()  # failures already warned about, by message
 
 
 def cache_dir() -> Path:
@@ -89,7 +90,8 @@ class NativeLibrary:
         except Exception as err:  # noqa: BLE001 - no compiler, a failed build or an unwritable cache: fallback
             if self.failure is None:
                 self.failure = f"{type(err).__name__}: {err}"
-                if not self.quiet():
+                if not self.quiet() and self.failure not in _WARNED:  # one warning per cause (no compiler: one)
+                    _WARNED.add(self.failure)
                     warnings.warn(f"{self.what} is unavailable ({self.failure}); {self.fallback}. Install a C compiler "
                                   "with OpenMP (e.g. `apt-get install gcc`) or point $CC at one",
                                   RuntimeWarning, stacklevel=4)

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
-from lammps_phase.native import NativeLibrary
+from lammps_phase.native import NATIVE_CACHE_ENV, NativeLibrary
 
 if TYPE_CHECKING:
     from lammps_phase.model.network import ModelConfig
 
-__all__ = ["GEOMETRY_ENV", "GeometryKernel", "for_model"]
+__all__ = ["GEOMETRY_ENV", "NATIVE_CACHE_ENV", "GeometryKernel", "for_model"]
 
 GEOMETRY_ENV = "LAMMPS_PHASE_GEOMETRY"  # "torch": the compiled torch kernels compute the geometry (tests, benchmarks)
 _MAX_K = 64  # the C file's MAXK

@@ -111,3 +111,20 @@ def test_the_fused_path_gives_the_same_logits_with_either_geometry(tmp_path, edg
     a, b = with_c(species, index, vectors), with_torch(species, index, vectors)
     assert float((a - b).abs().max()) < 1e-4
     assert np.array_equal(a.argmax(-1).numpy(), b.argmax(-1).numpy())
+
+
+def test_without_a_compiler_the_torch_kernels_serve_and_one_cause_is_warned_once(monkeypatch, tmp_path):
+    import warnings
+
+    cfg = _config()
+    affine = (torch.ones(12), torch.zeros(12))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setenv(geometry_kernel.NATIVE_CACHE_ENV, str(tmp_path / "native"))
+    monkeypatch.setattr(geometry_kernel._LIBRARY, "failure", None)
+    with pytest.warns(RuntimeWarning, match="graph geometry is unavailable"):
+        assert geometry_kernel.for_model(cfg, affine, torch.device("cpu")) is None
+    monkeypatch.setattr(geometry_kernel._LIBRARY, "failure", None)  # tried again (another helper, same cause)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same missing compiler is not warned about twice
+        assert geometry_kernel.for_model(cfg, affine, torch.device("cpu")) is None
+    assert not list((tmp_path / "native").glob("*.so"))
