@@ -11,6 +11,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
@@ -21,6 +22,7 @@ from lammps_phase.model.checkpoint import Checkpoint
 from lammps_phase.data.datasets import EnvironmentSet, SampleSet
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model.network import ModelConfig, build_model, environment_graph, random_rotations
+from lammps_phase.training.resume import EpochState, resume_state, run_signature, save_state
 
 #: label of atoms that carry no class (cross entropy and accuracy skip them)
 IGNORE = -1
@@ -201,8 +203,12 @@ def train_model(
     cfg: TrainConfig,
     kind: str = "segmentation",
     log: Optional[Callable[[str], None]] = None,
+    state_path: Optional[Path] = None,
 ) -> tuple[Checkpoint, History]:
-    """Train and return the checkpoint of the best validation epoch, with its loss history."""
+    """Train and return the checkpoint of the best validation epoch, with its loss history.
+
+    ``state_path``: where the state after each epoch is kept (:mod:`lammps_phase.training.resume`); a state found
+    there from the same settings and data is resumed, so an interrupted training loses at most one epoch."""
     if train_set.classes != val_set.classes:
         raise LammpsPhaseError("training and validation sets have different classes")
     if cfg.threads:
@@ -220,10 +226,18 @@ def train_model(
     weight = class_weights(train_set, cfg.class_balance)
     hist = History()
     best_state, best_acc = None, -1.0
+    step, first_epoch, seconds_before = 0, 0, 0.0
+    signature = run_signature(model_cfg, cfg, kind, train_set, val_set) if state_path is not None else ""
+    if state_path is not None:
+        saved = resume_state(state_path, signature, model, opt, sched, gen, rng, log)
+        if saved is not None:
+            hist = History(**saved.history)
+            best_state, best_acc, step, first_epoch = saved.best_state, saved.best_score, saved.step, saved.epoch + 1
+            seconds_before = hist.seconds
     t0 = time.perf_counter()
     bar = _progress(total, cfg.progress)
-    step = 0
-    for epoch in range(cfg.epochs):
+    bar.update(step)
+    for epoch in range(first_epoch, cfg.epochs):
         model.train()
         order = torch.from_numpy(rng.permutation(len(train_set)))
         sums = np.zeros(3)
@@ -260,6 +274,10 @@ def train_model(
         if metrics[cfg.select] > best_acc:
             best_acc, hist.best_epoch = metrics[cfg.select], epoch
             best_state = copy.deepcopy(model.state_dict())
+        hist.seconds = seconds_before + time.perf_counter() - t0
+        if state_path is not None:
+            save_state(state_path, signature, EpochState(epoch, step, best_state, best_acc, hist.to_dict()), model,
+                       opt, sched, gen, rng)
         msg = (
             f"epoch {epoch + 1}/{cfg.epochs}: loss {hist.train_loss[-1]:.4f} (CE {hist.train_ce[-1]:.4f}, "
             f"rot {hist.train_rot[-1]:.4f})  val loss {metrics['loss']:.4f}  val acc {metrics['accuracy']:.4f}"
@@ -270,7 +288,7 @@ def train_model(
         if step >= total:
             break
     bar.close()
-    hist.seconds = time.perf_counter() - t0
+    hist.seconds = seconds_before + time.perf_counter() - t0
     if best_state is None:
         raise LammpsPhaseError("no training step ran: the training set is empty or smaller than 2 environments")
     model.load_state_dict(best_state)

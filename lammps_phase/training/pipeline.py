@@ -128,13 +128,17 @@ def stage_train(cfg: PipelineConfig, work: Path, force: bool, output: Path, quie
         val = _load_split(work / f"val_{mode}.h5", mode)
         mcfg = ModelConfig(elements=cfg.elements, num_classes=len(cfg.classes), **cfg.model)
         tcfg = TrainConfig(progress=not quiet, **cfg.train)
-        ckpt, hist = train_model(train, val, mcfg, tcfg, log=log)
+        state_path = work / "train_state.pt"  # the state after each epoch: an interrupted training resumes
+        if force:
+            state_path.unlink(missing_ok=True)
+        ckpt, hist = train_model(train, val, mcfg, tcfg, log=log, state_path=state_path)
         from lammps_phase.model.checkpoint import fingerprint
 
         ckpt.data_fingerprint = fingerprint(train.labels, train.species, val.labels, cfg.source)
         ckpt_io.save(ckpt, ckpt_path)
         write_text(hist_path, json.dumps(hist.to_dict()))
         _record(ckpt_path, params)
+        state_path.unlink(missing_ok=True)  # model.pt now holds the result
     ckpt_io.save(ckpt_io.load(ckpt_path), output)  # usable at once; the report stage adds test metrics
     return ckpt_path
 

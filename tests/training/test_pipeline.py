@@ -50,6 +50,8 @@ def test_tiny_end_to_end_training(tiny_run):
     assert set(ck.metrics["test_by_potential_class"]["tersoff_munetoh"]) == {"alpha_quartz"}
     assert 4.0 < ck.metrics["receptive_radius_angstrom"] < 25.0  # 4 hops × the 12th-neighbour distance
     assert ck.data_fingerprint
+    assert (work / "cache" / "tiny" / "model.pt").exists()
+    assert not (work / "cache" / "tiny" / "train_state.pt").exists()  # the epoch state goes once model.pt holds all
     report = work / "tiny_report"
     for name in ("report.json", "report.md", "confusion.png", "accuracy_vs_temperature.png", "loss_curves.png"):
         assert (report / name).stat().st_size > 0, name
