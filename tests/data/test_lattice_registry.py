@@ -107,3 +107,23 @@ def test_order_is_not_lent_across_an_interface():
     pooled, _ = lattice_registry(frac, sites, cell, species, anchor=~upper)
     by_side, _ = lattice_registry(frac, sites, cell, species, anchor=~upper, groups=upper)
     assert np.median(pooled[contact]) > 0.45 and np.median(by_side[contact]) < 0.3
+
+
+def test_site_distance_is_thermal_for_a_crystal_and_wide_for_a_scrambled_one():
+    """lattice_site_distance: what lattice_registry thresholds; a crystal's atoms sit within their thermal spread,
+    scrambled atoms anywhere up to half a bond away."""
+    from lammps_phase.data.checks import lattice_site_distance
+
+    sites, cell, species = _crystal()
+    rng = np.random.default_rng(3)
+    hot = sites + rng.normal(0.0, 0.1, sites.shape) @ np.linalg.inv(cell)  # 0.1 Å per axis
+    d = lattice_site_distance(hot, sites, cell, species, anchor=np.ones(len(sites), bool))
+    assert d.shape == (len(sites),) and np.median(d) < 0.25 and d.max() < 0.7
+    scrambled = rng.random(sites.shape)
+    d = lattice_site_distance(scrambled, sites, cell, species, anchor=np.zeros(len(sites), bool))
+    assert np.median(d) > 0.6
+    # the lattice follows the anchors: a rigid shift of every atom leaves them on it
+    shifted = hot + np.array([0.3, -0.2, 0.1])
+    moved = lattice_site_distance(shifted, sites, cell, species, anchor=np.ones(len(sites), bool))
+    assert np.allclose(moved, lattice_site_distance(hot, sites, cell, species, anchor=np.ones(len(sites), bool)),
+                       atol=0.05)
