@@ -151,7 +151,10 @@ def test_the_surfaces_config_is_the_shipped_config_plus_places_in_the_other_pote
     assert surfaces.phases[:len(multi.phases)] == multi.phases
     added = surfaces.phases[len(multi.phases):]
     assert {spec.potential for spec in added} == {"tersoff_munetoh", "vashishta_1990"}
-    assert {spec.variant for spec in added} == {"slab", "sphere", "interface", "strained"}
+    assert {spec.variant for spec in added} == {"slab", "sphere", "interface", "strained", "bulk"}
+    # the one bulk block is Tersoff glass at 10 GPa (session 17: the base trains Tersoff glass at 0 GPa only)
+    dense = [spec for spec in added if spec.variant == "bulk"]
+    assert [(s.name, s.potential, s.pressures) for s in dense] == [("amorphous", "tersoff_munetoh", [10.0])]
     assert (surfaces.train, surfaces.classes) == (multi.train, multi.classes)
     # the same network but wider (session 15: the base's width underfits voids, clusters and interface glass)
     width = ("channels", "head")
