@@ -31,9 +31,10 @@ def test_glass_is_melted_and_quenched_as_the_training_config_does_it(bench, surf
     """A glass the training never made (another quench) would test the quench, not the model."""
     glass = [p for p in surfaces.phases if p.potential == potential and p.name == "amorphous" and p.variant == "bulk"]
     interface = [p for p in surfaces.phases if p.potential == potential and p.variant == "interface"]
-    assert len(glass) == 1 and len(interface) == 1
+    assert glass and len(interface) == 1  # Tersoff: glass at 0 and at 10 GPa (session 17)
     setting = bench.POTENTIALS[potential]
-    assert setting["glass_melt"] == glass[0].temperature and setting["quench"] == glass[0].quench_rate
+    for block in glass:
+        assert setting["glass_melt"] == block.temperature and setting["quench"] == block.quench_rate
     assert setting["interface_melt"] == interface[0].temperature
     assert interface[0].quench_rate == glass[0].quench_rate
 
