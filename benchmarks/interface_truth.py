@@ -29,8 +29,7 @@ from lammps_phase.data.checks import lattice_site_distance  # noqa: E402
 from lammps_phase.data.geometry import interface_distance, interface_side  # noqa: E402
 from lammps_phase.data.isolation import run_supercell  # noqa: E402
 from lammps_phase.data.md_session import LammpsSession  # noqa: E402
-from lammps_phase.training.config import load_config  # noqa: E402
-from lammps_phase.training.config import potential_of  # noqa: E402
+from lammps_phase.training.config import load_config, potential_of  # noqa: E402
 from lammps_phase.training.runs import build_crystal, run_key  # noqa: E402
 
 NEAR = 3.0  # Å: "at the interface" in issue 11

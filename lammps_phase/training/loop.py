@@ -227,8 +227,9 @@ def train_model(
     hist = History()
     best_state, best_acc = None, -1.0
     step, first_epoch, seconds_before = 0, 0, 0.0
-    signature = run_signature(model_cfg, cfg, kind, train_set, val_set) if state_path is not None else ""
+    signature = ""
     if state_path is not None:
+        signature = run_signature(model_cfg, cfg, kind, train_set, val_set)
         saved = resume_state(state_path, signature, model, opt, sched, gen, rng, log)
         if saved is not None:
             hist = History(**saved.history)
