@@ -1,7 +1,7 @@
 """Training that survives an interruption: the state after every epoch, written whole, and a resume that goes on
 where the run stopped as if it never had.
 
-Why: a 40-epoch training of the shipped models takes ≈ 100 min on two cores, hours on a laptop; a wall-clock limit,
+Why: a 40-epoch training of the shipped models takes 40–100 min on two cores, hours on a laptop; a wall-clock limit,
 a killed job or a closed session would otherwise throw all of it away. The state holds everything the next epoch
 depends on — weights, optimizer and learning-rate schedule, the three random streams (torch's global one, the
 rotation generator, numpy's shuffling), the history and the best epoch so far — so a resumed run ends with the same
@@ -12,7 +12,6 @@ other data is never resumed: its signature differs, and the run starts afresh an
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -43,7 +42,7 @@ def run_signature(model_cfg: Any, train_cfg: Any, kind: str, train_set: Any, val
 
 @dataclasses.dataclass
 class EpochState:
-    """Where a training stands after ``epoch`` (0-based) completed epochs' worth of work: the loop's own variables."""
+    """Where a training stands once epoch ``epoch`` (0-based) has finished: the loop's own variables."""
 
     epoch: int
     step: int
@@ -70,7 +69,6 @@ def save_state(path: Path, signature: str, state: EpochState, model: torch.nn.Mo
         "torch_rng": torch.get_rng_state(),
         "generator": generator.get_state(),
         "numpy_rng": rng.bit_generator.state,
-        "saved_at": time.time(),
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
