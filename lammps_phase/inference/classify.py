@@ -21,6 +21,7 @@ from lammps_phase.elements import element_indices
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.cell import lammps_box_to_cell
 from lammps_phase.inference.domain import TrainingDomain, outside
+from lammps_phase.inference.memory import LabelMemory
 from lammps_phase.inference.neighbors import NeighborCache, NeighborList, knn
 
 if TYPE_CHECKING:
@@ -270,19 +271,24 @@ class Classifier:
         return out
 
     def result_from_logits(self, logits: torch.Tensor, threshold: Optional[float] = None,
-                           nearest: Optional[np.ndarray] = None, unfamiliar: Optional[np.ndarray] = None
-                           ) -> PhaseResult:
+                           nearest: Optional[np.ndarray] = None, unfamiliar: Optional[np.ndarray] = None,
+                           memory: Optional[LabelMemory] = None) -> PhaseResult:
         """Labels and calibrated confidences (softmax of logits / temperature); ``nearest`` (distance of each atom
         to its nearest neighbour) marks overlapping atoms (< MIN_SEPARATION), ``unfamiliar`` (bool per atom) atoms
-        outside the training domain: both become OTHER with confidence 0."""
-        # the largest softmax probability, exp(z_max - z_max) / Σ exp(z - z_max), without the other probabilities
-        # (4x faster than softmax then max)
+        outside the training domain: both become OTHER with confidence 0. With ``memory`` the probabilities are
+        blended into it first and the labels read from the blend (:mod:`lammps_phase.inference.memory`)."""
         z = logits.float() / self.temperature
-        top, lab = z.max(dim=-1, keepdim=True)
-        conf = torch.exp(z - top).sum(dim=-1).reciprocal()
-        lab = lab.squeeze(-1)
-        labels = lab.to(torch.int32).cpu().numpy()
-        confidence = conf.cpu().numpy().astype(np.float32)
+        if memory is not None:
+            blended = memory.update(torch.softmax(z, dim=-1).cpu().numpy())
+            labels = np.argmax(blended, axis=1).astype(np.int32)
+            confidence = blended[np.arange(len(labels)), labels].astype(np.float32)
+        else:
+            # the largest softmax probability, exp(z_max - z_max) / Σ exp(z - z_max), without the other
+            # probabilities (4x faster than softmax then max)
+            top, lab = z.max(dim=-1, keepdim=True)
+            conf = torch.exp(z - top).sum(dim=-1).reciprocal()
+            labels = lab.squeeze(-1).to(torch.int32).cpu().numpy()
+            confidence = conf.cpu().numpy().astype(np.float32)
         thr = self.threshold if threshold is None else check_threshold(threshold)
         if thr > 0:
             labels[confidence < thr] = OTHER
@@ -307,8 +313,10 @@ class Classifier:
         origin: Sequence[float] = (0.0, 0.0, 0.0),
         type_map: Optional[Sequence[str]] = None,
         threshold: Optional[float] = None,
+        memory: Optional[LabelMemory] = None,
     ) -> PhaseResult:
-        """Label every atom. ``cell`` rows are the box vectors; ``species`` element names, or LAMMPS types + type_map."""
+        """Label every atom. ``cell`` rows are the box vectors; ``species`` element names, or LAMMPS types + type_map;
+        ``memory``: rows of earlier labellings' probabilities, one per atom, updated in place (:class:`LabelMemory`)."""
         positions = np.asarray(positions, dtype=np.float64)
         if positions.ndim != 2 or positions.shape[1] != 3:
             raise LammpsPhaseError(f"positions must be an (N, 3) array, got shape {positions.shape}")
@@ -331,7 +339,7 @@ class Classifier:
             nl = NeighborList(index=nl.index, vectors=nl.vectors, distances=np.empty((len(nl.index), 0), np.float32))
         if len(positions) >= RELEASE_MEMORY_ATOMS:
             runtime.release_free_memory()  # the search's freed temporaries, before the network's peak
-        return self._label(sp, nl, len(nl.index), nearest, unfamiliar, threshold, None)
+        return self._label(sp, nl, len(nl.index), nearest, unfamiliar, threshold, None, memory)
 
     def classify_neighbors(
         self,
@@ -340,16 +348,18 @@ class Classifier:
         labelled: Optional[int] = None,
         threshold: Optional[float] = None,
         halo: Optional[fastpath.Halo] = None,
+        memory: Optional[LabelMemory] = None,
     ) -> PhaseResult:
         """Label from a neighbour list already built: the one road from a graph to labels.
 
         :meth:`classify` builds the periodic graph of a whole sample; the in-situ local mode builds the graph
         of its owned + ghost atoms and labels only the owned ones, the first ``labelled`` rows (default: all).
-        ``species_idx`` comes from :meth:`species_indices`, one per atom the rows point at; ``halo``: see :meth:`logits`.
+        ``species_idx`` comes from :meth:`species_indices`, one per atom the rows point at; ``halo``: see :meth:`logits`;
+        ``memory``: one row per labelled atom (:meth:`classify`).
         """
         n = len(neighbors.index) if labelled is None else int(labelled)
         nearest, unfamiliar = self._screen(species_idx, neighbors, n)
-        return self._label(species_idx, neighbors, n, nearest, unfamiliar, threshold, halo)
+        return self._label(species_idx, neighbors, n, nearest, unfamiliar, threshold, halo, memory)
 
     def _screen(self, species_idx: np.ndarray, neighbors: NeighborList, n: int
                 ) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -365,12 +375,12 @@ class Classifier:
         return nearest, unfamiliar
 
     def _label(self, species_idx: np.ndarray, neighbors: NeighborList, n: int, nearest: np.ndarray,
-               unfamiliar: Optional[np.ndarray], threshold: Optional[float], halo: Optional[fastpath.Halo]
-               ) -> PhaseResult:
+               unfamiliar: Optional[np.ndarray], threshold: Optional[float], halo: Optional[fastpath.Halo],
+               memory: Optional[LabelMemory] = None) -> PhaseResult:
         """The network on the graph, then labels of the first n rows with the screen's verdicts applied."""
         logits = self.logits(species_idx, neighbors, halo)
         t1 = time.perf_counter()
-        result = self.result_from_logits(logits[:n], threshold, nearest=nearest, unfamiliar=unfamiliar)
+        result = self.result_from_logits(logits[:n], threshold, nearest=nearest, unfamiliar=unfamiliar, memory=memory)
         self.last_timings["result"] = time.perf_counter() - t1
         return result
 
@@ -386,10 +396,12 @@ class Classifier:
         pbc: Sequence[bool] = (True, True, True),
         type_map: Optional[Sequence[str]] = None,
         threshold: Optional[float] = None,
+        memory: Optional[LabelMemory] = None,
     ) -> PhaseResult:
         """Same as :meth:`classify` with the box given as LAMMPS does (lo/hi bounds and tilt factors)."""
         cell, origin = lammps_box_to_cell(boxlo, boxhi, xy, xz, yz)
-        return self.classify(positions, cell, species, pbc=pbc, origin=origin, type_map=type_map, threshold=threshold)
+        return self.classify(positions, cell, species, pbc=pbc, origin=origin, type_map=type_map, threshold=threshold,
+                             memory=memory)
 
     def classify_atoms(self, atoms: "ase.Atoms", threshold: Optional[float] = None) -> PhaseResult:
         """Same as :meth:`classify` for an :class:`ase.Atoms`: its chemical symbols, cell (rows), ``pbc`` and

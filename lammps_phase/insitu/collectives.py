@@ -119,3 +119,21 @@ def on_cpus(cpus: Optional[frozenset]) -> Iterator[None]:
         yield
     finally:
         os.sched_setaffinity(0, own)
+
+
+def choose_mode(lmp: Any, comm: Any, mode: str, auto_local_atoms: int) -> tuple[str, str]:
+    """The labeler's mode and, for mode="auto", why (printed once): local on more than one rank from
+    ``auto_local_atoms`` atoms on, else gather. Collective."""
+    if mode != "auto":
+        return mode, ""
+    from mpi4py import MPI
+
+    size = comm.Get_size()
+    nodes = len(set(comm.allgather(MPI.Get_processor_name())))
+    atoms = int(lmp.get_natoms())
+    where = f"{atoms} atoms on {size} rank(s), {nodes} node(s)"
+    if size == 1:
+        return "gather", f" (auto: {where}; one rank labels its whole periodic box)"
+    if atoms >= auto_local_atoms:
+        return "local", f" (auto: {where}, >= {auto_local_atoms} atoms: each rank labels its own)"
+    return "gather", f" (auto: {where}, < {auto_local_atoms} atoms: rank 0 labels all, borrowing the node's cores)"

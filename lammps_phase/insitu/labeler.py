@@ -52,7 +52,6 @@ see :mod:`lammps_phase.insitu.statistics`.
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import time
@@ -63,22 +62,23 @@ import numpy as np
 
 from lammps_phase import runtime
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.insitu.collectives import (Stop, agree, announce, describe, node_cpus, node_device, on_cpus,
-                                             quiet_barrier, stop)
-from lammps_phase.insitu.lammps_glue import (as_lammps, atom_array, check_properties, check_type_map,
+from lammps_phase.insitu.collectives import (Stop, agree, announce, choose_mode, describe, node_cpus, node_device,
+                                             on_cpus, quiet_barrier, stop)
+from lammps_phase.inference.memory import LabelMemory, check_weight
+from lammps_phase.insitu.lammps_glue import (as_lammps, atom_array, check_memory, check_properties, check_type_map,
                                              checkpoint_argument, communicator, deck_errors_to_log,
-                                             define_fraction_variables, publish_fractions, substitute,
-                                             types_argument, write_property)
+                                             define_fraction_variables, memory_rows, option_arguments,
+                                             property_arguments,
+                                             publish_fractions, substitute, threshold_argument, types_argument,
+                                             write_property)
 from lammps_phase.insitu.halo import HaloExchange, HaloPlan, current_plan
 from lammps_phase.insitu.local_mode import ClassifierFailure, GhostShell, checked_rows, owned_rows
 from lammps_phase.insitu.statistics import LabelerStats, Traffic
 
 __all__ = ["PhaseLabeler"]
 
-MODES = ("gather", "local", "auto")
 #: mode="auto" labels locally on several ranks from this many atoms on (0: always); below it, gathered
 AUTO_LOCAL_ATOMS = 0
-ON_ERROR = ("stop", "skip")
 
 
 @dataclass
@@ -108,6 +108,10 @@ class PhaseLabeler:
     types       element per LAMMPS atom type, "Si O" or ["Si", "O"] (type 1 = Si).
     mode        "gather" (classify on rank 0), "local" (each rank its own atoms) or "auto" (local on several
                 ranks from ``auto_local_atoms`` atoms, when the ghost shell allows; else gather).
+    memory      None, or a per-atom array with one column per class (``fix property/atom … d2_phase_memory 10``):
+                the labels then come from each atom's class probabilities averaged over the labellings,
+                ``memory_weight`` on the newest (:mod:`lammps_phase.inference.memory`; 1 = no memory). The array
+                moves with its atoms between ranks and goes into restart files.
     device      "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:N".
     threshold   confidence below which an atom is labelled −1 ("other"); None: the checkpoint's calibrated default.
     on_error    "stop" (default) or "skip": a failing classification gives −1 labels for that step.
@@ -137,27 +141,14 @@ class PhaseLabeler:
         borrow_cores: bool = True,
         compile: Union[bool, str] = "auto",
         auto_local_atoms: int = AUTO_LOCAL_ATOMS,
+        memory: Optional[str] = None,
+        memory_weight: float = 0.5,
     ) -> None:
-        if mode not in MODES:
-            raise LammpsPhaseError(f"PhaseLabeler mode {mode!r} is unknown: use 'gather', 'local' or 'auto'")
-        if isinstance(auto_local_atoms, bool) or not isinstance(auto_local_atoms, int) or auto_local_atoms < 0:
-            raise LammpsPhaseError(f"auto_local_atoms {auto_local_atoms!r} must be a whole number of atoms >= 0")
+        compile = option_arguments(mode, on_error, compile, auto_local_atoms)
         self.auto_local_atoms = auto_local_atoms
-        if on_error not in ON_ERROR:
-            raise LammpsPhaseError(f"PhaseLabeler on_error {on_error!r} is unknown: use 'stop' or 'skip'")
-        if not re.fullmatch(r"i_\w+", labels):
-            raise LammpsPhaseError(f"labels {labels!r} must name an integer property/atom vector, e.g. 'i_phase'")
-        if not re.fullmatch(r"d_\w+", confidence):
-            raise LammpsPhaseError(
-                f"confidence {confidence!r} must name a float property/atom vector, e.g. 'd_phase_conf'"
-            )
-        if threshold is not None:
-            try:
-                threshold = float(threshold)
-            except (TypeError, ValueError):
-                threshold = float("nan")
-            if not 0.0 <= threshold < 1.0:
-                raise LammpsPhaseError(f"threshold {threshold} must lie in [0, 1): it is a softmax probability")
+        property_arguments(labels, confidence, memory)
+        self.memory, self.memory_weight = memory, check_weight(memory_weight)
+        threshold = threshold_argument(threshold)
         self.checkpoint = checkpoint_argument(checkpoint)
         self.types = types_argument(types)
         self.mode = mode
@@ -168,10 +159,6 @@ class PhaseLabeler:
         self.confidence = confidence
         self.prefix = labels[2:]
         self.borrow_cores = bool(borrow_cores)
-        if compile not in (True, False, "auto"):
-            raise LammpsPhaseError(f"PhaseLabeler compile must be True, False or 'auto', not {compile!r}")
-        if os.environ.get("LAMMPS_PHASE_COMPILE", "").strip().lower() in ("0", "false", "no", "off"):
-            compile = False
         self.compile = compile
         self._state: Optional[_State] = None
         self.stats = LabelerStats()
@@ -241,7 +228,7 @@ class PhaseLabeler:
             error = str(err)
         agree(lmp, comm, error)
 
-        mode, why = self._choose_mode(lmp, comm)
+        mode, why = choose_mode(lmp, comm, self.mode, self.auto_local_atoms)
         classifier = None
         cpus = node_cpus(comm) if self.borrow_cores and (mode == "gather" or self.mode == "auto") else None
         try:
@@ -289,6 +276,13 @@ class PhaseLabeler:
             cpus=cpus,
             mode=mode,
         )
+        if self.memory is not None:
+            error = None
+            try:
+                check_memory(lmp, self.memory, len(state.classes))
+            except LammpsPhaseError as err:
+                error = str(err)
+            agree(lmp, comm, error)
         device = classifier.device if classifier is not None else "-"
         table = ", ".join(f"{i} = {name}" for i, name in enumerate(state.classes)) + ", -1 = other"
         announce(
@@ -308,22 +302,6 @@ class PhaseLabeler:
             )
         self._state = state
         return state
-
-    def _choose_mode(self, lmp: Any, comm: Any) -> tuple[str, str]:
-        """The mode to use and, for mode="auto", why (printed once). Collective."""
-        if self.mode != "auto":
-            return self.mode, ""
-        from mpi4py import MPI
-
-        size = comm.Get_size()
-        nodes = len(set(comm.allgather(MPI.Get_processor_name())))
-        atoms = int(lmp.get_natoms())
-        where = f"{atoms} atoms on {size} rank(s), {nodes} node(s)"
-        if size == 1:
-            return "gather", f" (auto: {where}; one rank labels its whole periodic box)"
-        if atoms >= self.auto_local_atoms:
-            return "local", f" (auto: {where}, >= {self.auto_local_atoms} atoms: each rank labels its own)"
-        return "gather", f" (auto: {where}, < {self.auto_local_atoms} atoms: rank 0 labels all, borrowing the node's cores)"
 
     def _rank_device(self, comm: Any, mode: str) -> str:
         """Local mode with CUDA: one GPU per node-local rank (round robin; collective); otherwise the user's choice."""
@@ -359,6 +337,12 @@ class PhaseLabeler:
         comm.Gatherv(ids, [ids_all, counts, displs, MPI.INT64_T], root=0)
         others = total - nlocal  # the root's share of the gathered atoms
         per_atom_in = x.itemsize * 3 + types.itemsize + ids.itemsize
+        columns = len(state.classes) if self.memory is not None else 0
+        if columns:  # each atom's remembered probabilities travel with it
+            memory = memory_rows(lmp, self.memory, nlocal, columns).copy()
+            memory_all = np.empty((total if root else 0, columns))
+            comm.Gatherv(memory, [memory_all, counts * columns, displs * columns, MPI.DOUBLE], root=0)
+            per_atom_in += memory.itemsize * columns
         traffic.add(0 if root else nlocal * per_atom_in, others * per_atom_in if root else 0, atoms=True)
         if root:
             traffic.labelled = total
@@ -369,8 +353,12 @@ class PhaseLabeler:
         if root:
             try:
                 order = np.argsort(ids_all, kind="stable")  # decomposition-independent atom order
+                remembered = LabelMemory(memory_all[order], self.memory_weight) if columns else None
                 with on_cpus(state.cpus):
-                    labels_all[order], conf_all[order] = self._classify_box(lmp, state, x_all[order], types_all[order])
+                    labels_all[order], conf_all[order] = self._classify_box(lmp, state, x_all[order], types_all[order],
+                                                                            remembered)
+                if columns:
+                    memory_all[order] = remembered.values
             except Exception as err:  # noqa: BLE001 - any failure of the model is reported, never half-applied
                 error = describe(err)
         if self.borrow_cores and state.size > 1:
@@ -386,13 +374,19 @@ class PhaseLabeler:
         comm.Scatterv([labels_all, counts, displs, MPI.INT32_T], labels, root=0)
         comm.Scatterv([conf_all, counts, displs, MPI.DOUBLE], conf, root=0)
         per_atom_out = labels.itemsize + conf.itemsize
+        if columns:
+            comm.Scatterv([memory_all, counts * columns, displs * columns, MPI.DOUBLE], memory, root=0)
+            memory_rows(lmp, self.memory, nlocal, columns)[:] = memory
+            per_atom_out += memory.itemsize * columns
         traffic.add(others * per_atom_out if root else 0, 0 if root else nlocal * per_atom_out, atoms=True)
         return labels, conf, self._counts(comm, labels, state)
 
-    def _classify_box(self, lmp: Any, state: _State, x: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _classify_box(self, lmp: Any, state: _State, x: np.ndarray, types: np.ndarray,
+                      memory: Optional[LabelMemory] = None) -> tuple[np.ndarray, np.ndarray]:
         boxlo, boxhi, xy, yz, xz, periodicity, _ = lmp.extract_box()
         result = state.classifier.classify_lammps_box(
-            x, boxlo, boxhi, types, xy=xy, xz=xz, yz=yz, pbc=[bool(p) for p in periodicity], type_map=state.type_map
+            x, boxlo, boxhi, types, xy=xy, xz=xz, yz=yz, pbc=[bool(p) for p in periodicity], type_map=state.type_map,
+            memory=memory,
         )
         return result.labels, result.confidence.astype(np.float64)
 
@@ -453,11 +447,16 @@ class PhaseLabeler:
         exchange = HaloExchange(plan, state.classifier.fast.layer_input_widths, traffic)
         labels = np.empty(nlocal, dtype=np.int32)
         conf = np.empty(nlocal, dtype=np.float64)
+        remembered = None
         try:
             if nlocal:
                 species = state.classifier.species_indices(np.concatenate([types[:nlocal], rows.halo_types]),
                                                            state.type_map)
-                result = state.classifier.classify_neighbors(species, rows.neighbors, labelled=nlocal, halo=exchange)
+                if self.memory is not None:  # a copy: written back only once every rank has succeeded
+                    remembered = LabelMemory(memory_rows(lmp, self.memory, nlocal, len(state.classes)).copy(),
+                                             self.memory_weight)
+                result = state.classifier.classify_neighbors(species, rows.neighbors, labelled=nlocal, halo=exchange,
+                                                             memory=remembered)
                 labels[:], conf[:] = result.labels, result.confidence
         except Exception as err:  # noqa: BLE001 - the other ranks' exchanges must still complete
             failure = describe(err)
@@ -466,6 +465,8 @@ class PhaseLabeler:
         failure = self._first_failure(comm, failure)
         if failure is not None:
             return self._failed(lmp, state, nlocal, failure)
+        if remembered is not None:
+            memory_rows(lmp, self.memory, nlocal, len(state.classes))[:] = remembered.values
         return labels, conf, self._counts(comm, labels, state)
 
     # ------------------------------------------------------------------------------------------ shared

@@ -19,9 +19,10 @@ import numpy as np
 from lammps_phase import runtime
 from lammps_phase.errors import LammpsPhaseError
 
-__all__ = ["VARIABLE_REFERENCE", "as_lammps", "atom_array", "check_properties", "check_type_map", "checkpoint_argument",
-           "communicator", "deck_errors_to_log", "define_fraction_variables", "publish_fractions", "substitute",
-           "types_argument", "write_log_line", "write_property"]
+__all__ = ["VARIABLE_REFERENCE", "as_lammps", "atom_array", "check_memory", "check_properties", "check_type_map",
+           "checkpoint_argument", "communicator", "deck_errors_to_log", "define_fraction_variables", "memory_argument",
+           "memory_rows", "option_arguments", "property_arguments", "publish_fractions", "substitute", "threshold_argument", "types_argument",
+           "write_log_line", "write_property"]
 
 _LMP_INT, _LMP_DOUBLE = 0, 2  # lammps.constants LAMMPS_INT, LAMMPS_DOUBLE (extract_atom_datatype)
 #: ``${name}``: a LAMMPS variable in an argument, replaced at the first call (LAMMPS does not substitute
@@ -191,6 +192,45 @@ def check_properties(lmp: Any, labels: str, confidence: str) -> None:
             raise LammpsPhaseError(f"per-atom property {name} is not {kind}: define it as in `{fix_line}`")
 
 
+def _array_rows(lmp: Any, name: str) -> Optional[Any]:
+    """The row pointers (double**) of the per-atom array ``name`` (``fix property/atom d2_…``), or None.
+
+    The ``lammps`` wrapper of 29 Sep 2021 reports a d2 array as a plain double vector (its datatype is that of
+    the elements), so the library call is made directly and the pointer cast here."""
+    extract = lmp.lib.lammps_extract_atom
+    extract.restype = c_void_p
+    address = extract(lmp.lmp, name.encode())
+    if not address:
+        return None
+    return ctypes.cast(address, ctypes.POINTER(ctypes.POINTER(ctypes.c_double)))
+
+
+def _memory_fix_line(name: str, columns: int | str) -> str:
+    return f"fix phase all property/atom i_phase d_phase_conf {name} {columns}"
+
+
+def check_memory(lmp: Any, name: str, columns: int) -> None:
+    """The label memory ``name`` must be a per-atom float array with one column per class (a deck mistake)."""
+    rows = _array_rows(lmp, name)
+    if rows is None or lmp.extract_atom_datatype(name) != _LMP_DOUBLE:
+        raise LammpsPhaseError(f"no per-atom array {name} to keep the label memory in: add `{_memory_fix_line(name, columns)}`"
+                               " (one column per class) before this command")
+    if int(lmp.extract_global("nmax")) >= 2:  # rows are contiguous: their stride is the number of columns
+        stride = ctypes.cast(rows[1], c_void_p).value - ctypes.cast(rows[0], c_void_p).value
+        if stride != 8 * columns:
+            raise LammpsPhaseError(f"per-atom array {name} has {stride // 8} column(s) but the model has {columns} "
+                                   f"classes: define it as in `{_memory_fix_line(name, columns)}`")
+
+
+def memory_rows(lmp: Any, name: str, n: int, columns: int) -> np.ndarray:
+    """A writable view (n, columns) of the first n rows of the label memory (checked by :func:`check_memory`)."""
+    if n == 0:
+        return np.empty((0, columns))
+    first = ctypes.cast(_array_rows(lmp, name)[0], c_void_p).value
+    block = (ctypes.c_double * (n * columns)).from_address(first)  # float64 with a plain buffer format, for MPI
+    return np.frombuffer(block, dtype=np.float64).reshape(n, columns)
+
+
 def check_type_map(lmp: Any, type_map: list[str]) -> None:
     """One element per LAMMPS atom type, no more, no fewer."""
     ntypes = int(lmp.extract_global("ntypes"))
@@ -238,6 +278,55 @@ def checkpoint_argument(checkpoint: Any) -> str:
             raise LammpsPhaseError(f"checkpoint {text} does not exist: give the path of a .pt file "
                                    "(e.g. checkpoints/sio2.pt)")
     return text
+
+
+MODES = ("gather", "local", "auto")
+ON_ERROR = ("stop", "skip")
+
+
+def option_arguments(mode: str, on_error: str, compile: Any, auto_local_atoms: Any) -> Any:
+    """The labeler's options checked at construction; returns ``compile`` (False when LAMMPS_PHASE_COMPILE=0)."""
+    if mode not in MODES:
+        raise LammpsPhaseError(f"PhaseLabeler mode {mode!r} is unknown: use 'gather', 'local' or 'auto'")
+    if isinstance(auto_local_atoms, bool) or not isinstance(auto_local_atoms, int) or auto_local_atoms < 0:
+        raise LammpsPhaseError(f"auto_local_atoms {auto_local_atoms!r} must be a whole number of atoms >= 0")
+    if on_error not in ON_ERROR:
+        raise LammpsPhaseError(f"PhaseLabeler on_error {on_error!r} is unknown: use 'stop' or 'skip'")
+    if compile not in (True, False, "auto"):
+        raise LammpsPhaseError(f"PhaseLabeler compile must be True, False or 'auto', not {compile!r}")
+    if os.environ.get("LAMMPS_PHASE_COMPILE", "").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return compile
+
+
+def property_arguments(labels: str, confidence: str, memory: Optional[str]) -> None:
+    """The per-atom properties' names have the forms ``fix property/atom`` gives them (checked at construction)."""
+    if not isinstance(labels, str) or not re.fullmatch(r"i_\w+", labels):
+        raise LammpsPhaseError(f"labels {labels!r} must name an integer property/atom vector, e.g. 'i_phase'")
+    if not isinstance(confidence, str) or not re.fullmatch(r"d_\w+", confidence):
+        raise LammpsPhaseError(f"confidence {confidence!r} must name a float property/atom vector, e.g. 'd_phase_conf'")
+    memory_argument(memory)
+
+
+def memory_argument(memory: Optional[str]) -> Optional[str]:
+    """The label memory's name: None (no memory) or a float per-atom array, ``d2_…``."""
+    if memory is not None and (not isinstance(memory, str) or not re.fullmatch(r"d2_\w+", memory)):
+        raise LammpsPhaseError(f"memory {memory!r} must name a float per-atom array with one column per class, e.g. "
+                               f"'d2_phase_memory' defined by `{_memory_fix_line('d2_phase_memory', 10)}`")
+    return memory
+
+
+def threshold_argument(threshold: Any) -> Optional[float]:
+    """None (the checkpoint's calibrated default) or a softmax probability in [0, 1)."""
+    if threshold is None:
+        return None
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value < 1.0:
+        raise LammpsPhaseError(f"threshold {value} must lie in [0, 1): it is a softmax probability")
+    return value
 
 
 def types_argument(types: Any) -> str:

@@ -1,0 +1,136 @@
+"""Label memory (lammps_phase.inference.memory): probabilities averaged over labellings, offline and inside LAMMPS,
+where the rows live in a ``fix property/atom d2_…`` array that moves with the atoms between ranks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.inference import formats
+from lammps_phase.inference.memory import LabelMemory
+from lammps_runs import (TYPE_MAP, classifier, common_vars, error_deck, offline, quartz, run_deck,
+                         needs_mpi_lammps, workdir)
+
+SHARED_FIXTURES = (classifier, common_vars, quartz, workdir)  # module-scoped, from lammps_runs
+
+
+# ------------------------------------------------------------------------------------------ the average itself
+
+
+def test_rows_never_written_start_from_the_labelling_then_blend():
+    memory = LabelMemory.empty(3, 2, weight=0.25)
+    first = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    np.testing.assert_allclose(memory.update(first), first)  # nothing remembered yet: the labelling itself
+    second = np.array([[0.1, 0.9], [0.2, 0.8], [1.0, 0.0]])
+    np.testing.assert_allclose(memory.update(second), 0.25 * second + 0.75 * first)
+    memory.values[1] = 0.0  # an atom created since (LAMMPS fills new rows with zeros)
+    np.testing.assert_allclose(memory.update(first)[1], first[1])
+
+
+def test_weight_one_is_no_memory_and_bad_weights_or_shapes_say_so():
+    memory = LabelMemory.empty(2, 3, weight=1.0)
+    memory.update(np.array([[1.0, 0, 0], [0, 1.0, 0]]))
+    p = np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    np.testing.assert_allclose(memory.update(p), p)
+    for weight in (0.0, 1.5, "half", None):
+        with pytest.raises(LammpsPhaseError, match="memory_weight .* must"):
+            LabelMemory.empty(2, 3, weight=weight)
+    with pytest.raises(LammpsPhaseError, match="one column per class"):
+        LabelMemory.empty(2, 4).update(p)
+
+
+def test_classifier_labels_from_the_blend(classifier, quartz):
+    """Labels are the argmax of the blended calibrated probabilities, confidence its maximum; weight 1 reproduces
+    the labelling without memory; the memory is written in place."""
+    from lammps_phase.inference.neighbors import knn
+
+    frame = formats.read_data(quartz)
+    positions, cell, species = frame.positions(), frame.cell(), frame.species(TYPE_MAP)
+    plain = classifier.classify(positions, cell, species, origin=frame.boxlo, threshold=0.0)
+    assert len(np.unique(plain.labels)) > 1, "a test model that gives one label everywhere proves nothing"
+    memory = LabelMemory.empty(len(positions), len(classifier.classes), weight=1.0)
+    same = classifier.classify(positions, cell, species, origin=frame.boxlo, threshold=0.0, memory=memory)
+    assert np.array_equal(same.labels, plain.labels)
+    np.testing.assert_allclose(same.confidence, plain.confidence, atol=1e-6)
+    np.testing.assert_allclose(memory.values.sum(axis=1), 1.0, atol=1e-5)
+
+    earlier = np.random.default_rng(3).dirichlet(np.ones(len(classifier.classes)), size=len(positions))
+    memory = LabelMemory(earlier.copy(), weight=0.5)
+    blended = classifier.classify(positions, cell, species, origin=frame.boxlo, threshold=0.0, memory=memory)
+    logits = classifier.logits(classifier.species_indices(species),
+                               knn(positions, classifier.k, cell=cell, origin=frame.boxlo))
+    expected = 0.5 * torch.softmax(logits.float() / classifier.temperature, dim=-1).numpy() + 0.5 * earlier
+    np.testing.assert_allclose(memory.values, expected, atol=1e-6)
+    assert np.array_equal(blended.labels, expected.argmax(axis=1))
+    np.testing.assert_allclose(blended.confidence, expected.max(axis=1), atol=1e-6)
+    assert not np.array_equal(blended.labels, plain.labels)  # the memory did change labels
+
+
+# ------------------------------------------------------------------------------------------ inside LAMMPS
+
+
+def memory_deck(columns: int, weight: float = 0.5) -> str:
+    """A hot run (atoms cross between the 2 ranks) labelled with memory in gather and in local mode."""
+    deck = error_deck(f'"${{checkpoint}}", types="Si O", memory="d2_memory", memory_weight={weight}', ghost=8.0)
+    deck = deck.replace(
+        "def phase_step(ptr): labeler(ptr)",
+        f"local = PhaseLabeler('${{checkpoint}}', types='Si O', mode='local', labels='i_phase_local', "
+        f"confidence='d_phase_local_conf', memory='d2_memory_local', memory_weight={weight})\n"
+        "def phase_step(ptr):\n    labeler(ptr)\n    local(ptr)",
+    ).replace("fix phase all property/atom i_phase d_phase_conf",
+              f"fix phase all property/atom i_phase d_phase_conf d2_memory {columns}\n"
+              f"fix phase_local all property/atom i_phase_local d_phase_local_conf d2_memory_local {columns}")
+    deck = deck.replace("i_phase d_phase_conf\ndump_modify",
+                        "i_phase d_phase_conf i_phase_local d_phase_local_conf d2_memory[1]\ndump_modify")
+    return deck.replace("velocity all create 600", "velocity all create 5000").replace(
+        "fix nve all nve", "fix nve all nve\nneigh_modify every 1 delay 0 check yes").replace("run 10", "run 30")
+
+
+@needs_mpi_lammps
+def test_in_situ_memory_follows_the_atoms_in_both_modes(workdir, quartz, common_vars, classifier):
+    """Gather and local mode on 2 ranks label as the offline Classifier does with one LabelMemory carried from
+    frame to frame, while atoms change ranks; without memory the later labels would differ."""
+    columns = len(classifier.classes)
+    rc, screen, _, cwd = run_deck(workdir, "memory", memory_deck(columns), quartz, common_vars)
+    assert rc == 0, screen[-3000:]
+    frames = list(formats.read_dump(cwd / "dump.phase"))
+    assert [f.timestep for f in frames] == list(range(0, 31, 5))
+    memory = LabelMemory.empty(len(frames[0].positions()), columns, weight=0.5)
+    changed = 0
+    for frame in frames:
+        plain = offline(classifier, frame)
+        remembered = classifier.classify(frame.positions(), frame.cell(), frame.species(TYPE_MAP), pbc=frame.pbc,
+                                         origin=frame.boxlo, memory=memory)
+        for name in ("phase", "phase_local"):
+            assert np.array_equal(frame.columns[f"i_{name}"], remembered.labels), (name, frame.timestep)
+            np.testing.assert_allclose(frame.columns[f"d_{name}_conf"], remembered.confidence, atol=1e-5)
+        np.testing.assert_allclose(frame.columns["d2_memory[1]"], memory.values[:, 0], atol=1e-5)
+        changed += int((remembered.labels != plain.labels).sum())
+    assert changed > 0, "the memory never changed a label: the test proves nothing"
+
+
+MEMORY_ERRORS = {
+    "no_array": ('memory="d2_memory"', "fix phase all property/atom i_phase d_phase_conf",
+                 "no per-atom array d2_memory to keep the label memory in: add `fix phase all property/atom i_phase "
+                 "d_phase_conf d2_memory"),
+    "wrong_columns": ('memory="d2_memory"', "fix phase all property/atom i_phase d_phase_conf d2_memory 3",
+                      "per-atom array d2_memory has 3 column(s) but the model has"),
+    "not_an_array": ('memory="d_memory"', "fix phase all property/atom i_phase d_phase_conf",
+                     "memory 'd_memory' must name a float per-atom array with one column per class"),
+    "weight": ('memory="d2_memory", memory_weight=0', "fix phase all property/atom i_phase d_phase_conf",
+               "memory_weight 0 must lie in (0, 1]"),
+}
+
+
+@needs_mpi_lammps
+@pytest.mark.parametrize("case", sorted(MEMORY_ERRORS))
+def test_a_wrong_memory_set_up_stops_with_one_clear_message(case, workdir, quartz, common_vars):
+    args, fix, message = MEMORY_ERRORS[case]
+    deck = error_deck(f'"${{checkpoint}}", types="Si O", {args}').replace(
+        "fix phase all property/atom i_phase d_phase_conf", fix)
+    rc, screen, log, _ = run_deck(workdir, f"memory_{case}", deck, quartz, common_vars)
+    assert rc != 0
+    ours = [line for line in log.splitlines() if line.startswith("ERROR: lammps-phase:")]
+    assert len(ours) == 1 and message in ours[0], (ours, screen[-3000:])
