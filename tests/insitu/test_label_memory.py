@@ -1,71 +1,18 @@
-"""Label memory (lammps_phase.inference.memory): probabilities averaged over labellings, offline and inside LAMMPS,
-where the rows live in a ``fix property/atom d2_…`` array that moves with the atoms between ranks."""
+"""Label memory inside LAMMPS (PhaseLabeler memory=...): the rows live in a ``fix property/atom d2_…`` array that
+moves with the atoms between ranks; gather and local mode label as the offline Classifier with one LabelMemory.
+The average itself: tests/inference/test_memory.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference import formats
 from lammps_phase.inference.memory import LabelMemory
 from lammps_runs import (TYPE_MAP, classifier, common_vars, error_deck, offline, quartz, run_deck,
                          needs_mpi_lammps, workdir)
 
 SHARED_FIXTURES = (classifier, common_vars, quartz, workdir)  # module-scoped, from lammps_runs
-
-
-# ------------------------------------------------------------------------------------------ the average itself
-
-
-def test_rows_never_written_start_from_the_labelling_then_blend():
-    memory = LabelMemory.empty(3, 2, weight=0.25)
-    first = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
-    np.testing.assert_allclose(memory.update(first), first)  # nothing remembered yet: the labelling itself
-    second = np.array([[0.1, 0.9], [0.2, 0.8], [1.0, 0.0]])
-    np.testing.assert_allclose(memory.update(second), 0.25 * second + 0.75 * first)
-    memory.values[1] = 0.0  # an atom created since (LAMMPS fills new rows with zeros)
-    np.testing.assert_allclose(memory.update(first)[1], first[1])
-
-
-def test_weight_one_is_no_memory_and_bad_weights_or_shapes_say_so():
-    memory = LabelMemory.empty(2, 3, weight=1.0)
-    memory.update(np.array([[1.0, 0, 0], [0, 1.0, 0]]))
-    p = np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
-    np.testing.assert_allclose(memory.update(p), p)
-    for weight in (0.0, 1.5, "half", None):
-        with pytest.raises(LammpsPhaseError, match="memory_weight .* must"):
-            LabelMemory.empty(2, 3, weight=weight)
-    with pytest.raises(LammpsPhaseError, match="one column per class"):
-        LabelMemory.empty(2, 4).update(p)
-
-
-def test_classifier_labels_from_the_blend(classifier, quartz):
-    """Labels are the argmax of the blended calibrated probabilities, confidence its maximum; weight 1 reproduces
-    the labelling without memory; the memory is written in place."""
-    from lammps_phase.inference.neighbors import knn
-
-    frame = formats.read_data(quartz)
-    positions, cell, species = frame.positions(), frame.cell(), frame.species(TYPE_MAP)
-    plain = classifier.classify(positions, cell, species, origin=frame.boxlo, threshold=0.0)
-    assert len(np.unique(plain.labels)) > 1, "a test model that gives one label everywhere proves nothing"
-    memory = LabelMemory.empty(len(positions), len(classifier.classes), weight=1.0)
-    same = classifier.classify(positions, cell, species, origin=frame.boxlo, threshold=0.0, memory=memory)
-    assert np.array_equal(same.labels, plain.labels)
-    np.testing.assert_allclose(same.confidence, plain.confidence, atol=1e-6)
-    np.testing.assert_allclose(memory.values.sum(axis=1), 1.0, atol=1e-5)
-
-    earlier = np.random.default_rng(3).dirichlet(np.ones(len(classifier.classes)), size=len(positions))
-    memory = LabelMemory(earlier.copy(), weight=0.5)
-    blended = classifier.classify(positions, cell, species, origin=frame.boxlo, threshold=0.0, memory=memory)
-    logits = classifier.logits(classifier.species_indices(species),
-                               knn(positions, classifier.k, cell=cell, origin=frame.boxlo))
-    expected = 0.5 * torch.softmax(logits.float() / classifier.temperature, dim=-1).numpy() + 0.5 * earlier
-    np.testing.assert_allclose(memory.values, expected, atol=1e-6)
-    assert np.array_equal(blended.labels, expected.argmax(axis=1))
-    np.testing.assert_allclose(blended.confidence, expected.max(axis=1), atol=1e-6)
-    assert not np.array_equal(blended.labels, plain.labels)  # the memory did change labels
 
 
 # ------------------------------------------------------------------------------------------ inside LAMMPS
