@@ -68,8 +68,11 @@ def _nearest_sites(frac: np.ndarray, species: np.ndarray, sites: np.ndarray, sit
     return distance, offset, nearest
 
 
-def coherent_displacement(positions: np.ndarray, species, cell: np.ndarray, origin: np.ndarray) -> float:
-    """Q (Å): the rms over O sublattices of the mean displacement from the β-quartz sites (module docstring)."""
+def _site_offsets(positions: np.ndarray, species, cell: np.ndarray, origin: np.ndarray, missing_atoms: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(offset Å from the nearest β site, that site's sublattice, the O sublattices) of every atom, the origin
+    shift fitted; the box's mean offset removed. ``missing_atoms``: the box may miss atoms (a void cut into it,
+    up to half of them), never hold extra ones."""
     cell = np.asarray(cell, float)
     if not np.allclose(cell, np.diag(np.diag(cell)), atol=1e-6):
         raise LammpsPhaseError("the quartz tilt needs an orthogonal box (the heating runs' quartz boxes are)")
@@ -78,7 +81,10 @@ def coherent_displacement(positions: np.ndarray, species, cell: np.ndarray, orig
     repeats = np.maximum(np.rint(lengths / np.diag(base_cell)).astype(int), 1)
     sites, site_species, sublattice = _sites(repeats)
     species = np.asarray(species)
-    if len(sites) != len(positions) or sorted(site_species) != sorted(species):
+    elements = sorted(set(site_species))
+    missing = [int(np.sum(site_species == e)) - int(np.sum(species == e)) for e in elements]
+    allowed = len(sites) // 2 if missing_atoms else 0
+    if len(sites) != len(positions) + sum(missing) or min(missing) < 0 or sum(missing) > allowed:
         raise LammpsPhaseError(f"a {lengths.round(2)} Å box of {len(positions)} atoms is not a whole number of quartz cells "
                                f"({len(sites)} sites): the α/β tilt is defined for bulk boxes of the library's orthogonal "
                                f"quartz cell; build the crystal from structure = \"alpha_quartz\" or \"beta_quartz\"")
@@ -93,8 +99,37 @@ def coherent_displacement(positions: np.ndarray, species, cell: np.ndarray, orig
         step = step / 4.0
     _, offset, nearest = _nearest_sites(frac + shift, species, sites, site_species, lengths)
     offset -= offset.mean(axis=0)
-    coherent = np.array([offset[sublattice[nearest] == s].mean(axis=0) for s in np.flatnonzero(base_species == "O")])
+    return offset, sublattice[nearest], np.flatnonzero(base_species == "O")
+
+
+def coherent_displacement(positions: np.ndarray, species, cell: np.ndarray, origin: np.ndarray) -> float:
+    """Q (Å): the rms over O sublattices of the mean displacement from the β-quartz sites (module docstring)."""
+    offset, sublattice, oxygen = _site_offsets(positions, species, cell, origin)
+    coherent = np.array([offset[sublattice == s].mean(axis=0) for s in oxygen])
     return float(np.sqrt(np.mean(np.sum(coherent**2, axis=1))))
+
+
+def tilt_by_group(positions: np.ndarray, species, cell: np.ndarray, origin: np.ndarray,
+                  groups: list[np.ndarray]) -> list[tuple[float, float]]:
+    """(tilt, noise floor) of each group of atoms (boolean masks) in one quartz box, e.g. shells by depth below a
+    void: where next to a free surface does the quartz lose its tilt? The floor is what a group of that size
+    reads with no coherent tilt at all: the atoms' scatter about their sublattice's mean, / √(atoms per
+    sublattice), in units of ideal α. A group's tilt says α only well above its floor. The box may miss atoms
+    (a void)."""
+    offset, sublattice, oxygen = _site_offsets(positions, species, cell, origin, missing_atoms=True)
+    scale = ideal_alpha_displacement()
+    out = []
+    for group in groups:
+        members = [offset[np.asarray(group, bool) & (sublattice == s)] for s in oxygen]
+        if min(len(m) for m in members) < 2:
+            out.append((float("nan"), float("nan")))
+            continue
+        coherent = np.array([m.mean(axis=0) for m in members])
+        spread = np.mean([np.sum((m - c) ** 2, axis=1).mean() for m, c in zip(members, coherent)])
+        per_sublattice = np.mean([len(m) for m in members])
+        out.append((float(np.sqrt(np.mean(np.sum(coherent**2, axis=1)))) / scale,
+                    float(np.sqrt(spread / per_sublattice)) / scale))
+    return out
 
 
 @functools.lru_cache(maxsize=1)

@@ -51,3 +51,31 @@ def test_a_box_that_is_not_bulk_quartz_is_refused():
     sheared[1, 0] = 1.0
     with pytest.raises(LammpsPhaseError, match="orthogonal"):
         quartz_order.tilt(positions, species, sheared, np.zeros(3))
+
+
+def test_tilt_by_group_reads_each_part_of_a_box_with_a_void():
+    """Shells of boxes with a void cut out: α-quartz reads ≈ 1 in each shell, β-quartz near each shell's floor, and
+    a box whose halves are the two Dauphiné twins reads ≈ 1 per half though the halves cancel in the whole box."""
+    rng = np.random.default_rng(4)
+    for name, alpha in (("alpha_quartz", True), ("beta_quartz", False)):
+        positions, species, cell = _box(name, 20.0)
+        positions = positions + rng.normal(scale=0.1, size=positions.shape)
+        radius = np.linalg.norm(positions - np.diag(cell) / 2, axis=1)
+        kept = radius > 5.0  # a void of 5 Å radius
+        shells = [(radius[kept] < 8.0), (radius[kept] >= 8.0)]
+        for tilt, floor in quartz_order.tilt_by_group(positions[kept], species[kept], cell, np.zeros(3), shells):
+            assert floor < 0.2
+            assert (tilt > 0.9) if alpha else (tilt < 2.5 * floor), (name, tilt, floor)
+    positions, species, cell = _box("alpha_quartz", 20.0)
+    twin = positions.copy()
+    twin[:, :2] = np.diag(cell)[:2] - twin[:, :2]  # α2: α1 rotated 180° about c (z unchanged)
+    lower = positions[:, 2] < cell[2, 2] / 2
+    halves = np.concatenate([positions[lower], twin[~lower]])
+    order = np.concatenate([species[lower], species[~lower]])
+    groups = [np.arange(len(halves)) < lower.sum(), np.arange(len(halves)) >= lower.sum()]
+    (first, _), (second, _), (both, _) = quartz_order.tilt_by_group(halves, order, cell, np.zeros(3),
+                                                                    groups + [np.ones(len(halves), bool)])
+    assert first > 0.9 and second > 0.9 and both < 0.3
+    void = np.linalg.norm(positions - np.diag(cell) / 2, axis=1) < 5.0
+    with pytest.raises(LammpsPhaseError, match="whole number of quartz cells"):
+        quartz_order.tilt(positions[~void], species[~void], cell, np.zeros(3))  # the heating check: whole boxes only
