@@ -10,6 +10,11 @@ every 100 steps of 1 fs the same weight averages over a shorter time.
     python benchmarks/label_memory.py inputs/train_sio2.toml --workdir cache/sio2_dense_seed1 \\
         --checkpoint checkpoints/sio2.pt --weight 1 --weight 0.5 --variant interface --variant sphere
 
+With ``--md PS`` each selected run instead continues from its last frame for PS ps of NVT molecular dynamics at that
+frame's temperature, in the run's potential, labelled every ``--every-ps`` (0.1 ps: every 100 steps of 1 fs), as a
+labeler inside LAMMPS would. The truth is the last frame's: fair where atoms keep their phase over the continuation
+(crystal | glass at 300 K, a crystal next to a void), not for melts held apart by a thermostat, which are left out.
+
 Needs the config's cached runs in ``<workdir>/runs`` (``lammps-phase-train CONFIG --stage heating``). Labels carry the
 checkpoint's calibrated threshold, as the report's do.
 """
@@ -18,11 +23,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lammps_phase.data.md_session import LammpsSession  # noqa: E402
 from lammps_phase.inference.classify import Classifier  # noqa: E402
 from lammps_phase.inference.memory import LabelMemory  # noqa: E402
 from lammps_phase.training.config import load_config, potential_of  # noqa: E402
@@ -35,6 +45,38 @@ PLACES = ("bulk", "slab, depth 0-2 Å", "slab, depth 2-4 Å", "cluster, depth 0-
           "interface, atoms ≤ 3 Å from it", "interface, atoms > 3 Å from it")
 
 
+def stored_frames(cfg, work: Path, variants, potential):
+    """(spec, run_id, frames) per held-out run: frames as iter_snapshots yields them, in order."""
+    run, frames = None, []
+    for frame in iter_snapshots(cfg, work, "test"):
+        spec = cfg.phases[decode_run_id(frame[-1])[1]]
+        if (variants and spec.variant not in variants) or (potential and potential_of(cfg, spec) != potential):
+            continue
+        if frame[-1] != (run[1] if run else None):
+            if run:
+                yield (*run, frames)
+            run, frames = (spec, frame[-1]), []
+        frames.append(frame)
+    if run:
+        yield (*run, frames)
+
+
+def continued_frames(cfg, spec, last, md_ps: float, every_ps: float, scratch: Path):
+    """Frames of NVT MD from a run's last frame at its temperature, every ``every_ps``; each carries that frame's
+    labels (the truth of the frame it started from)."""
+    pos, cell, origin, species, labels, temp, pres, run_id = last
+    start = SimpleNamespace(cell=cell, positions=pos - origin, symbols=list(species), name=spec.name)
+    with LammpsSession(start, potential_of(cfg, spec), scratch / "continue.log") as session:
+        session.start_md(temp, seed=5)
+        session.command(f"fix md all nvt temp {temp} {temp} {100 * session.timestep_ps}")
+        every = max(1, round(every_ps / session.timestep_ps))
+        for _ in range(max(1, round(md_ps / every_ps))):
+            session.command(f"run {every}")
+            x, _ = session.positions()
+            now_cell, now_origin = session.box()
+            yield x, now_cell, now_origin, species, labels, temp, pres, run_id
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("config")
@@ -44,31 +86,32 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--variant", action="append", help="only runs of these variants (bulk, slab, sphere, interface, "
                                                        "strained; repeatable); default: all")
     ap.add_argument("--potential", help="only runs in this potential")
+    ap.add_argument("--md", type=float, metavar="PS", help="continue each run by PS ps of MD and label that instead")
+    ap.add_argument("--every-ps", type=float, default=0.1, help="with --md: ps between labellings (default 0.1)")
     args = ap.parse_args(argv)
     weights = args.weight or [1.0, 0.5]
     cfg = load_config(args.config)
     work = Path(args.workdir)
     clf = Classifier.load(args.checkpoint)
     tallies = {w: PlaceTally(cfg.classes) for w in weights}
-    memories: dict[float, LabelMemory] = {}
-    current, frames = None, 0
-    for pos, cell, origin, species, labels, temp, pres, run_id in iter_snapshots(cfg, work, "test"):
-        spec = cfg.phases[decode_run_id(run_id)[1]]
-        if (args.variant and spec.variant not in args.variant) or \
-                (args.potential and potential_of(cfg, spec) != args.potential):
-            continue
-        if run_id != current:  # a new run: nothing remembered
-            current = run_id
-            memories = {w: LabelMemory.empty(len(pos), len(cfg.classes), w) for w in weights}
+    frames = 0
+    scratch = Path(tempfile.mkdtemp(prefix="label_memory_"))
+    for spec, run_id, stored in stored_frames(cfg, work, args.variant, args.potential):
+        if args.md and spec.variant == "interface" and spec.partner == "melt":
+            continue  # the melt was held hot by its own thermostat: one NVT would cool it and change its truth
+        labelled = continued_frames(cfg, spec, stored[-1], args.md, args.every_ps, scratch) if args.md else stored
+        memories = {w: LabelMemory.empty(len(stored[0][0]), len(cfg.classes), w) for w in weights}  # per run
         reference = run_reference_cell(cfg, work, run_id) if spec.variant == "strained" else None
-        for w in weights:
-            res = clf.classify(pos, cell, species, origin=origin, memory=memories[w])
-            tallies[w].add(spec, pos, cell, origin, labels, res.labels, temp, pres, reference)
-        frames += 1
+        for pos, cell, origin, species, labels, temp, pres, _ in labelled:
+            for w in weights:
+                res = clf.classify(pos, cell, species, origin=origin, memory=memories[w])
+                tallies[w].add(spec, np.asarray(pos), cell, origin, labels, res.labels, temp, pres, reference)
+            frames += 1
     if not frames:
         raise SystemExit("no held-out frames matched: check --variant / --potential and the workdir")
     tables = {w: t.by_place() for w, t in tallies.items()}
-    print(f"{args.checkpoint} on {frames} held-out frames of {args.config} (threshold {clf.threshold:.3f})")
+    how = f"frames {args.every_ps:g} ps apart continuing" if args.md else "frames of"
+    print(f"{args.checkpoint} on {frames} {how} held-out runs of {args.config} (threshold {clf.threshold:.3f})")
     print("| place | " + " | ".join(f"w = {w:g}" for w in weights) + " |")
     print("|---|" + "---:|" * len(weights))
     names = [p for p in PLACES if any(p in t for t in tables.values())]

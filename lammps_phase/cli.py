@@ -35,6 +35,15 @@ def _probability(text: str) -> float:
     return value
 
 
+def _weight(text: str) -> float:
+    from lammps_phase.inference.memory import check_weight
+
+    try:
+        return check_weight(text)
+    except LammpsPhaseError as err:
+        raise argparse.ArgumentTypeError(str(err).replace("memory_weight", "--memory")) from None
+
+
 def _positive(text: str) -> float:
     """argparse type of lengths such as --bin-width: a finite number > 0."""
     try:
@@ -75,6 +84,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     from lammps_phase.inference.classify import Classifier
     from lammps_phase.inference.formats import DumpWriter, count_frames, read_frames
+    from lammps_phase.inference.memory import LabelMemory
 
     from lammps_phase.atomic_write import check_output
 
@@ -82,6 +92,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     check_output(args.output, inputs=[args.input, args.model], option="-o")  # before any work; never an input
     source = read_frames(args.input)  # the format is judged now: a file that is no dump fails before the model loads
     clf = Classifier.load(args.model, device=args.device, threshold=args.threshold, type_map=type_map)
+    memory = LabelMemory.empty(0, len(clf.classes), args.memory) if args.memory is not None else None
     total = count_frames(args.input)
     names = clf.classes + ["other"]
     width = max(8, *(len(n) for n in names))
@@ -101,8 +112,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
             if hint and frame.natoms >= KERNEL_HINT_ATOMS:
                 bar.write(hint, file=sys.stderr)
                 hint = ""
+            if memory is not None:
+                memory.follow(_atom_ids(frame, memory))
             res = clf.classify(
-                frame.positions(), frame.cell(), frame.species(type_map), pbc=frame.pbc, origin=frame.boxlo
+                frame.positions(), frame.cell(), frame.species(type_map), pbc=frame.pbc, origin=frame.boxlo,
+                memory=memory,
             )
             writer.write(
                 frame,
@@ -123,6 +137,20 @@ def cmd_classify(args: argparse.Namespace) -> int:
             raise LammpsPhaseError(f"{args.input} contains no frames")
     print(f"wrote {frames} frame(s) with columns phase, phase_conf to {args.output}", file=out)
     return 0
+
+
+def _atom_ids(frame, memory):
+    """The frame's atom ids for the label memory; without an id column, atoms are taken in file order, which
+    needs the same number of atoms in every frame."""
+    import numpy as np
+
+    if "id" in frame.columns:
+        return np.asarray(frame.columns["id"])
+    if memory.ids is not None and len(memory.ids) != frame.natoms:
+        raise LammpsPhaseError(f"timestep {frame.timestep} has {frame.natoms} atoms, the frame before "
+                               f"{len(memory.ids)}, and no id column to match them by: --memory needs an id column "
+                               "(dump custom ... id ...) when atoms come and go")
+    return np.arange(1, frame.natoms + 1)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -227,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threshold", type=_probability, default=None,
                    help="confidence (0..1) below which an atom is labelled -1 (other); default: the model's "
                         "calibrated threshold (lammps-phase info shows it)")
+    c.add_argument("--memory", type=_weight, default=None, metavar="W",
+                   help="average each atom's class probabilities over the frames, weight W on the newest "
+                        "(0.5 ≈ the last three frames; atoms matched by their id column): labels that do not flicker")
     c.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_classify)

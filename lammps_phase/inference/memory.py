@@ -22,6 +22,7 @@ after 1–2 labellings with ``w`` = 0.5. Label often enough that this is shorter
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -53,11 +54,27 @@ class LabelMemory:
 
     values: np.ndarray
     weight: float = 0.5
+    ids: Optional[np.ndarray] = None  # the atoms the rows belong to, once :meth:`follow` has been used
 
     def __post_init__(self) -> None:
         self.weight = check_weight(self.weight)
         if not isinstance(self.values, np.ndarray) or self.values.ndim != 2:
             raise LammpsPhaseError("the label memory needs an (atoms, classes) array")
+
+    def follow(self, ids: np.ndarray) -> None:
+        """Reorder the rows to the atoms ``ids`` (one per atom, unique) of the next labelling: rows of atoms seen
+        before move with them, new atoms start empty, atoms gone are forgotten. For frames whose atoms come in
+        another order each time (a dump written without ``sort id``) or change in number."""
+        ids = np.asarray(ids).astype(np.int64).ravel()
+        if len(np.unique(ids)) != len(ids):
+            raise LammpsPhaseError("atom ids repeat within a frame: the label memory cannot tell the atoms apart")
+        rows = np.zeros((len(ids), self.values.shape[1]))
+        if self.ids is not None and len(self.ids):
+            order = np.argsort(self.ids)
+            where = np.clip(np.searchsorted(self.ids, ids, sorter=order), 0, len(self.ids) - 1)
+            seen = self.ids[order[where]] == ids
+            rows[seen] = self.values[order[where[seen]]]
+        self.values, self.ids = rows, ids
 
     @classmethod
     def empty(cls, atoms: int, classes: int, weight: float = 0.5) -> "LabelMemory":

@@ -173,6 +173,41 @@ def test_cli_classify_multiframe_gz(tmp_path, capsys, random_sio2_checkpoint, qu
         assert abs(sum(map(float, r[1:])) - 1.0) < 1e-3
 
 
+def test_cli_classify_with_memory_follows_atoms_by_id(tmp_path, capsys, random_sio2_checkpoint, quartz, clf):
+    """--memory W: each atom's probabilities are averaged over the frames, matched by id even when a frame lists
+    its atoms in another order; the labels equal the Classifier's with one LabelMemory in id order."""
+    from lammps_phase.inference.memory import LabelMemory
+
+    pos, cell, sym = quartz
+    rng = np.random.default_rng(5)
+    frames = [pos + rng.normal(scale=0.15, size=pos.shape) for _ in range(3)]
+    shuffle = rng.permutation(len(pos))
+    types = np.where(sym == "Si", 1, 2)
+    src = tmp_path / "in.dump"
+    with DumpWriter(src) as w:
+        for ts, p in zip((0, 100, 200), frames):
+            order = shuffle if ts == 200 else np.arange(len(p))  # the last frame unsorted
+            cols = {"id": order + 1, "type": types[order], "x": p[order, 0], "y": p[order, 1], "z": p[order, 2]}
+            w.write(Frame(ts, np.zeros(3), np.diag(cell).copy(), np.zeros(3), (True, True, True), cols))
+    out = tmp_path / "out.dump"
+    assert main(["classify", str(src), "--model", str(random_sio2_checkpoint), "--types", "Si O", "-o", str(out), "-q",
+                 "--memory", "0.5"]) == 0
+    memory = LabelMemory.empty(len(pos), len(clf.classes), 0.5)
+    changed = 0
+    for got, p in zip(read_dump(out), frames):
+        expect = clf.classify(p, cell, sym, memory=memory)
+        by_id = np.argsort(got.columns["id"])
+        np.testing.assert_array_equal(got.columns["phase"][by_id], expect.labels)
+        np.testing.assert_allclose(got.columns["phase_conf"][by_id], expect.confidence, atol=1e-4)
+        changed += int((expect.labels != clf.classify(p, cell, sym).labels).sum())
+    assert changed > 0, "the memory never changed a label: the test proves nothing"
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        main(["classify", str(src), "--model", str(random_sio2_checkpoint), "-o", str(tmp_path / "x.dump"),
+              "--types", "Si O", "--memory", "0"])
+    assert stopped.value.code == 2 and "--memory 0 must lie in (0, 1]" in capsys.readouterr().err
+
+
 def test_cli_classify_says_how_to_get_the_faster_kernels(tmp_path, capsys, monkeypatch, random_sio2_checkpoint, quartz):
     """Without kernels built ahead of time, a large frame gets one line naming the command that builds them; with
     them, or with -q, nothing. Labels are the same either way."""

@@ -72,3 +72,15 @@ def test_classifier_labels_from_the_blend(classifier, quartz):
     assert not np.array_equal(blended.labels, plain.labels)  # the memory did change labels
 
 
+
+
+def test_rows_follow_their_atoms_by_id():
+    memory = LabelMemory.empty(0, 2, weight=0.5)
+    memory.follow(np.array([10, 20, 30]))
+    memory.update(np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]))
+    memory.follow(np.array([30, 40, 10]))  # 20 gone, 40 new, the rest reordered
+    np.testing.assert_allclose(memory.values, [[0.5, 0.5], [0.0, 0.0], [1.0, 0.0]])
+    p = np.array([[0.0, 1.0], [0.2, 0.8], [0.0, 1.0]])
+    np.testing.assert_allclose(memory.update(p), [[0.25, 0.75], [0.2, 0.8], [0.5, 0.5]])
+    with pytest.raises(LammpsPhaseError, match="atom ids repeat"):
+        memory.follow(np.array([1, 1, 2]))
