@@ -15,6 +15,8 @@ from lammps_phase.model import checkpoint as ckpt_io
 from lammps_phase.cli import main
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.formats import DumpWriter, Frame, read_dump
+from lammps_phase.inference.memory import LabelMemory
+from lammps_phase.inference.neighbors import knn
 from lammps_phase.cell import lammps_box_to_cell
 from lammps_phase.data.structures import build, supercell
 
@@ -173,11 +175,33 @@ def test_cli_classify_multiframe_gz(tmp_path, capsys, random_sio2_checkpoint, qu
         assert abs(sum(map(float, r[1:])) - 1.0) < 1e-3
 
 
+def test_classifier_labels_from_the_memory_blend(clf, quartz):
+    """Labels are the argmax of the blended calibrated probabilities, confidence its maximum; weight 1 reproduces
+    the labelling without memory; the memory is written in place."""
+    positions, cell, species = quartz
+    plain = clf.classify(positions, cell, species, threshold=0.0)
+    assert len(np.unique(plain.labels)) > 1, "a test model that gives one label everywhere proves nothing"
+    memory = LabelMemory.empty(len(positions), len(clf.classes), weight=1.0)
+    same = clf.classify(positions, cell, species, threshold=0.0, memory=memory)
+    assert np.array_equal(same.labels, plain.labels)
+    np.testing.assert_allclose(same.confidence, plain.confidence, atol=1e-6)
+    np.testing.assert_allclose(memory.values.sum(axis=1), 1.0, atol=1e-5)
+
+    earlier = np.random.default_rng(3).dirichlet(np.ones(len(clf.classes)), size=len(positions))
+    memory = LabelMemory(earlier.copy(), weight=0.5)
+    blended = clf.classify(positions, cell, species, threshold=0.0, memory=memory)
+    logits = clf.logits(clf.species_indices(species),
+                               knn(positions, clf.k, cell=cell))
+    expected = 0.5 * torch.softmax(logits.float() / clf.temperature, dim=-1).numpy() + 0.5 * earlier
+    np.testing.assert_allclose(memory.values, expected, atol=1e-6)
+    assert np.array_equal(blended.labels, expected.argmax(axis=1))
+    np.testing.assert_allclose(blended.confidence, expected.max(axis=1), atol=1e-6)
+    assert not np.array_equal(blended.labels, plain.labels)  # the memory did change labels
+
+
 def test_cli_classify_with_memory_follows_atoms_by_id(tmp_path, capsys, random_sio2_checkpoint, quartz, clf):
     """--memory W: each atom's probabilities are averaged over the frames, matched by id even when a frame lists
     its atoms in another order; the labels equal the Classifier's with one LabelMemory in id order."""
-    from lammps_phase.inference.memory import LabelMemory
-
     pos, cell, sym = quartz
     rng = np.random.default_rng(5)
     frames = [pos + rng.normal(scale=0.15, size=pos.shape) for _ in range(3)]
