@@ -12,6 +12,7 @@ same run.
     . .venv/bin/activate
     python benchmarks/insitu_overhead.py                       # checkpoints/sio2.pt, 2 ranks
     python benchmarks/insitu_overhead.py --checkpoint my.pt --steps 600 --every 100 --ranks 2
+    python benchmarks/insitu_overhead.py --memory     # also gather and local mode with the label memory
 
 Prints a markdown table.
 """
@@ -41,9 +42,11 @@ STATS_JSON = "phase_stats_{rank}.json"
 
 
 def deck(data: Path, checkpoint: Path, steps: int, every: int, mode: str | None, comm_cutoff: float | None,
-         stats_json: str = STATS_JSON) -> str:
+         stats_json: str = STATS_JSON, memory_columns: int = 0) -> str:
     """An NVT run of the data file; mode None = no labelling. The labeler's per-call statistics go to ``stats_json``
-    (``{rank}`` = the MPI rank) after the run."""
+    (``{rank}`` = the MPI rank) after the run. ``memory_columns`` > 0: with a label memory of that many classes."""
+    memory = f" d2_phase_memory {memory_columns}" if memory_columns else ""
+    keyword = ', memory="d2_phase_memory"' if memory_columns else ""
     bks = potentials.get("bks_dsf")
     lines = [*bks.init_commands(), f"read_data {data}", *bks.commands({"Si": 1, "O": 2}),
              "velocity all create 300 20240 loop geom", "fix nvt all nvt temp 300 300 0.1", "timestep 0.001"]
@@ -51,10 +54,10 @@ def deck(data: Path, checkpoint: Path, steps: int, every: int, mode: str | None,
         lines.append(f"comm_modify cutoff {comm_cutoff}")
     if mode is not None:
         lines += [
-            "fix phase all property/atom i_phase d_phase_conf",
+            f"fix phase all property/atom i_phase d_phase_conf{memory}",
             'python phase_step input 1 SELF format p here """',
             "from lammps_phase.insitu import PhaseLabeler",
-            f'labeler = PhaseLabeler("{checkpoint}", types="Si O", mode="{mode}")',
+            f'labeler = PhaseLabeler("{checkpoint}", types="Si O", mode="{mode}"{keyword})',
             recording_deck_code(stats_json),
             '"""',
             "python dump_stats input 1 SELF format p exists",
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ranks", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs per configuration, interleaved; the minimum counts (load from other jobs only adds)")
+    parser.add_argument("--memory", action="store_true", help="also each labelling mode with the label memory")
     args = parser.parse_args(argv)
     if not args.checkpoint.is_file():
         raise LammpsPhaseError(f"checkpoint {args.checkpoint} does not exist: train one or pass --checkpoint PATH")
@@ -122,12 +126,16 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(("local", "local", None))
         else:
             runs += [("local", "local", cutoff), (f"no labels, comm cutoff {cutoff:g} Å", None, cutoff)]
+        if args.memory:
+            runs += [(f"{name}, memory", mode, comm) for name, mode, comm in runs if mode is not None]
+        columns = len(classifier.classes)
         times: dict[str, float] = {}
         in_run: dict[str, list[float]] = {}  # callback seconds / (loop time − callback seconds), same run
         for rep in range(args.repeats):
             for name, mode, comm in runs:
-                t = loop_time(deck(data, checkpoint, args.steps, args.every, mode, comm), args.ranks, workdir,
-                              re.sub(r"\W+", "_", name))
+                text = deck(data, checkpoint, args.steps, args.every, mode, comm,
+                            memory_columns=columns if name.endswith(", memory") else 0)
+                t = loop_time(text, args.ranks, workdir, re.sub(r"\W+", "_", name))
                 times[name] = min(t, times.get(name, float("inf")))
                 extra = ""
                 if mode is not None:
