@@ -10,8 +10,14 @@ beyond the deep crystal's own 90th percentile: labels no check can call right or
 
     python benchmarks/interface_truth.py --checkpoint checkpoints/sio2_surfaces.pt
 
-Needs the cached runs of ``--config`` in ``--workdir`` (``lammps-phase-train CONFIG --stage heating``). Each run's
-reference crystal is relaxed again (deterministic: the same minimisation the run started with).
+Needs the cached runs of ``--config`` in ``--workdir`` (``lammps-phase-train CONFIG --stage heating``). Runs made since
+session 18 keep each atom's time-averaged site distance, the one their labels were made from; for older runs the
+reference crystal is relaxed again (deterministic: the same minimisation the run started with) and the distance
+taken from the instantaneous positions. ``--rerun`` makes the selected runs afresh in a scratch folder, with the
+time-averaged distances, and leaves the cache alone:
+
+    python benchmarks/interface_truth.py --config inputs/train_sio2.toml --checkpoint checkpoints/sio2.pt \
+        --rerun --only alpha_quartz --potential bks_dsf
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from lammps_phase.data.geometry import interface_distance, interface_side  # noq
 from lammps_phase.data.isolation import run_supercell  # noqa: E402
 from lammps_phase.data.md_session import LammpsSession  # noqa: E402
 from lammps_phase.training.config import load_config, potential_of  # noqa: E402
-from lammps_phase.training.runs import build_crystal, run_key  # noqa: E402
+from lammps_phase.training.runs import build_crystal, one_run, run_key  # noqa: E402
 
 NEAR = 3.0  # Å: "at the interface" in issue 11
 
@@ -39,9 +45,11 @@ def run_table(cfg, spec, npz: Path, classifiers: list[Classifier], scratch: Path
     data = np.load(npz)
     if len(data["positions"]) == 0:
         return [f"{npz.stem}: no kept frames"]
-    crystal = run_supercell(build_crystal(spec), spec.min_length or cfg.supercell_min_length)
-    with LammpsSession(crystal, potential_of(cfg, spec), scratch / "relax.log") as session:
-        reference = session.relax(spec.pressures[0])
+    averaged = "lattice_distance" in data.files  # runs made since session 18 keep the distance their labels used
+    if not averaged:  # older runs: the reference crystal relaxed again, instantaneous positions
+        crystal = run_supercell(build_crystal(spec), spec.min_length or cfg.supercell_min_length)
+        with LammpsSession(crystal, potential_of(cfg, spec), scratch / "relax.log") as session:
+            reference = session.relax(spec.pressures[0])
     species = np.asarray(data["species"])
     own = cfg.classes.index(spec.name)
     lut = np.array([own, cfg.classes.index(spec.partner), -1])
@@ -52,9 +60,12 @@ def run_table(cfg, spec, npz: Path, classifiers: list[Classifier], scratch: Path
         cell, origin = data["cells"][f], data["origins"][f]
         codes = data["atom_labels"][f].astype(int)
         melted = interface_side(pos, cell, origin, spec.axis)
-        frac = (pos - origin) @ np.linalg.inv(cell)
-        parts["site"].append(lattice_site_distance(frac, reference.sites_fractional, cell, species,
-                                                   anchor=~melted & (codes == 0)))
+        if averaged:
+            parts["site"].append(data["lattice_distance"][f].astype(float))
+        else:
+            frac = (pos - origin) @ np.linalg.inv(cell)
+            parts["site"].append(lattice_site_distance(frac, reference.sites_fractional, cell, species,
+                                                       anchor=~melted & (codes == 0)))
         parts["truth"].append(lut[codes])
         parts["melted"].append(melted)
         parts["distance"].append(interface_distance(pos, cell, origin, spec.axis))
@@ -63,7 +74,8 @@ def run_table(cfg, spec, npz: Path, classifiers: list[Classifier], scratch: Path
     site, truth, melted, distance = (np.concatenate(parts[k]) for k in ("site", "truth", "melted", "distance"))
     predicted = [np.concatenate(s) for s in said]
     spread = float(np.percentile(site[~melted & (distance > NEAR) & (truth == own)], 90))
-    lines = [f"{npz.stem}: {len(data['positions'])} frames; deep crystal's site distance p90 {spread:.2f} Å"]
+    how = "time-averaged, as the labels" if averaged else "instantaneous"
+    lines = [f"{npz.stem}: {len(data['positions'])} frames; site distances {how}; deep crystal's p90 {spread:.2f} Å"]
     places = [("crystal side > 3 Å, crystal", ~melted & (distance > NEAR) & (truth == own)),
               ("crystal side ≤ 3 Å, crystal", ~melted & (distance <= NEAR) & (truth == own))]
     for lo, hi in ((0, 2), (2, 4), (4, np.inf)):
@@ -93,17 +105,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default="cache/sio2_surfaces")
     parser.add_argument("--checkpoint", action="append", required=True, help="repeat to compare models")
     parser.add_argument("--seed", type=int, default=4, help="the held-out test runs' seed")
+    parser.add_argument("--rerun", action="store_true",
+                        help="make the runs afresh in <workdir>/interface_truth/runs (the cached ones are left alone), "
+                             "so their time-averaged site distances are kept")
+    parser.add_argument("--only", action="append", help="only blocks of this phase name (repeatable)")
+    parser.add_argument("--potential", help="only blocks in this potential")
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     classifiers = [Classifier.load(c, device="cpu") for c in args.checkpoint]
     print("models: " + " / ".join(args.checkpoint))
     scratch = Path(args.workdir) / "interface_truth"
     scratch.mkdir(parents=True, exist_ok=True)
+    runs = scratch / "runs" if args.rerun else Path(args.workdir) / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
     for spec in cfg.phases:
         if spec.variant != "interface" or spec.partner not in ("amorphous", "melt"):
             continue
+        if (args.only and spec.name not in args.only) or (args.potential and potential_of(cfg, spec) != args.potential):
+            continue
         for pressure in spec.pressures:
-            npz = Path(args.workdir) / "runs" / f"{run_key(spec, pressure, args.seed)}.npz"
+            if args.rerun:  # the pipeline's own run, kept under its own name in the scratch folder
+                one_run(cfg, runs, spec, pressure, args.seed, False, lambda *a, **k: None)
+            npz = runs / f"{run_key(spec, pressure, args.seed)}.npz"
             if not npz.exists():
                 print(f"{npz.stem}: not cached (run the heating stage)")
                 continue

@@ -93,6 +93,9 @@ class Snapshot:
     atom_labels: np.ndarray | None = None
     #: (N, 3) fractional positions averaged over the snapshot's window (unwrapped); None when not recorded
     mean_fractional: np.ndarray | None = None
+    #: Å per atom, interface runs: the time-averaged distance to the nearest site of the crystal side's lattice
+    #: (:func:`lattice_site_distance`, what the labels' registry thresholds); None elsewhere
+    lattice_distance: np.ndarray | None = None
 
 
 @dataclass
@@ -245,7 +248,8 @@ def lattice_site_distance(fractional: np.ndarray, sites_fractional: np.ndarray, 
 
 def lattice_registry(fractional: np.ndarray, sites_fractional: np.ndarray, cell: np.ndarray,
                      species: Sequence[str], anchor: np.ndarray, *, site_cutoff: float = 0.9,
-                     radius: float = 3.5, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     radius: float = 3.5, groups: np.ndarray | None = None,
+                     distance: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(registry, on_lattice) per atom: whether it sits within ``site_cutoff`` Å of *any* lattice site of its
     species, and the fraction of atoms within ``radius`` Å (itself included) that do. With ``groups`` (one
     integer per atom) only neighbours of the atom's own group count: at an interface, the crystal atoms across
@@ -260,11 +264,14 @@ def lattice_registry(fractional: np.ndarray, sites_fractional: np.ndarray, cell:
     glass on its lattice although it bends and twins a little there (0.6 Å dropped a quarter of a quartz half
     more than 3 Å from a glass), while a disordered atom lands that near a site of its species by chance
     (≈ 10–25 %, O more often than Si) too rarely for its neighbours to reach a registry of 0.5.
+    ``distance``: :func:`lattice_site_distance` of these atoms when the caller already has it.
     """
     frac = np.asarray(fractional, float)
     species = np.asarray(species)
     cell = np.asarray(cell, float)
-    on_lattice = lattice_site_distance(frac, sites_fractional, cell, species, anchor) < site_cutoff
+    if distance is None:
+        distance = lattice_site_distance(frac, sites_fractional, cell, species, anchor)
+    on_lattice = np.asarray(distance) < site_cutoff
     from ase.neighborlist import neighbor_list
 
     wrapped = np.mod(frac, 1.0) @ cell

@@ -44,6 +44,7 @@ from lammps_phase.data.checks import (
     check_slab,
     check_surface,
     lattice_registry,
+    lattice_site_distance,
 )
 from lammps_phase.data.geometry import (
     axis_index,
@@ -188,8 +189,9 @@ def strained_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, axi
 def _interface_labels(snap: Snapshot, reference: Reference, upper: np.ndarray, partner: str, *,
                       site_cutoff: float = 1.0, min_msd: float = 5.0, max_glass_msd: float = 1.5,
                       msd_per_atom: np.ndarray | None = None, crystal_registry: float = 0.6,
-                      partner_registry: float = 0.5) -> tuple[np.ndarray, PhaseCheck]:
-    """Per-atom codes (0 crystal, 1 partner, −1 none) and the check of the disordered side.
+                      partner_registry: float = 0.5) -> tuple[np.ndarray, PhaseCheck, np.ndarray]:
+    """Per-atom codes (0 crystal, 1 partner, −1 none), the check of the disordered side, and each atom's
+    time-averaged distance to the crystal's lattice (what the registry thresholds; how sure a code is).
 
     An atom's code follows what it is, not the side it started on (:func:`lattice_registry`, time-averaged
     positions; neighbours counted on the atom's own side). A melted-side atom is crystal when it sits on the
@@ -208,8 +210,9 @@ def _interface_labels(snap: Snapshot, reference: Reference, upper: np.ndarray, p
     fractional = snap.mean_fractional
     if fractional is None:
         fractional = (snap.positions - snap.origin) @ np.linalg.inv(snap.cell)
+    distance = lattice_site_distance(fractional, reference.sites_fractional, snap.cell, snap.species, ~upper & on_site)
     registry, on_lattice = lattice_registry(fractional, reference.sites_fractional, snap.cell, snap.species,
-                                            anchor=~upper & on_site, groups=upper)
+                                            anchor=~upper & on_site, groups=upper, distance=distance)
     codes = np.full(len(snap.species), -1, np.int8)
     if check.holds:
         codes[upper & (~on_lattice | (registry < partner_registry))] = 1
@@ -221,7 +224,7 @@ def _interface_labels(snap: Snapshot, reference: Reference, upper: np.ndarray, p
         codes[:] = np.where(codes == 1, 1, -1)
         check.holds = False
         check.reason = "; ".join(r for r in (check.reason, "crystal side: " + crystal.reason) if r)
-    return codes, check
+    return codes, check, distance.astype(np.float32)
 
 
 def _interface_impl(crystal, potential, pressure_gpa, axis, partner, t_crystal, melt_temperature, melt_ps,
@@ -268,9 +271,9 @@ def _interface_impl(crystal, potential, pressure_gpa, axis, partner, t_crystal, 
             msd_ref = None
 
         def record(snap: Snapshot) -> bool:
-            codes, check = _interface_labels(snap, reference, upper, partner, min_msd=min_msd,
-                                             max_glass_msd=max_glass_msd, msd_per_atom=msd_ref)
-            snap.atom_labels, snap.check = codes, check
+            codes, check, distance = _interface_labels(snap, reference, upper, partner, min_msd=min_msd,
+                                                       max_glass_msd=max_glass_msd, msd_per_atom=msd_ref)
+            snap.atom_labels, snap.check, snap.lattice_distance = codes, check, distance
             run.snapshots.append(snap)
             return True
 

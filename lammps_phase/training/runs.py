@@ -171,6 +171,9 @@ def save_run(run: PhaseRun, path: Path, params: Optional[dict[str, Any]] = None)
             reference_cell=np.asarray(run.reference.cell),
             **({"atom_labels": np.stack([s.atom_labels for s in kept]).astype(np.int8)}
                if kept[0].atom_labels is not None else {}),
+            # interface runs: how far each atom sat from the crystal's lattice, time-averaged (how sure its label is)
+            **({"lattice_distance": np.stack([s.lattice_distance for s in kept]).astype(np.float32)}
+               if kept[0].lattice_distance is not None else {}),
         )
     else:
         np.savez_compressed(tmp, positions=np.zeros((0, 0, 3), np.float32), species=np.array([], dtype=str))
@@ -179,7 +182,7 @@ def save_run(run: PhaseRun, path: Path, params: Optional[dict[str, Any]] = None)
     return summary
 
 
-def _one_run(cfg: PipelineConfig, runs_dir: Path, spec: PhaseSpec, p: float, seed: int, force: bool,
+def one_run(cfg: PipelineConfig, runs_dir: Path, spec: PhaseSpec, p: float, seed: int, force: bool,
              log) -> tuple[dict[str, Any], bool, float]:
     """(summary, made now, seconds) of one heating run: the cached one when still current, else a new one."""
     key = run_key(spec, p, seed)
@@ -210,7 +213,7 @@ def stage_heating(cfg: PipelineConfig, work: Path, force: bool, log=print) -> li
     jobs = [(spec, p, seed) for spec in cfg.phases for p in spec.pressures for split in SPLITS for seed in cfg.seeds[split]]
     jobs.sort(key=lambda job: job[0].variant == "bulk")  # new kinds of run first: their failures show early
     with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:
-        futures = [pool.submit(_one_run, cfg, runs_dir, spec, p, seed, force, log) for spec, p, seed in jobs]
+        futures = [pool.submit(one_run, cfg, runs_dir, spec, p, seed, force, log) for spec, p, seed in jobs]
         summaries = []
         for i, ((spec, p, seed), future) in enumerate(zip(jobs, futures)):
             summary, made, seconds = future.result()

@@ -74,8 +74,11 @@ def test_interface_codes_follow_the_atoms_not_their_starting_side(monkeypatch):
     monkeypatch.setattr(variants, "check_amorphous", lambda *a, **k: glass)
     crystal = PhaseCheck(True, "", {4: 1}, 1.0, 1.0, 0.0, 0.0)  # judged by its own tests; here only the codes
     monkeypatch.setattr(variants, "check_phase", lambda *a, **k: crystal)
-    codes, check = variants._interface_labels(snap, reference, upper, "amorphous")
+    codes, check, distance = variants._interface_labels(snap, reference, upper, "amorphous")
     assert check.holds
+    # the distance the registry thresholded, time-averaged: the ordered layer on its sites, the scrambled atoms off
+    assert distance.shape == (len(codes),) and np.median(distance[ordered_layer]) < 0.05
+    assert np.median(distance[scrambled]) > 0.5
     inner = ordered_layer & (depth > 0.5) & (depth < 2.0)  # ordered layer, away from the scrambled atoms
     assert (codes[inner] == 0).all()  # started on the melted side, still crystal
     deep_glass = scrambled & (np.abs(s - 0.8) < 0.05)

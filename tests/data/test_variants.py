@@ -9,6 +9,7 @@ import torch
 from lammps_phase.data import geometry, structures, variants
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.training.loop import combined_loss
+from lammps_phase.training.runs import save_run
 
 
 def test_bad_axis_and_strain_are_refused_before_lammps_starts():
@@ -60,6 +61,12 @@ def test_slab_strain_and_interface_runs_in_lammps(tmp_path):
     assert (melted == 1).mean() > 0.75 and (melted == 0).mean() < 0.12
     lower = snap.atom_labels[~upper]
     assert (lower == 0).mean() > 0.7 and set(np.unique(lower)) <= {0, -1}  # crystal, or unlabelled if it moved
+    # each snapshot keeps how far its atoms sat from the lattice (time-averaged): crystal close, liquid far
+    assert np.median(snap.lattice_distance[~upper & (snap.atom_labels == 0)]) < 0.4
+    assert np.median(snap.lattice_distance[upper & (snap.atom_labels == 1)]) > 0.6
+    save_run(run, tmp_path / "if.npz")
+    with np.load(tmp_path / "if.npz") as saved:
+        assert saved["lattice_distance"].shape == saved["atom_labels"].shape
 
 
 def test_tersoff_quartz_that_gave_way_under_strain_is_not_kept(tmp_path):
