@@ -62,15 +62,14 @@ import numpy as np
 
 from lammps_phase import runtime
 from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.inference.memory import LabelMemory, check_weight
 from lammps_phase.insitu.collectives import (Stop, agree, announce, choose_mode, describe, node_cpus, node_device,
                                              on_cpus, quiet_barrier, stop)
-from lammps_phase.inference.memory import LabelMemory, check_weight
 from lammps_phase.insitu.lammps_glue import (as_lammps, atom_array, check_memory, check_properties, check_type_map,
                                              checkpoint_argument, communicator, deck_errors_to_log,
                                              define_fraction_variables, memory_rows, option_arguments,
-                                             property_arguments,
-                                             publish_fractions, substitute, threshold_argument, types_argument,
-                                             write_property)
+                                             property_arguments, publish_fractions, substitute, threshold_argument,
+                                             types_argument, write_property)
 from lammps_phase.insitu.halo import HaloExchange, HaloPlan, current_plan
 from lammps_phase.insitu.local_mode import ClassifierFailure, GhostShell, checked_rows, owned_rows
 from lammps_phase.insitu.statistics import LabelerStats, Traffic
