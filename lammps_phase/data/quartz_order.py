@@ -85,9 +85,10 @@ def _site_offsets(positions: np.ndarray, species, cell: np.ndarray, origin: np.n
     missing = [int(np.sum(site_species == e)) - int(np.sum(species == e)) for e in elements]
     allowed = len(sites) // 2 if missing_atoms else 0
     if len(sites) != len(positions) + sum(missing) or min(missing) < 0 or sum(missing) > allowed:
-        raise LammpsPhaseError(f"a {lengths.round(2)} Å box of {len(positions)} atoms is not a whole number of quartz cells "
-                               f"({len(sites)} sites): the α/β tilt is defined for bulk boxes of the library's orthogonal "
-                               f"quartz cell; build the crystal from structure = \"alpha_quartz\" or \"beta_quartz\"")
+        raise LammpsPhaseError(f"a {lengths.round(2)} Å box of {len(positions)} atoms is not a whole number of quartz "
+                               f"cells ({len(sites)} sites): the α/β tilt is defined for bulk boxes of the library's "
+                               f"orthogonal quartz cell; build the crystal from structure = \"alpha_quartz\" or "
+                               f"\"beta_quartz\"")
     frac = (np.asarray(positions, float) - origin) @ np.linalg.inv(cell)
     # the origin shift that puts the atoms on the β sites: a coarse grid over one β cell, then two refinements
     step = 1.0 / repeats / 8.0

@@ -21,8 +21,8 @@ from lammps_phase.errors import LammpsPhaseError
 
 __all__ = ["VARIABLE_REFERENCE", "as_lammps", "atom_array", "check_memory", "check_properties", "check_type_map",
            "checkpoint_argument", "communicator", "deck_errors_to_log", "define_fraction_variables", "memory_argument",
-           "memory_rows", "option_arguments", "property_arguments", "publish_fractions", "substitute", "threshold_argument", "types_argument",
-           "write_log_line", "write_property"]
+           "memory_rows", "option_arguments", "property_arguments", "publish_fractions", "substitute",
+           "threshold_argument", "types_argument", "write_log_line", "write_property"]
 
 _LMP_INT, _LMP_DOUBLE = 0, 2  # lammps.constants LAMMPS_INT, LAMMPS_DOUBLE (extract_atom_datatype)
 #: ``${name}``: a LAMMPS variable in an argument, replaced at the first call (LAMMPS does not substitute
@@ -213,8 +213,8 @@ def check_memory(lmp: Any, name: str, columns: int) -> None:
     """The label memory ``name`` must be a per-atom float array with one column per class (a deck mistake)."""
     rows = _array_rows(lmp, name)
     if rows is None or lmp.extract_atom_datatype(name) != _LMP_DOUBLE:
-        raise LammpsPhaseError(f"no per-atom array {name} to keep the label memory in: add `{_memory_fix_line(name, columns)}`"
-                               " (one column per class) before this command")
+        raise LammpsPhaseError(f"no per-atom array {name} to keep the label memory in: add "
+                               f"`{_memory_fix_line(name, columns)}` (one column per class) before this command")
     if int(lmp.extract_global("nmax")) >= 2:  # rows are contiguous: their stride is the number of columns
         stride = ctypes.cast(rows[1], c_void_p).value - ctypes.cast(rows[0], c_void_p).value
         if stride != 8 * columns:
