@@ -9,8 +9,8 @@ import pytest
 
 from lammps_phase.inference import formats
 from lammps_phase.inference.memory import LabelMemory
-from lammps_runs import (TYPE_MAP, classifier, common_vars, error_deck, offline, quartz, run_deck,
-                         needs_mpi_lammps, workdir)
+from lammps_runs import (TYPE_MAP, classifier, common_vars, error_deck, needs_mpi_lammps, offline, quartz, run_deck,
+                         run_lammps, workdir)
 
 SHARED_FIXTURES = (classifier, common_vars, quartz, workdir)  # module-scoped, from lammps_runs
 
@@ -31,14 +31,15 @@ def memory_deck(columns: int, weight: float = 0.5) -> str:
               f"fix phase_local all property/atom i_phase_local d_phase_local_conf d2_memory_local {columns}")
     deck = deck.replace("i_phase d_phase_conf\ndump_modify",
                         "i_phase d_phase_conf i_phase_local d_phase_local_conf d2_memory[1]\ndump_modify")
-    return deck.replace("velocity all create 600", "velocity all create 5000").replace(
+    deck = deck.replace("velocity all create 600", "velocity all create 5000").replace(
         "fix nve all nve", "fix nve all nve\nneigh_modify every 1 delay 0 check yes").replace("run 10", "run 30")
+    return deck + "write_restart memory.restart\n"
 
 
 @needs_mpi_lammps
 def test_in_situ_memory_follows_the_atoms_in_both_modes(workdir, quartz, common_vars, classifier):
     """Gather and local mode on 2 ranks label as the offline Classifier does with one LabelMemory carried from
-    frame to frame, while atoms change ranks; without memory the later labels would differ."""
+    frame to frame, while atoms change ranks; without memory the later labels would differ; a restart keeps it."""
     columns = len(classifier.classes)
     rc, screen, _, cwd = run_deck(workdir, "memory", memory_deck(columns), quartz, common_vars)
     assert rc == 0, screen[-3000:]
@@ -56,6 +57,17 @@ def test_in_situ_memory_follows_the_atoms_in_both_modes(workdir, quartz, common_
         np.testing.assert_allclose(frame.columns["d2_memory[1]"], memory.values[:, 0], atol=1e-5)
         changed += int((remembered.labels != plain.labels).sum())
     assert changed > 0, "the memory never changed a label: the test proves nothing"
+
+    # the memory survives a restart (the fix defined again after read_restart, as LAMMPS wants)
+    restart = cwd / "in.restart"
+    restart.write_text("\n".join([
+        "read_restart memory.restart", "pair_style tersoff", "pair_coeff * * ${potfile} Si O",
+        f"fix phase all property/atom i_phase d_phase_conf d2_memory {columns}",
+        "dump d all custom 1 restart.dump id d2_memory[1]", "dump_modify d format float %.17g sort id", "run 0", ""]))
+    rc, screen, _ = run_lammps(restart, cwd, 2, **common_vars)
+    assert rc == 0, screen[-3000:]
+    restored = list(formats.read_dump(cwd / "restart.dump"))[0]
+    np.testing.assert_allclose(restored.columns["d2_memory[1]"], memory.values[:, 0], atol=1e-5)
 
 
 MEMORY_ERRORS = {
