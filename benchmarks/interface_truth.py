@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for pressure in spec.pressures:
             if args.rerun:  # the pipeline's own run, kept under its own name in the scratch folder
-                one_run(cfg, runs, spec, pressure, args.seed, False, lambda *a, **k: None)
+                one_run(cfg, runs, spec, pressure, args.seed, force=False, log=lambda *a, **k: None)
             npz = runs / f"{run_key(spec, pressure, args.seed)}.npz"
             if not npz.exists():
                 print(f"{npz.stem}: not cached (run the heating stage)")

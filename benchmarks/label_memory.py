@@ -7,7 +7,7 @@ The memory is reset at the start of every run; the first frame of a run has noth
 same for every weight. Frames are ``snapshot_every_ps`` apart (0.5 ps in the shipped configs): in a run labelling
 every 100 steps of 1 fs the same weight averages over a shorter time.
 
-    python benchmarks/label_memory.py inputs/train_sio2.toml --workdir cache/sio2_dense_seed1 \\
+    python benchmarks/label_memory.py inputs/train_sio2.toml --workdir cache/sio2_surfaces \\
         --checkpoint checkpoints/sio2.pt --weight 1 --weight 0.5 --variant interface --variant sphere
 
 With ``--md PS`` each selected run instead continues from its last frame for PS ps of NVT molecular dynamics at that

@@ -39,9 +39,9 @@ def _weight(text: str) -> float:
     from lammps_phase.inference.memory import check_weight
 
     try:
-        return check_weight(text)
+        return check_weight(text, "--memory")
     except LammpsPhaseError as err:
-        raise argparse.ArgumentTypeError(str(err).replace("memory_weight", "--memory")) from None
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _positive(text: str) -> float:

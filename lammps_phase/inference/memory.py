@@ -31,15 +31,15 @@ from lammps_phase.errors import LammpsPhaseError
 __all__ = ["LabelMemory", "check_weight"]
 
 
-def check_weight(weight: float) -> float:
-    """The weight of the newest labelling, 0 < w ≤ 1 (1: no memory)."""
+def check_weight(weight: float, name: str = "memory_weight") -> float:
+    """The weight of the newest labelling, 0 < w ≤ 1 (1: no memory); ``name``: the option it came from."""
     try:
         w = float(weight)
     except (TypeError, ValueError):
-        raise LammpsPhaseError(f"memory_weight {weight!r} must be a number in (0, 1]: 1 is no memory, 0.5 "
+        raise LammpsPhaseError(f"{name} {weight!r} must be a number in (0, 1]: 1 is no memory, 0.5 "
                                "averages about three labellings") from None
     if not 0.0 < w <= 1.0:
-        raise LammpsPhaseError(f"memory_weight {weight} must lie in (0, 1]: 1 is no memory, 0.5 averages about "
+        raise LammpsPhaseError(f"{name} {weight} must lie in (0, 1]: 1 is no memory, 0.5 averages about "
                                "three labellings")
     return w
 

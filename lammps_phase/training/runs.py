@@ -183,7 +183,7 @@ def save_run(run: PhaseRun, path: Path, params: Optional[dict[str, Any]] = None)
 
 
 def one_run(cfg: PipelineConfig, runs_dir: Path, spec: PhaseSpec, p: float, seed: int, force: bool,
-             log) -> tuple[dict[str, Any], bool, float]:
+            log) -> tuple[dict[str, Any], bool, float]:
     """(summary, made now, seconds) of one heating run: the cached one when still current, else a new one."""
     key = run_key(spec, p, seed)
     npz = runs_dir / f"{key}.npz"
