@@ -120,6 +120,10 @@ def run_params(cfg: PipelineConfig, spec: PhaseSpec, pressure: float, seed: int)
         from lammps_phase.data.variants import STRAINED_CHECK
 
         params["check"] = STRAINED_CHECK
+    if spec.variant == "interface" and spec.partner in ("amorphous", "melt"):  # likewise for the interface labels
+        from lammps_phase.data.variants import INTERFACE_LABELS
+
+        params["labels"] = INTERFACE_LABELS
     return params
 
 

@@ -53,6 +53,63 @@ def test_lattice_registry_refuses_mismatched_input():
         lattice_registry(sites[:-1], sites, cell, species, anchor=np.ones(len(sites), bool))
 
 
+def _interface_codes(monkeypatch, sites, frac, cell, species, upper):
+    """variants._interface_labels of one frame whose time-averaged fractional positions are ``frac``; both sides'
+    phase checks pass (they are judged by their own tests: here only the codes)."""
+    positions = sites @ cell
+    reference = Reference("alpha_quartz", "bks_dsf", 0.0, positions, cell, np.zeros(3), tuple(species), 0.0, 2.6,
+                          "Si", "O", 2.1, np.full(int((species == "Si").sum()), 4), 0.0)
+    moved = np.linalg.norm((frac - sites) @ cell, axis=1)
+    snap = Snapshot(frac @ cell, cell, np.zeros(3), tuple(species), 0, 0.0, 300.0, 300.0, 0.0, 2.6, -18.0,
+                    site_displacement=moved, msd=moved.mean() ** 2, stage="hold", mean_fractional=frac)
+    glass = PhaseCheck(True, "", {4: 1}, 0.0, 1.0, 0.9, 1.0)
+    monkeypatch.setattr(variants, "check_amorphous", lambda *a, **k: glass)
+    crystal = PhaseCheck(True, "", {4: 1}, 1.0, 1.0, 0.0, 0.0)
+    monkeypatch.setattr(variants, "check_phase", lambda *a, **k: crystal)
+    return variants._interface_labels(snap, reference, upper, "amorphous")
+
+
+def _displaced(sites, cell, atoms, shift, rng):
+    """``sites`` with ``atoms`` moved ``shift`` Å each, in random directions."""
+    direction = rng.normal(size=(int(atoms.sum()), 3))
+    direction *= shift / np.linalg.norm(direction, axis=1, keepdims=True)
+    frac = sites.copy()
+    frac[atoms] += direction @ np.linalg.inv(cell)
+    return frac
+
+
+@pytest.mark.parametrize("thermal, far_shift", [(0.1, 0.6), (0.7, 0.5)])
+def test_a_melted_side_atom_is_crystal_only_as_close_to_the_lattice_as_the_crystal_itself(monkeypatch, thermal,
+                                                                                         far_shift):
+    """The regrown layer's atoms count as crystal within the crystal half's p90 site distance (at least 0.4 Å);
+    farther, still inside the 0.9 Å registry band, they could be either and carry no label."""
+    sites, cell, species = _crystal((30.0, 12.0, 12.0))
+    upper = interface_side(sites @ cell, cell, np.zeros(3), "x")
+    rng = np.random.default_rng(7)
+    frac = _displaced(sites, cell, ~upper, thermal, rng)  # the crystal half: every atom `thermal` Å off its site
+    depth = (sites[:, 0] % 1.0 - 0.5) * cell[0, 0]
+    layer = upper & (depth < 4.0)  # the melted half: a layer on the lattice, glass beyond it
+    near, far = layer & (np.arange(len(sites)) % 2 == 0), layer & (np.arange(len(sites)) % 2 == 1)
+    for atoms, shift in ((near, 0.25), (far, far_shift)):
+        frac[atoms] = _displaced(sites, cell, atoms, shift, rng)[atoms]
+    glass = upper & ~layer
+    frac[glass] += rng.normal(scale=1.0, size=(int(glass.sum()), 3)) @ np.linalg.inv(cell)
+    codes, _, distance = _interface_codes(monkeypatch, sites, frac, cell, species, upper)
+    assert variants.lattice_spread(distance[~upper & (codes == 0)]) == pytest.approx(max(thermal, 0.4), abs=0.1)
+    inner = (depth > 0.5) & (depth < 2.5)  # well inside the layer: neighbours on the lattice on both sides
+    assert (codes[near & inner] == 0).all()
+    if thermal < 0.4:  # a stiff crystal: 0.6 Å is beyond its spread and the floor
+        assert (codes[far & inner] == -1).all()
+    else:  # a soft one: its own atoms sit farther than 0.5 Å from their sites too
+        assert (codes[far & inner] == 0).all()
+
+
+def test_lattice_spread_is_the_crystals_p90_with_a_floor():
+    assert variants.lattice_spread(np.linspace(0.0, 1.0, 101)) == pytest.approx(0.9)
+    assert variants.lattice_spread(np.full(50, 0.1)) == variants.MIN_LATTICE_SPREAD
+    assert variants.lattice_spread(np.zeros(0)) == variants.MIN_LATTICE_SPREAD
+
+
 def test_interface_codes_follow_the_atoms_not_their_starting_side(monkeypatch):
     """Layers of the melted side that stayed on the lattice are crystal, the rest glass, the band between none."""
     sites, cell, species = _crystal((30.0, 12.0, 12.0))
@@ -65,16 +122,7 @@ def test_interface_codes_follow_the_atoms_not_their_starting_side(monkeypatch):
     frac = sites.copy()
     scrambled = upper & ~ordered_layer
     frac[scrambled] += rng.normal(scale=0.8, size=(scrambled.sum(), 3)) @ np.linalg.inv(cell)
-    reference = Reference("alpha_quartz", "bks_dsf", 0.0, positions, cell, np.zeros(3), tuple(species), 0.0, 2.6,
-                          "Si", "O", 2.1, np.full(int((species == "Si").sum()), 4), 0.0)
-    moved = np.linalg.norm((frac - sites) @ cell, axis=1)
-    snap = Snapshot(frac @ cell, cell, np.zeros(3), tuple(species), 0, 0.0, 300.0, 300.0, 0.0, 2.6, -18.0,
-                    site_displacement=moved, msd=moved.mean() ** 2, stage="hold", mean_fractional=frac)
-    glass = PhaseCheck(True, "", {4: 1}, 0.0, 1.0, 0.9, 1.0)
-    monkeypatch.setattr(variants, "check_amorphous", lambda *a, **k: glass)
-    crystal = PhaseCheck(True, "", {4: 1}, 1.0, 1.0, 0.0, 0.0)  # judged by its own tests; here only the codes
-    monkeypatch.setattr(variants, "check_phase", lambda *a, **k: crystal)
-    codes, check, distance = variants._interface_labels(snap, reference, upper, "amorphous")
+    codes, check, distance = _interface_codes(monkeypatch, sites, frac, cell, species, upper)
     assert check.holds
     # the distance the registry thresholded, time-averaged: the ordered layer on its sites, the scrambled atoms off
     assert distance.shape == (len(codes),) and np.median(distance[ordered_layer]) < 0.05

@@ -118,6 +118,22 @@ def test_strained_runs_judged_by_an_older_check_are_remade(tmp_path):
     assert _cached_run(npz, older, said.append)["kept"] == 3
 
 
+def test_interface_runs_labelled_by_an_older_rule_are_remade(tmp_path):
+    """Crystal | glass and crystal | melt runs record how their atoms were labelled; a crystal | crystal run, labelled
+    otherwise, does not, so its cached runs stay valid."""
+    from lammps_phase.data.variants import INTERFACE_LABELS
+    from lammps_phase.training.runs import run_params
+
+    blocks = ('[[phase]]\nname = "alpha_quartz"\nvariant = "interface"\npartner = "amorphous"\n'
+              '[[phase]]\nname = "alpha_quartz"\nvariant = "interface"\npartner = "stishovite"\n'
+              '[[phase]]\nname = "amorphous"\nkind = "glass"\nstructure = "alpha_quartz"\n'
+              '[[phase]]\nname = "stishovite"\n')
+    cfg = load_config(_config(tmp_path, blocks))
+    glass, bicrystal = cfg.phases[:2]
+    assert run_params(cfg, glass, 0.0, 1)["labels"] == INTERFACE_LABELS
+    assert "labels" not in run_params(cfg, bicrystal, 0.0, 1)
+
+
 def test_the_relaxed_cell_of_a_strained_run_is_read_back(tmp_path):
     """Strain in the report is measured against the cell the run relaxed to, which the run file keeps."""
     from lammps_phase.training.runs import run_reference_cell
