@@ -133,6 +133,29 @@ def tilt_by_group(positions: np.ndarray, species, cell: np.ndarray, origin: np.n
     return out
 
 
+#: depth shells (Å below a void's surface) whose tilt :func:`shell_codes` judges one by one: the outermost layers,
+#: the shell where hot quartz next to a void loses its tilt (0.44–0.51 from 550 K, session 18), and the rest
+TILT_SHELLS = (4.0, 10.0)
+
+
+def shell_codes(positions: np.ndarray, species, cell: np.ndarray, origin: np.ndarray, depth: np.ndarray,
+                phase: str) -> np.ndarray:
+    """Per-atom label codes of a quartz box with a void: 0 where the atom's depth shell (:data:`TILT_SHELLS`) keeps
+    ``phase``'s tilt (α ≥ :data:`MIN_ALPHA_TILT`, β ≤ :data:`MAX_BETA_TILT`), −1 where it does not.
+
+    Why: a box's tilt is an average. Hot α-quartz next to a void keeps a box tilt above the α limit while the
+    shell below the void has lost half of it; the phase label would stand there on no check."""
+    depth = np.asarray(depth, float)
+    edges = (0.0, *TILT_SHELLS, np.inf)
+    shells = [(depth >= lo) & (depth < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+    codes = np.zeros(len(depth), np.int8)
+    for shell, (value, _) in zip(shells, tilt_by_group(positions, species, cell, origin, shells)):
+        lost = value < MIN_ALPHA_TILT if phase == "alpha_quartz" else value > MAX_BETA_TILT
+        if not np.isfinite(value) or lost:  # a shell too small to measure is not backed either
+            codes[shell] = -1
+    return codes
+
+
 @functools.lru_cache(maxsize=1)
 def ideal_alpha_displacement() -> float:
     """Q of ideal α-quartz (Levien 1980, 300 K) set in the β cell's box: the scale of 'fully tilted'."""

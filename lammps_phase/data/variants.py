@@ -33,6 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.data import quartz_order
 from lammps_phase.data.checks import (
     PhaseCheck,
     PhaseRun,
@@ -327,6 +328,11 @@ def interface_run(crystal: Any, potential: str, pressure_gpa: float = 0.0, *, ax
 
 # ------------------------------------------------------------------------------------------------ clusters, voids
 
+#: quartz voids label their atoms shell by shell by the tetrahedra's tilt (a void's box is whole quartz cells, so the
+#: tilt can be read there; a cluster's or a slab's box is not); recorded with their cached runs
+QUARTZ_TILT_PHASES = ("alpha_quartz", "beta_quartz")
+VOID_LABELS = {"quartz_tilt_shells": list(quartz_order.TILT_SHELLS)}
+
 
 def _sphere_impl(crystal, potential, pressure_gpa, geometry, t_start, t_end, ps, seed, snapshot_every_ps,
                  log_path, extra_commands, timestep_fs=None, stop_after_failures=2) -> PhaseRun:
@@ -338,9 +344,18 @@ def _sphere_impl(crystal, potential, pressure_gpa, geometry, t_start, t_end, ps,
         reference.relaxation_check = None
         run = PhaseRun(session.phase, session.potential.name, pressure_gpa, session.phase, reference)
         session.start_md(t_start, seed)
-        record = checked_recorder(
-            run, lambda snap: check_surface(snap, reference, sphere_depth(snap.positions, snap.cell, snap.origin, geometry)),
-            stop_after_failures)
+        by_shell = geometry == "void" and session.phase in QUARTZ_TILT_PHASES
+
+        def judge(snap: Snapshot) -> PhaseCheck:
+            depth = sphere_depth(snap.positions, snap.cell, snap.origin, geometry)
+            if by_shell:  # which quartz each shell below the void is (quartz_order.shell_codes)
+                snap.atom_labels = quartz_order.shell_codes(snap.positions, snap.species, snap.cell, snap.origin,
+                                                            depth, session.phase)
+            return check_surface(snap, reference, depth)
+
+        if by_shell:
+            run.labels = [session.phase]
+        record = checked_recorder(run, judge, stop_after_failures)
 
         session.npt(t_start, t_end, pressure_gpa, ps, snapshot_every_ps, "heat", on_snapshot=record,
                     ensemble="nvt" if geometry == "cluster" else "npt")
@@ -426,5 +441,5 @@ def bicrystal_run(crystal: Any, partner: Any, potential: str, pressure_gpa: floa
 IMPLEMENTATIONS = {"slab": _slab_impl, "strained": _strained_impl, "interface": _interface_impl, "sphere": _sphere_impl,
                    "bicrystal": _bicrystal_impl}
 
-__all__ = ["INTERFACE_LABELS", "STRAINED_CHECK", "lattice_spread", "STRAINED_SITE_CUTOFF", "check_strained", "slab_run", "strained_run", "interface_run",
+__all__ = ["INTERFACE_LABELS", "QUARTZ_TILT_PHASES", "VOID_LABELS", "STRAINED_CHECK", "lattice_spread", "STRAINED_SITE_CUTOFF", "check_strained", "slab_run", "strained_run", "interface_run",
            "sphere_run", "bicrystal_run"]

@@ -116,14 +116,15 @@ def run_params(cfg: PipelineConfig, spec: PhaseSpec, pressure: float, seed: int)
                    if k != "pressures" and (v != getattr(defaults, k) or k in ("name", "structure"))}
     params = {"spec": spec_fields, "pressure_gpa": pressure, "seed": seed, "potential": potential_of(cfg, spec),
               "supercell_min_length": cfg.supercell_min_length, "snapshot_every_ps": cfg.snapshot_every_ps}
-    if spec.variant == "strained":  # its check decides which snapshots a run keeps: runs judged otherwise are remade
-        from lammps_phase.data.variants import STRAINED_CHECK
+    from lammps_phase.data.variants import INTERFACE_LABELS, QUARTZ_TILT_PHASES, STRAINED_CHECK, VOID_LABELS
 
+    # what decides a run's kept snapshots or its atoms' labels: runs judged or labelled otherwise are remade
+    if spec.variant == "strained":
         params["check"] = STRAINED_CHECK
-    if spec.variant == "interface" and spec.partner in ("amorphous", "melt"):  # likewise for the interface labels
-        from lammps_phase.data.variants import INTERFACE_LABELS
-
+    if spec.variant == "interface" and spec.partner in ("amorphous", "melt"):
         params["labels"] = INTERFACE_LABELS
+    if spec.variant == "sphere" and spec.geometry == "void" and spec.name in QUARTZ_TILT_PHASES:
+        params["labels"] = VOID_LABELS
     return params
 
 
@@ -263,7 +264,8 @@ def iter_snapshots(cfg: PipelineConfig, work: Path, split: str) -> Iterator[Fram
                 run_id = encode_run_id(seed, ci, spec.pressures.index(p))
                 label = cfg.classes.index(spec.name)
                 codes = data["atom_labels"] if "atom_labels" in data.files else None
-                lut = np.array([label] + ([cfg.classes.index(spec.partner)] if codes is not None else []) + [-1])
+                partner = codes is not None and spec.variant == "interface"  # code 1: the other side's class
+                lut = np.array([label] + ([cfg.classes.index(spec.partner)] if partner else []) + [-1])
                 for f in range(len(data["positions"])):
                     n = data["positions"].shape[1]
                     labels = np.full(n, label) if codes is None else lut[codes[f].astype(np.int64)]

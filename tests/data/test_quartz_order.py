@@ -79,3 +79,21 @@ def test_tilt_by_group_reads_each_part_of_a_box_with_a_void():
     void = np.linalg.norm(positions - np.diag(cell) / 2, axis=1) < 5.0
     with pytest.raises(LammpsPhaseError, match="whole number of quartz cells"):
         quartz_order.tilt(positions[~void], species[~void], cell, np.zeros(3))  # the heating check: whole boxes only
+
+
+def test_shell_codes_unlabel_the_shell_below_a_void_that_lost_its_tilt():
+    """A void in α-quartz whose 4–10 Å shell is half one Dauphiné twin, half the other: that shell has no net tilt
+    (as hot quartz next to a void that went part of the way to β), so its atoms lose the α label while the shells
+    above and below keep it; read as β-quartz, the codes are the other way round."""
+    positions, species, cell = _box("alpha_quartz", 24.0)
+    twin = positions.copy()
+    twin[:, :2] = np.diag(cell)[:2] - twin[:, :2]  # mirrored about the void's centre: same radius, same z
+    radius = np.linalg.norm(positions - np.diag(cell) / 2, axis=1)
+    kept = radius > 3.0
+    depth = radius - 3.0
+    middle = (depth >= 4.0) & (depth < 10.0)
+    mixed = np.where((middle & (positions[:, 2] >= cell[2, 2] / 2))[:, None], twin, positions)
+    codes = quartz_order.shell_codes(mixed[kept], species[kept], cell, np.zeros(3), depth[kept], "alpha_quartz")
+    assert (codes[middle[kept]] == -1).all() and (codes[~middle[kept]] == 0).all()
+    as_beta = quartz_order.shell_codes(mixed[kept], species[kept], cell, np.zeros(3), depth[kept], "beta_quartz")
+    assert (as_beta[middle[kept]] == 0).all() and (as_beta[~middle[kept]] == -1).all()

@@ -70,6 +70,31 @@ def test_per_atom_labels_of_an_interface_run_reach_the_datasets(tmp_path):
     assert frames[0][7] != frames[1][7]  # run ids differ
 
 
+def test_a_quartz_void_run_labels_its_atoms_shell_by_shell(tmp_path):
+    """A void run's codes (0: the block's phase, −1: a shell that lost its quartz tilt) reach the datasets in a
+    config with no glass or melt class; such runs record the rule with their cache, a cluster's runs do not."""
+    from lammps_phase.data.variants import VOID_LABELS
+    from lammps_phase.training.runs import run_params
+
+    blocks = ('[[phase]]\nname = "alpha_quartz"\nvariant = "sphere"\ngeometry = "void"\nradius = 8.0\n'
+              '[[phase]]\nname = "alpha_quartz"\nvariant = "sphere"\ngeometry = "cluster"\n')
+    cfg = load_config(_config(tmp_path, blocks))
+    void, cluster = cfg.phases
+    assert run_params(cfg, void, 0.0, 1)["labels"] == VOID_LABELS and "labels" not in run_params(cfg, cluster, 0.0, 1)
+    runs = tmp_path / "work" / "runs"
+    runs.mkdir(parents=True)
+    for spec in cfg.phases:
+        for seed in (1, 2, 3):
+            arrays = dict(positions=np.zeros((1, 4, 3), np.float32), cells=np.eye(3)[None] * 10,
+                          origins=np.zeros((1, 3)), temperature=np.array([600.0], np.float32),
+                          pressure=np.zeros(1, np.float32), species=np.array(["Si", "O", "O", "O"]))
+            if spec is void:
+                arrays["atom_labels"] = np.array([[-1, -1, 0, 0]], np.int8)
+            np.savez(runs / f"{run_key(spec, 0.0, seed)}.npz", **arrays)
+    frames = list(iter_snapshots(cfg, tmp_path / "work", "test"))
+    assert frames[0][4].tolist() == [-1, -1, 0, 0] and frames[1][4].tolist() == [0] * 4
+
+
 def test_a_block_may_name_its_own_potential(tmp_path):
     """One class fed by two potentials (issue 12): the block's potential reaches its runs and their cache names."""
     from lammps_phase.training.config import potential_of
