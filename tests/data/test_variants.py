@@ -64,9 +64,25 @@ def test_slab_strain_and_interface_runs_in_lammps(tmp_path):
     # each snapshot keeps how far its atoms sat from the lattice (time-averaged): crystal close, liquid far
     assert np.median(snap.lattice_distance[~upper & (snap.atom_labels == 0)]) < 0.4
     assert np.median(snap.lattice_distance[upper & (snap.atom_labels == 1)]) > 0.6
+    # a melted-side atom is crystal only as close to the lattice as the crystal half's own atoms sit (session 19)
+    spread = variants.lattice_spread(snap.lattice_distance[~upper & (snap.atom_labels == 0)])
+    assert (snap.lattice_distance[upper & (snap.atom_labels == 0)] <= spread).all()
     save_run(run, tmp_path / "if.npz")
     with np.load(tmp_path / "if.npz") as saved:
         assert saved["lattice_distance"].shape == saved["atom_labels"].shape
+
+
+def test_a_quartz_void_run_labels_each_shell_by_its_tilt(tmp_path):
+    """Cold α-quartz around a void keeps its tilt in every shell: every atom labelled, the codes saved with the run."""
+    run = variants.sphere_run(structures.build("alpha_quartz"), "bks_dsf", geometry="void", radius=3.0, t_start=300,
+                              t_end=300, ps=0.1, seed=5, snapshot_every_ps=0.1, supercell_min_length=22.0,
+                              log_path=tmp_path / "void.log")
+    assert run.labels == ["alpha_quartz"] and len(run.kept) == 1
+    for snap in run.kept:
+        assert snap.atom_labels.shape == (len(snap.species),) and (snap.atom_labels == 0).all()
+    save_run(run, tmp_path / "void.npz")
+    with np.load(tmp_path / "void.npz") as saved:
+        assert (saved["atom_labels"] == 0).all()
 
 
 def test_tersoff_quartz_that_gave_way_under_strain_is_not_kept(tmp_path):
