@@ -441,5 +441,6 @@ def bicrystal_run(crystal: Any, partner: Any, potential: str, pressure_gpa: floa
 IMPLEMENTATIONS = {"slab": _slab_impl, "strained": _strained_impl, "interface": _interface_impl, "sphere": _sphere_impl,
                    "bicrystal": _bicrystal_impl}
 
-__all__ = ["INTERFACE_LABELS", "QUARTZ_TILT_PHASES", "VOID_LABELS", "STRAINED_CHECK", "lattice_spread", "STRAINED_SITE_CUTOFF", "check_strained", "slab_run", "strained_run", "interface_run",
-           "sphere_run", "bicrystal_run"]
+__all__ = ["INTERFACE_LABELS", "QUARTZ_TILT_PHASES", "STRAINED_CHECK", "STRAINED_SITE_CUTOFF", "VOID_LABELS",
+           "check_strained", "lattice_spread", "slab_run", "strained_run", "interface_run", "sphere_run",
+           "bicrystal_run"]

@@ -27,11 +27,23 @@ if TYPE_CHECKING:
 Frame = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, float, int]
 
 
+def _is_library(spec: PhaseSpec) -> bool:
+    from lammps_phase.data import structures
+
+    return spec.structure in structures.names()
+
+
+def crystal_name(spec: PhaseSpec) -> str:
+    """The name of the crystal :func:`build_crystal` makes (a run's ``phase``): the library structure's, else the
+    block's own."""
+    return spec.structure if _is_library(spec) else spec.name
+
+
 def build_crystal(spec: PhaseSpec) -> Any:
     """The crystal a block names: a library structure (built with its ``lattice``) or the first frame of a file."""
     from lammps_phase.data import structures
 
-    if spec.structure in structures.names():
+    if _is_library(spec):
         return structures.build(spec.structure, **spec.lattice)
     if spec.lattice:
         raise LammpsPhaseError(f"phase {spec.name}: 'lattice' applies to library structures, not to the file {spec.structure}")
@@ -39,7 +51,8 @@ def build_crystal(spec: PhaseSpec) -> Any:
     from lammps_phase.data.structures import Crystal
 
     frame = next(iter(read_frames(spec.structure)))
-    return Crystal(spec.name, frame.cell(), frame.positions() - frame.boxlo, tuple(frame.species(None)), spec.structure)
+    return Crystal(crystal_name(spec), frame.cell(), frame.positions() - frame.boxlo, tuple(frame.species(None)),
+                   spec.structure)
 
 
 def run_key(spec: PhaseSpec, pressure: float, seed: int) -> str:
@@ -123,7 +136,7 @@ def run_params(cfg: PipelineConfig, spec: PhaseSpec, pressure: float, seed: int)
         params["check"] = STRAINED_CHECK
     if spec.variant == "interface" and spec.partner in ("amorphous", "melt"):
         params["labels"] = INTERFACE_LABELS
-    if spec.variant == "sphere" and spec.geometry == "void" and spec.name in QUARTZ_TILT_PHASES:
+    if spec.variant == "sphere" and spec.geometry == "void" and crystal_name(spec) in QUARTZ_TILT_PHASES:
         params["labels"] = VOID_LABELS
     return params
 

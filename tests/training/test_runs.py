@@ -81,6 +81,10 @@ def test_a_quartz_void_run_labels_its_atoms_shell_by_shell(tmp_path):
     cfg = load_config(_config(tmp_path, blocks))
     void, cluster = cfg.phases
     assert run_params(cfg, void, 0.0, 1)["labels"] == VOID_LABELS and "labels" not in run_params(cfg, cluster, 0.0, 1)
+    # the rule follows the crystal the run is made of, whatever the block's class is called
+    (renamed,) = load_config(_config(tmp_path, '[[phase]]\nname = "quartz"\nstructure = "alpha_quartz"\n'
+                                                'variant = "sphere"\ngeometry = "void"\n')).phases
+    assert run_params(cfg, renamed, 0.0, 1)["labels"] == VOID_LABELS
     runs = tmp_path / "work" / "runs"
     runs.mkdir(parents=True)
     for spec in cfg.phases:
