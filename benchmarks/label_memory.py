@@ -74,9 +74,7 @@ def continued_frames(cfg, spec, last, md_ps: float, every_ps: float, scratch: Pa
         session.start_md(temp, seed=5)
         damp = 100 * session.timestep_ps
         if spec.variant == "interface" and spec.partner == "melt":  # two thermostats, as the run had
-            hot = np.flatnonzero(labels == cfg.classes.index("melt")) + 1  # atoms were created with ids 1..n
-            for s in range(0, len(hot), 200):  # "group ... id" adds to an existing group
-                session.command("group hot id " + " ".join(map(str, hot[s:s + 200])))
+            session.group("hot", labels == cfg.classes.index(spec.partner))
             session.commands(["group cold subtract all hot",
                               f"fix md_hot hot nvt temp {spec.temperature} {spec.temperature} {damp}",
                               f"fix md_cold cold nvt temp {spec.t_start} {spec.t_start} {damp}"])

@@ -133,6 +133,14 @@ class LammpsSession:
         for line in lines:
             self.command(line)
 
+    def group(self, name: str, atoms: np.ndarray) -> None:
+        """LAMMPS group ``name`` of the atoms a boolean mask selects, the mask in the order the session created them
+        (ids 1..n). Sent 200 ids per command ("group ... id" adds to an existing group), so no command line grows
+        with the system."""
+        ids = np.flatnonzero(np.asarray(atoms, bool)) + 1
+        for s in range(0, len(ids), 200):
+            self.command(f"group {name} id " + " ".join(map(str, ids[s:s + 200])))
+
     def close(self) -> None:
         self.lmp.close()
 

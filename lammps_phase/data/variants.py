@@ -260,9 +260,7 @@ def _interface_impl(crystal, potential, pressure_gpa, axis, partner, t_crystal, 
         x, _ = session.positions()
         cell, origin = session.box()
         upper = interface_side(x, cell, origin, axis)
-        ids = np.flatnonzero(upper) + 1  # atoms were created with ids 1..n in this order
-        for s in range(0, len(ids), 200):  # "group ... id" adds to an existing group
-            session.command("group upper id " + " ".join(map(str, ids[s:s + 200])))
+        session.group("upper", upper)
         session.command("group lower subtract all upper")
         dt = session.timestep_ps
         # melt the upper half while the lower half is held on its sites (a wall the liquid cannot take)
