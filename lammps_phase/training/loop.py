@@ -22,6 +22,7 @@ from lammps_phase.model.checkpoint import Checkpoint
 from lammps_phase.data.datasets import EnvironmentSet, SampleSet
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model.network import ModelConfig, build_model, environment_graph, random_rotations
+from lammps_phase.training.averaging import WeightAverage
 from lammps_phase.training.resume import EpochState, resume_state, run_signature, save_state
 
 #: label of atoms that carry no class (cross entropy and accuracy skip them)
@@ -48,12 +49,17 @@ class TrainConfig:
     # interface, a few % of the data but where held-out labels were wrong most often (1 = no extra weight)
     boundary_weight: float = 1.0
     select: str = "accuracy"  # validation score for the best epoch: "accuracy" | "balanced_accuracy" (mean per class)
+    # ship an exponential moving average of the weights over about this many epochs (0 = the weights themselves);
+    # validation and the best epoch are then judged on the average (lammps_phase/training/averaging.py)
+    average_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.class_balance <= 1.0:
             raise LammpsPhaseError(f"class_balance must lie in [0, 1], got {self.class_balance}")
         if self.select not in ("accuracy", "balanced_accuracy"):
             raise LammpsPhaseError(f"select must be 'accuracy' or 'balanced_accuracy', not {self.select!r}")
+        if self.average_epochs < 0.0:
+            raise LammpsPhaseError(f"average_epochs must be 0 (off) or positive, got {self.average_epochs}")
         if self.boundary_weight <= 0.0:
             raise LammpsPhaseError(f"boundary_weight must be positive, got {self.boundary_weight}")
         if not 0.0 <= self.phi <= 1.0:
@@ -224,13 +230,14 @@ def train_model(
         total = min(total, cfg.max_batches)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=0.15)
     weight = class_weights(train_set, cfg.class_balance)
+    average = WeightAverage(model, cfg.average_epochs, steps_per_epoch) if cfg.average_epochs > 0 else None
     hist = History()
     best_state, best_acc = None, -1.0
     step, first_epoch, seconds_before = 0, 0, 0.0
     signature = ""
     if state_path is not None:
         signature = run_signature(model_cfg, cfg, kind, train_set, val_set)
-        saved = resume_state(state_path, signature, model, opt, sched, gen, rng, log)
+        saved = resume_state(state_path, signature, model, opt, sched, gen, rng, log, average)
         if saved is not None:
             hist = History(**saved.history)
             best_state, best_acc, step, first_epoch = saved.best_state, saved.best_score, saved.step, saved.epoch + 1
@@ -259,6 +266,8 @@ def train_model(
             loss.backward()
             opt.step()
             sched.step()
+            if average is not None:
+                average.update(model)
             step += 1
             sums += (loss.item(), ce.item(), spread.item())
             hist.batch_ce.append(ce.item())
@@ -269,16 +278,17 @@ def train_model(
         hist.train_loss.append(sums[0] / nb)
         hist.train_ce.append(sums[1] / nb)
         hist.train_rot.append(sums[2] / nb)
-        metrics = evaluate(model, val_set, kind=kind, batch_size=max(cfg.batch_size, 64))
+        judged = model if average is None else average.model()  # the weights that would be shipped
+        metrics = evaluate(judged, val_set, kind=kind, batch_size=max(cfg.batch_size, 64))
         hist.val_loss.append(metrics["loss"])
         hist.val_accuracy.append(metrics["accuracy"])
         if metrics[cfg.select] > best_acc:
             best_acc, hist.best_epoch = metrics[cfg.select], epoch
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = copy.deepcopy(judged.state_dict())
         hist.seconds = seconds_before + time.perf_counter() - t0
         if state_path is not None:
             save_state(state_path, signature, EpochState(epoch, step, best_state, best_acc, hist.to_dict()), model,
-                       opt, sched, gen, rng)
+                       opt, sched, gen, rng, average)
         msg = (
             f"epoch {epoch + 1}/{cfg.epochs}: loss {hist.train_loss[-1]:.4f} (CE {hist.train_ce[-1]:.4f}, "
             f"rot {hist.train_rot[-1]:.4f})  val loss {metrics['loss']:.4f}  val acc {metrics['accuracy']:.4f}"

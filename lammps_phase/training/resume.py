@@ -53,8 +53,9 @@ class EpochState:
 
 def save_state(path: Path, signature: str, state: EpochState, model: torch.nn.Module,
                optimizer: torch.optim.Optimizer, schedule: Any, generator: torch.Generator,
-               rng: np.random.Generator) -> None:
-    """Write the state after an epoch, whole or not at all (temporary file renamed into place)."""
+               rng: np.random.Generator, average: Optional[Any] = None) -> None:
+    """Write the state after an epoch, whole or not at all (temporary file renamed into place); ``average``: the
+    :class:`~lammps_phase.training.averaging.WeightAverage`, when the training keeps one."""
     payload = {
         "version": STATE_VERSION,
         "signature": signature,
@@ -69,6 +70,7 @@ def save_state(path: Path, signature: str, state: EpochState, model: torch.nn.Mo
         "torch_rng": torch.get_rng_state(),
         "generator": generator.get_state(),
         "numpy_rng": rng.bit_generator.state,
+        "average": None if average is None else average.state_dict(),
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -76,7 +78,7 @@ def save_state(path: Path, signature: str, state: EpochState, model: torch.nn.Mo
 
 def resume_state(path: Path, signature: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  schedule: Any, generator: torch.Generator, rng: np.random.Generator,
-                 log: Optional[Callable[[str], None]] = None) -> Optional[EpochState]:
+                 log: Optional[Callable[[str], None]] = None, average: Optional[Any] = None) -> Optional[EpochState]:
     """Load the state at ``path`` into the given objects and return the loop's variables; None (and a line in the
     log saying why) when there is nothing to resume: no file, an unreadable one, another version or signature."""
     say = log or (lambda message: None)
@@ -101,6 +103,8 @@ def resume_state(path: Path, signature: str, model: torch.nn.Module, optimizer: 
     torch.set_rng_state(payload["torch_rng"])
     generator.set_state(payload["generator"])
     rng.bit_generator.state = payload["numpy_rng"]
+    if average is not None:  # same signature, so same settings: the state holds an average
+        average.load_state_dict(payload["average"])
     say(f"[train] resuming after epoch {payload['epoch'] + 1} from {path}")
     return EpochState(epoch=int(payload["epoch"]), step=int(payload["step"]), best_state=payload["best_state"],
                       best_score=float(payload["best_score"]), history=payload["history"])

@@ -45,16 +45,18 @@ def same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_one(data, tmp_path):
+@pytest.mark.parametrize("average_epochs", [0.0, 1.0], ids=["weights", "weight average"])
+def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_one(data, tmp_path, average_epochs):
     train, val = data
-    whole, whole_hist = train_model(train, val, small_model(), settings(), state_path=tmp_path / "whole.pt")
+    cfg = settings(average_epochs=average_epochs)
+    whole, whole_hist = train_model(train, val, small_model(), cfg, state_path=tmp_path / "whole.pt")
     state = tmp_path / "state.pt"
     lines: list[str] = []
     with pytest.raises(Interrupted):
-        train_model(train, val, small_model(), settings(), log=interrupt_after(2, lines), state_path=state)
+        train_model(train, val, small_model(), cfg, log=interrupt_after(2, lines), state_path=state)
     assert state.exists()
     lines.clear()
-    resumed, resumed_hist = train_model(train, val, small_model(), settings(), log=lines.append, state_path=state)
+    resumed, resumed_hist = train_model(train, val, small_model(), cfg, log=lines.append, state_path=state)
     assert lines[0].startswith("[train] resuming after epoch 2")
     assert [line.split(":")[0] for line in lines[1:]] == ["epoch 3/3"]
     assert same_weights(whole.state_dict, resumed.state_dict)

@@ -1,0 +1,51 @@
+"""An exponential moving average of the weights over the last epochs of a training, the weights that are shipped.
+
+Why: with four snapshots per batch the weights at the end of any one epoch are a noisy sample. Validation accuracy of
+the shipped config jumps by 0.5–1 point from one late epoch to the next (0.9365 → 0.9757 at epochs 28–29), and two
+seeds disagreed by up to 28 points at void surfaces (session 19), so one training could not choose a model there.
+The average θ̄ ← β·θ̄ + (1 − β)·θ after every optimiser step, with β = 1 − 1/(horizon · steps per epoch), keeps
+about the last ``horizon`` epochs (Polyak averaging); it costs nothing at inference. Batch-norm running statistics
+are averaged alike, so the averaged weights need no second pass over the data.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+
+class WeightAverage:
+    """θ̄ over a horizon of ``horizon_epochs`` epochs of ``steps_per_epoch`` optimiser steps each."""
+
+    def __init__(self, model: torch.nn.Module, horizon_epochs: float, steps_per_epoch: int) -> None:
+        if horizon_epochs <= 0.0:
+            raise ValueError(f"the averaging horizon must be positive, got {horizon_epochs} epochs")
+        self.decay = 1.0 - 1.0 / max(horizon_epochs * steps_per_epoch, 1.0)
+        self.average = {name: value.detach().clone() for name, value in model.state_dict().items()}
+        self._view = copy.deepcopy(model)  # a model that holds θ̄, for validation
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        """One step: floating-point entries move towards the model's, counters (batch-norm steps) are copied."""
+        for name, value in model.state_dict().items():
+            mine = self.average[name]
+            if mine.is_floating_point():
+                mine.lerp_(value.detach(), 1.0 - self.decay)
+            else:
+                mine.copy_(value)
+
+    def model(self) -> torch.nn.Module:
+        """The averaged weights in a model of the trained one's kind (the same object on every call)."""
+        self._view.load_state_dict(self.average)
+        return self._view
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: value.clone() for name, value in self.average.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name, value in state.items():
+            self.average[name].copy_(value)
+
+
+__all__ = ["WeightAverage"]

@@ -1,0 +1,58 @@
+"""The weight average: the moving-average formula, and a training that ships it without changing its own course."""
+
+import pytest
+import torch
+
+from lammps_phase.data.synthetic import synthetic_samples
+from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.model.network import ModelConfig, build_model
+from lammps_phase.training.averaging import WeightAverage
+from lammps_phase.training.loop import TrainConfig, evaluate, train_model
+
+CLASSES = ["fcc", "bcc", "hcp", "random_packing"]
+
+
+def test_the_average_follows_the_moving_average_formula():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    average = WeightAverage(model, horizon_epochs=2.0, steps_per_epoch=5)
+    beta = 1.0 - 1.0 / 10.0
+    assert average.decay == pytest.approx(beta)
+    expected = start["0.weight"].clone()
+    for step in range(4):
+        with torch.no_grad():
+            model[0].weight.add_(1.0 + step)
+        model[1].num_batches_tracked += 3
+        average.update(model)
+        expected = beta * expected + (1.0 - beta) * model[0].weight.detach()
+    assert torch.allclose(average.state_dict()["0.weight"], expected)
+    assert not torch.allclose(expected, model[0].weight)  # the average lags the weights
+    assert average.state_dict()["1.num_batches_tracked"] == model[1].num_batches_tracked  # counters are copied
+    shown = average.model()
+    assert shown is not model and torch.allclose(shown[0].weight, expected)
+    with pytest.raises(ValueError, match="horizon must be positive"):
+        WeightAverage(model, 0.0, 5)
+
+
+def test_a_negative_horizon_is_refused_with_its_name():
+    with pytest.raises(LammpsPhaseError, match="average_epochs"):
+        TrainConfig(average_epochs=-1.0)
+
+
+def test_training_ships_the_average_and_keeps_its_own_course():
+    """Same seed with and without the average: identical training losses (the average never feeds back), other
+    shipped weights, and the shipped weights score what the history says for the best epoch."""
+    torch.set_num_threads(2)
+    train = synthetic_samples(CLASSES, 12, per_class=3, seed=1, min_length=9.0)
+    val = synthetic_samples(CLASSES, 12, per_class=1, seed=2, min_length=9.0, run_offset=1000)
+    mcfg = ModelConfig(elements=["Cu"], num_classes=len(CLASSES), k=12, channels=[16, 16], head=[32], embed_dim=4,
+                       radial_basis=8, bond_order_l=6, bond_order_neighbors=[12])
+    base = dict(epochs=3, batch_size=4, lr=5e-3, progress=False, seed=3)
+    plain, plain_hist = train_model(train, val, mcfg, TrainConfig(**base))
+    averaged, averaged_hist = train_model(train, val, mcfg, TrainConfig(**base, average_epochs=1.0))
+    assert averaged_hist.train_loss == plain_hist.train_loss
+    assert any(not torch.equal(averaged.state_dict[k], plain.state_dict[k]) for k in plain.state_dict)
+    model = build_model(mcfg, "segmentation")
+    model.load_state_dict(averaged.state_dict)
+    score = evaluate(model, val, batch_size=64)["accuracy"]
+    assert score == pytest.approx(averaged_hist.val_accuracy[averaged_hist.best_epoch])
