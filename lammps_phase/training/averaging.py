@@ -4,13 +4,18 @@ Why: with four snapshots per batch the weights at the end of any one epoch are a
 the shipped config jumps by 0.5–1 point from one late epoch to the next (0.9365 → 0.9757 at epochs 28–29), and two
 seeds disagreed by up to 28 points at void surfaces (session 19), so one training could not choose a model there.
 The average θ̄ ← β·θ̄ + (1 − β)·θ after every optimiser step, with β = 1 − 1/(horizon · steps per epoch), keeps
-about the last ``horizon`` epochs (Polyak averaging); it costs nothing at inference. Batch-norm running statistics
-are averaged alike, so the averaged weights need no second pass over the data.
+about the last ``horizon`` epochs (Polyak averaging); it costs nothing at inference.
+
+Batch-norm running statistics belong to the weights that produced them, and an average of weights is none of them:
+before it is judged, :func:`refresh_batch_norm` measures them anew on training batches (as stochastic weight
+averaging does). Measured on the shipped config after epoch 11 of 40 (session 20): validation accuracy 0.953 for
+the weights, 0.248 for their average with the running statistics averaged too, 0.942 with them re-measured.
 """
 
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import torch
 
@@ -48,4 +53,21 @@ class WeightAverage:
             self.average[name].copy_(value)
 
 
-__all__ = ["WeightAverage"]
+def refresh_batch_norm(model: torch.nn.Module, forward_batches: Callable[[torch.nn.Module], None]) -> None:
+    """Running statistics of every batch norm in ``model`` re-measured as the plain mean over the batches that
+    ``forward_batches(model)`` feeds through it (in training mode, without gradients); the model is left in
+    evaluation mode."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the refresh batches
+    model.train()
+    with torch.no_grad():
+        forward_batches(model)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
+__all__ = ["WeightAverage", "refresh_batch_norm"]

@@ -22,7 +22,7 @@ from lammps_phase.model.checkpoint import Checkpoint
 from lammps_phase.data.datasets import EnvironmentSet, SampleSet
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model.network import ModelConfig, build_model, environment_graph, random_rotations
-from lammps_phase.training.averaging import WeightAverage
+from lammps_phase.training.averaging import WeightAverage, refresh_batch_norm
 from lammps_phase.training.resume import EpochState, resume_state, run_signature, save_state
 
 #: label of atoms that carry no class (cross entropy and accuracy skip them)
@@ -231,6 +231,7 @@ def train_model(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(total, 1), pct_start=0.15)
     weight = class_weights(train_set, cfg.class_balance)
     average = WeightAverage(model, cfg.average_epochs, steps_per_epoch) if cfg.average_epochs > 0 else None
+    refresh = _refresh_batches(train_set, kind, cfg) if average is not None else None
     hist = History()
     best_state, best_acc = None, -1.0
     step, first_epoch, seconds_before = 0, 0, 0.0
@@ -278,7 +279,10 @@ def train_model(
         hist.train_loss.append(sums[0] / nb)
         hist.train_ce.append(sums[1] / nb)
         hist.train_rot.append(sums[2] / nb)
-        judged = model if average is None else average.model()  # the weights that would be shipped
+        judged = model  # the weights that would be shipped
+        if average is not None:
+            judged = average.model()
+            refresh_batch_norm(judged, refresh)
         metrics = evaluate(judged, val_set, kind=kind, batch_size=max(cfg.batch_size, 64))
         hist.val_loss.append(metrics["loss"])
         hist.val_accuracy.append(metrics["accuracy"])
@@ -311,6 +315,28 @@ def train_model(
         metrics={"val_accuracy": hist.val_accuracy[hist.best_epoch], "val_" + cfg.select: best_acc, "best_epoch": hist.best_epoch, "train_seconds": hist.seconds},
     )
     return ckpt, hist
+
+
+#: training batches over which the batch norms of the weight average are re-measured before each validation
+REFRESH_BATCHES = 64
+
+
+def _refresh_batches(data: Dataset, kind: str, cfg: TrainConfig) -> Callable[[torch.nn.Module], None]:
+    """The forward passes that re-measure an averaged model's batch norms: the same :data:`REFRESH_BATCHES`
+    training batches every epoch, drawn from their own random stream so that the training's course stays that of
+    a run without an average."""
+    rng = np.random.default_rng(cfg.seed + 7919)
+    order = rng.permutation(len(data))[: REFRESH_BATCHES * cfg.batch_size]
+    batches = [order[s : s + cfg.batch_size] for s in range(0, len(order), cfg.batch_size)]
+    batches = [b for b in batches if len(b) >= 2 or kind != "erhard"]
+    gen = torch.Generator().manual_seed(cfg.seed + 7919)
+    rotations = [random_rotations(len(b), gen).unsqueeze(0) for b in batches]
+
+    def forward(model: torch.nn.Module) -> None:
+        for items, rot in zip(batches, rotations):
+            _forward(model, kind, data, items, rot)
+
+    return forward
 
 
 def class_weights(data: Dataset, balance: float) -> Optional[torch.Tensor]:

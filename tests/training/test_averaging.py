@@ -6,7 +6,7 @@ import torch
 from lammps_phase.data.synthetic import synthetic_samples
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model.network import ModelConfig, build_model
-from lammps_phase.training.averaging import WeightAverage
+from lammps_phase.training.averaging import WeightAverage, refresh_batch_norm
 from lammps_phase.training.loop import TrainConfig, evaluate, train_model
 
 CLASSES = ["fcc", "bcc", "hcp", "random_packing"]
@@ -32,6 +32,20 @@ def test_the_average_follows_the_moving_average_formula():
     assert shown is not model and torch.allclose(shown[0].weight, expected)
     with pytest.raises(ValueError, match="horizon must be positive"):
         WeightAverage(model, 0.0, 5)
+
+
+def test_batch_norms_are_remeasured_as_the_mean_over_the_refresh_batches():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    model[1].running_mean.fill_(50.0)  # statistics of other weights: must not survive
+    model[1].running_var.fill_(50.0)
+    gen = torch.Generator().manual_seed(0)
+    batches = [torch.randn(8, 3, generator=gen) * (1 + i) + i for i in range(5)]
+    refresh_batch_norm(model, lambda m: [m(b) for b in batches])
+    with torch.no_grad():
+        outs = [model[0](b) for b in batches]
+    assert torch.allclose(model[1].running_mean, torch.stack([o.mean(0) for o in outs]).mean(0), atol=1e-5)
+    assert torch.allclose(model[1].running_var, torch.stack([o.var(0) for o in outs]).mean(0), atol=1e-4)
+    assert model[1].momentum == 0.1 and not model.training  # left as the evaluation expects it
 
 
 def test_a_negative_horizon_is_refused_with_its_name():
