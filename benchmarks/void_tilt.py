@@ -9,6 +9,10 @@ shell's noise floor, frame by frame, next to the share of each shell that each m
     python benchmarks/void_tilt.py cache/sio2/runs/alpha_quartz_void-r10_0GPa_seed4.npz --checkpoint checkpoints/sio2.pt
 
 Shells: 0–4 Å (too few atoms per sublattice for the tilt to say much: its floor is ≈ 0.45), 4–10 Å and deeper.
+
+``--local R`` also measures each atom's own neighbourhood tilt (``quartz_order.local_tilt``, atoms within R Å) and
+ends with, per shell and per 0.1 of that tilt, the share of atoms each model reads α and β, over every frame given:
+where a model reads β though the quartz right there keeps its tilt, the model is wrong, not the α label (session 20).
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", help="void runs (.npz) of a quartz phase")
     ap.add_argument("--checkpoint", action="append", default=[], help="model(s) whose reads are printed (repeatable)")
+    ap.add_argument("--local", type=float, default=None, metavar="R",
+                    help="also bin atoms by the tilt of their own R-Å neighbourhood (e.g. 7)")
     args = ap.parse_args(argv)
+    by_local: dict[tuple[str, float], np.ndarray] = {}  # (shell, tilt bin) → [atoms, then α and β per model]
     models = [Classifier.load(path) for path in args.checkpoint]
     print(f"tilt ≈ 1: α-quartz, ≈ floor: β; the heating check keeps α at tilt ≥ {quartz_order.MIN_ALPHA_TILT} (whole box)")
     print("per shell: tilt (floor) | " + " | ".join(f"{Path(p).stem} α / β" for p in args.checkpoint))
@@ -54,6 +61,23 @@ def main(argv: list[str] | None = None) -> None:
                                   f"{np.mean(r[shell] == m.classes.index('beta_quartz')):.2f}" for r, m in zip(reads, models))
                 cells.append(f"{span}: {tilt:.2f} ({floor:.2f})" + (f" | {said}" if said else ""))
             print(f"  {temperature:5.0f} K   " + "   ".join(cells))
+            if args.local:
+                local = quartz_order.local_tilt(positions, species, cell, origin, args.local)
+                for (lo, hi), shell in zip(SHELLS, shells):
+                    for start in np.arange(0.0, 1.3, 0.1):
+                        here = shell & (local >= start) & (local < start + 0.1)
+                        counts = [here.sum()] + [np.sum(r[here] == m.classes.index(c)) for r, m in zip(reads, models)
+                                                 for c in ("alpha_quartz", "beta_quartz")]
+                        key = (f"{lo:g}-{hi:g} Å" if hi != np.inf else f"> {lo:g} Å", round(float(start), 1))
+                        by_local[key] = by_local.get(key, 0) + np.array(counts)
+    if by_local:
+        print(f"by the tilt within {args.local:g} Å of each atom (all frames): atoms | "
+              + " | ".join(f"{Path(p).stem} α / β" for p in args.checkpoint))
+        for (span, start), counts in by_local.items():
+            if counts[0]:
+                shares = counts[1:] / counts[0]
+                said = " | ".join(f"{shares[2 * i]:.3f} / {shares[2 * i + 1]:.3f}" for i in range(len(models)))
+                print(f"  {span:>8s}, local tilt {start:.1f}-{start + 0.1:.1f}: {counts[0]:6d} | {said}")
 
 
 if __name__ == "__main__":

@@ -133,6 +133,33 @@ def tilt_by_group(positions: np.ndarray, species, cell: np.ndarray, origin: np.n
     return out
 
 
+def local_tilt(positions: np.ndarray, species, cell: np.ndarray, origin: np.ndarray, radius: float = 7.0
+               ) -> np.ndarray:
+    """Tilt of each atom's neighbourhood: the coherent displacement of every O sublattice averaged over the atoms
+    within ``radius`` Å (the atom included), rms over the sublattices, in units of ideal α.
+
+    Why: a shell's tilt (:func:`tilt_by_group`) is one number for hundreds of atoms; this one says where inside it
+    the quartz keeps its tilt, so a model's β read can be set against the tilt right there (benchmarks/void_tilt.py).
+    Its floor is that of a group of the sphere's size: at 7 Å about nine atoms per sublattice. The box may miss
+    atoms (a void)."""
+    from scipy import sparse
+
+    offset, sublattice, oxygen = _site_offsets(positions, species, cell, origin, missing_atoms=True)
+    lengths = np.diag(np.asarray(cell, float))
+    tree = cKDTree(np.mod(np.asarray(positions, float) - origin, lengths), boxsize=lengths)
+    pairs = tree.query_pairs(radius, output_type="ndarray")
+    n = len(offset)
+    rows = np.concatenate([pairs[:, 0], pairs[:, 1], np.arange(n)])
+    cols = np.concatenate([pairs[:, 1], pairs[:, 0], np.arange(n)])
+    near = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    total = np.zeros(n)
+    for s in oxygen:
+        member = (sublattice == s).astype(float)
+        mean = (near @ (offset * member[:, None])) / np.maximum(near @ member, 1.0)[:, None]
+        total += np.sum(mean**2, axis=1)
+    return np.sqrt(total / len(oxygen)) / ideal_alpha_displacement()
+
+
 #: depth shells (Å below a void's surface) whose tilt :func:`shell_codes` judges one by one: the outermost layers,
 #: the shell where hot quartz next to a void loses its tilt (0.44–0.51 from 550 K, session 18), and the rest
 TILT_SHELLS = (4.0, 10.0)

@@ -97,3 +97,24 @@ def test_shell_codes_unlabel_the_shell_below_a_void_that_lost_its_tilt():
     assert (codes[middle[kept]] == -1).all() and (codes[~middle[kept]] == 0).all()
     as_beta = quartz_order.shell_codes(mixed[kept], species[kept], cell, np.zeros(3), depth[kept], "beta_quartz")
     assert (as_beta[middle[kept]] == 0).all() and (as_beta[~middle[kept]] == -1).all()
+
+
+def test_local_tilt_reads_each_neighbourhood_where_the_box_tilt_cancels():
+    """A box whose upper half is the other Dauphiné twin has no net tilt, yet every neighbourhood away from the twin
+    boundaries is fully tilted; β-quartz reads near zero everywhere; a void cut out is accepted."""
+    rng = np.random.default_rng(5)
+    positions, species, cell = _box("alpha_quartz", 24.0)
+    twin = positions.copy()
+    twin[:, :2] = np.diag(cell)[:2] - twin[:, :2]
+    length = cell[2, 2]
+    upper = positions[:, 2] >= length / 2
+    mixed = np.where(upper[:, None], twin, positions) + rng.normal(scale=0.05, size=positions.shape)
+    centre = np.linalg.norm(mixed - np.diag(cell) / 2, axis=1) < 3.0  # a small void
+    mixed, kept_species, z = mixed[~centre], species[~centre], positions[~centre, 2]
+    assert quartz_order.tilt_by_group(mixed, kept_species, cell, np.zeros(3), [np.ones(len(mixed), bool)])[0][0] < 0.3
+    local = quartz_order.local_tilt(mixed, kept_species, cell, np.zeros(3), radius=5.0)
+    away = np.minimum(np.abs(z - length / 2), np.minimum(z, length - z)) > 5.5  # > radius from both boundaries
+    assert away.sum() > 50 and local[away].min() > 0.9
+    assert local[~away].min() < 0.9  # spheres across a boundary hold both twins
+    beta, beta_species, beta_cell = _box("beta_quartz", 24.0)
+    assert quartz_order.local_tilt(beta, beta_species, beta_cell, np.zeros(3), radius=5.0).max() < 0.1
