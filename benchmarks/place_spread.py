@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -37,12 +36,6 @@ from lammps_phase.training.places import PlaceTally  # noqa: E402
 from lammps_phase.training.runs import decode_run_id, iter_snapshots  # noqa: E402
 
 ENSEMBLE = "ensemble"
-
-
-def calibrated_probabilities(clf: Classifier, species, neighbors) -> np.ndarray:
-    """(N, C) softmax of the checkpoint's logits over its calibration temperature."""
-    logits = clf.logits(clf.species_indices(species), neighbors).float() / clf.temperature
-    return torch.softmax(logits, dim=-1).numpy()
 
 
 def predictions(probabilities: list[np.ndarray]) -> list[np.ndarray]:
@@ -67,11 +60,10 @@ def score(config: str, workdir: str, checkpoints: list[str], potential: str | No
         if potential and potential_of(cfg, spec) != potential:
             continue
         neighbors = knn(pos, k, cell=cell, origin=origin)  # shared: each network reads its own first k columns
-        probs = [calibrated_probabilities(clf, species, neighbors) for clf in classifiers]
-        known = labels >= 0
+        probs = [clf.probabilities(clf.logits(clf.species_indices(species), neighbors)) for clf in classifiers]
         for name, predicted in zip(names, predictions(probs)):
-            tallies[name].add(spec, pos, cell, origin, labels, predicted, temp, pres, None)
-            tallies[name].tally(f"potential {potential_of(cfg, spec)}", (predicted == labels)[known])
+            tallies[name].add(spec, pos, cell, origin, labels, predicted, temp, pres, None,
+                              potential=potential_of(cfg, spec))
     return {name: tally.by_place() for name, tally in tallies.items()}
 
 

@@ -270,6 +270,10 @@ class Classifier:
         self.last_timings.update(convert=t1 - t0, network=time.perf_counter() - t1)
         return out
 
+    def probabilities(self, logits: torch.Tensor) -> np.ndarray:
+        """(M, C) calibrated class probabilities: the softmax of the logits over the checkpoint's temperature."""
+        return torch.softmax(logits.float() / self.temperature, dim=-1).cpu().numpy()
+
     def result_from_logits(self, logits: torch.Tensor, threshold: Optional[float] = None,
                            nearest: Optional[np.ndarray] = None, unfamiliar: Optional[np.ndarray] = None,
                            memory: Optional[LabelMemory] = None) -> PhaseResult:
@@ -277,14 +281,14 @@ class Classifier:
         to its nearest neighbour) marks overlapping atoms (< MIN_SEPARATION), ``unfamiliar`` (bool per atom) atoms
         outside the training domain: both become OTHER with confidence 0. With ``memory`` the probabilities are
         blended into it first and the labels read from the blend (:mod:`lammps_phase.inference.memory`)."""
-        z = logits.float() / self.temperature
         if memory is not None:
-            blended = memory.update(torch.softmax(z, dim=-1).cpu().numpy())
+            blended = memory.update(self.probabilities(logits))
             labels = np.argmax(blended, axis=1).astype(np.int32)
             confidence = blended[np.arange(len(labels)), labels].astype(np.float32)
         else:
             # the largest softmax probability, exp(z_max - z_max) / Σ exp(z - z_max), without the other
             # probabilities (4x faster than softmax then max)
+            z = logits.float() / self.temperature
             top, lab = z.max(dim=-1, keepdim=True)
             conf = torch.exp(z - top).sum(dim=-1).reciprocal()
             labels = lab.squeeze(-1).to(torch.int32).cpu().numpy()

@@ -207,11 +207,10 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         press.append(np.full(known.sum(), pres))
         if spec.variant == "strained" and run_id not in reference_cells:
             reference_cells[run_id] = run_reference_cell(cfg, work, run_id)
-        tally.add(spec, pos, cell, origin, labels, res.labels, temp, pres, reference_cells.get(run_id))
+        potential = potential_of(cfg, spec) if mixed else None  # mixed configs: accuracy per potential, too
+        tally.add(spec, pos, cell, origin, labels, res.labels, temp, pres, reference_cells.get(run_id), potential)
         ok = res.labels == labels
-        if mixed:  # a mixed-potential config: accuracy per potential, by class and by place, too
-            potential = potential_of(cfg, spec)
-            tally.tally(f"potential {potential}", ok[known])
+        if mixed:  # by class and by place in each potential
             place_by_potential.setdefault(potential, PlaceTally(cfg.classes)).add(
                 spec, pos, cell, origin, labels, res.labels, temp, pres, reference_cells.get(run_id))
             for code in np.unique(labels[known]):

@@ -58,8 +58,9 @@ class PlaceTally:
 
     def add(self, spec: Any, positions: np.ndarray, cell: np.ndarray, origin: np.ndarray, labels: np.ndarray,
             predicted: np.ndarray, temperature: float, pressure: float,
-            reference_cell: Optional[np.ndarray] = None) -> None:
-        """One test frame of the run made by phase block ``spec`` (labels −1: no truth, not counted)."""
+            reference_cell: Optional[np.ndarray] = None, potential: Optional[str] = None) -> None:
+        """One test frame of the run made by phase block ``spec`` (labels −1: no truth, not counted); with
+        ``potential`` (mixed-potential configs) its atoms count towards "potential <name>" too."""
         known = labels >= 0
         ok = predicted == labels
         self.tally(spec.variant, ok[known])
@@ -87,6 +88,8 @@ class PlaceTally:
                 key = f"{spec.name}, {_bin_name(*p, 'GPa')}, {_bin_name(*t, 'K')}"
                 self._order[key] = (spec.name, p[0], t[0])
                 self._count(self.dense, key, ok[known])
+        if potential:
+            self.tally(f"potential {potential}", ok[known])
 
     def _add_interface(self, spec, positions, cell, origin, labels, predicted, known, ok) -> None:
         distance = interface_distance(positions, cell, origin, spec.axis)
