@@ -12,7 +12,8 @@ place's error is the draw of one training (what the ensemble removes) and how mu
 
 Labels carry no threshold (every atom gets its most likely class), so the checkpoints are compared on their
 classifications alone; the reports' figures apply each checkpoint's calibrated threshold and read lower by up to
-its share of "other". The checkpoints must share the config's classes and elements. Needs the config's cached runs in
+its share of "other" (``--threshold`` applies them here too). An ensemble file (``.toml``,
+:mod:`lammps_phase.inference.ensemble`) may stand where a checkpoint does. The checkpoints must share the config's classes and elements. Needs the config's cached runs in
 ``<workdir>/runs`` (``lammps-phase-train CONFIG --stage heating``).
 """
 
@@ -30,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lammps_phase.errors import LammpsPhaseError  # noqa: E402
 from lammps_phase.inference.classify import Classifier  # noqa: E402
 from lammps_phase.inference.neighbors import knn  # noqa: E402
-from lammps_phase.model import checkpoint as ckpt_io  # noqa: E402
 from lammps_phase.training.config import load_config, potential_of  # noqa: E402
 from lammps_phase.training.places import PlaceTally  # noqa: E402
 from lammps_phase.training.runs import decode_run_id, iter_snapshots  # noqa: E402
@@ -38,16 +38,22 @@ from lammps_phase.training.runs import decode_run_id, iter_snapshots  # noqa: E4
 ENSEMBLE = "ensemble"
 
 
-def predictions(probabilities: list[np.ndarray]) -> list[np.ndarray]:
+def predictions(probabilities: list[np.ndarray], thresholds: list[float] | None = None) -> list[np.ndarray]:
     """Each checkpoint's most likely class per atom, then the ensemble's: the class of the largest mean probability
-    (not a vote: a checkpoint sure of its class outweighs two that hesitate)."""
-    return [p.argmax(axis=1) for p in probabilities] + [np.mean(probabilities, axis=0).argmax(axis=1)]
+    (not a vote: a checkpoint sure of its class outweighs two that hesitate). ``thresholds`` (one per checkpoint):
+    its atoms less sure than that are −1, as in use; the ensemble column never has one."""
+    labels = [p.argmax(axis=1) for p in probabilities]
+    for lab, p, t in zip(labels, probabilities, thresholds or []):
+        lab[p.max(axis=1) < t] = -1
+    return labels + [np.mean(probabilities, axis=0).argmax(axis=1)]
 
 
-def score(config: str, workdir: str, checkpoints: list[str], potential: str | None = None) -> dict[str, dict]:
-    """Accuracy by place for each checkpoint and for their ensemble, keyed by checkpoint path (and ENSEMBLE)."""
+def score(config: str, workdir: str, checkpoints: list[str], potential: str | None = None,
+          threshold: bool = False) -> dict[str, dict]:
+    """Accuracy by place for each checkpoint (or ensemble file) and for their ensemble, keyed by path (and ENSEMBLE);
+    ``threshold``: each checkpoint's calibrated default threshold applies to its own column."""
     cfg = load_config(config)
-    classifiers = [Classifier(ckpt_io.load(path), device="cpu") for path in checkpoints]
+    classifiers = [Classifier.load(path, device="cpu") for path in checkpoints]
     for path, clf in zip(checkpoints, classifiers):
         if list(clf.classes) != list(cfg.classes):
             raise LammpsPhaseError(f"{path} labels {clf.classes}, the config {cfg.classes}: compare checkpoints "
@@ -61,7 +67,8 @@ def score(config: str, workdir: str, checkpoints: list[str], potential: str | No
             continue
         neighbors = knn(pos, k, cell=cell, origin=origin)  # shared: each network reads its own first k columns
         probs = [clf.probabilities(clf.logits(clf.species_indices(species), neighbors)) for clf in classifiers]
-        for name, predicted in zip(names, predictions(probs)):
+        thresholds = [clf.threshold for clf in classifiers] if threshold else None
+        for name, predicted in zip(names, predictions(probs, thresholds)):
             tallies[name].add(spec, pos, cell, origin, labels, predicted, temp, pres, None,
                               potential=potential_of(cfg, spec))
     return {name: tally.by_place() for name, tally in tallies.items()}
@@ -87,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", required=True, help="folder whose runs/ holds the config's cached heating runs")
     ap.add_argument("--potential", default=None, help="score only the runs in this potential (e.g. bks_dsf)")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
+    ap.add_argument("--threshold", action="store_true", help="apply each checkpoint's calibrated default threshold to "
+                    "its own column (atoms below it count as wrong, as in the reports); never to the ensemble column")
     a = ap.parse_args(argv)
     if len(a.checkpoints) < 2:
         ap.error("give at least two checkpoints: a spread needs two trainings")
-    scores = score(a.config, a.workdir, a.checkpoints, a.potential)
+    scores = score(a.config, a.workdir, a.checkpoints, a.potential, a.threshold)
     print("\n".join(table(scores)))
     if a.json:
         from lammps_phase.atomic_write import write_text

@@ -153,9 +153,45 @@ def _atom_ids(frame, memory):
     return np.arange(1, frame.natoms + 1)
 
 
-def cmd_info(args: argparse.Namespace) -> int:
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    """Write an ensemble file (lammps_phase.inference.ensemble), calibrated on held-out snapshots when given."""
+    from lammps_phase.atomic_write import check_output
+    from lammps_phase.inference.ensemble import SUFFIX, EnsembleClassifier, write_ensemble
     from lammps_phase.model import checkpoint as ckpt_io
 
+    if not str(args.output).endswith(SUFFIX):
+        raise LammpsPhaseError(f"an ensemble file ends in {SUFFIX} (that is how lammps-phase tells it from a checkpoint): "
+                               f"not {args.output}")
+    check_output(args.output, inputs=args.member, option="output")
+    EnsembleClassifier([ckpt_io.load(m) for m in args.member], device="cpu", check_domain=False)  # members agree
+    validation = None
+    if args.calibrate_on:
+        from lammps_phase.data.datasets import SampleSet
+
+        validation = SampleSet.load(args.calibrate_on)
+    calibration = write_ensemble(args.output, args.member, validation)
+    fitted = (f"temperature {calibration['temperature']:.3f}, threshold {calibration['threshold']:.3f}"
+              if calibration else "uncalibrated (temperature 1, threshold 0): give --calibrate-on VAL_SAMPLES.h5")
+    print(f"{args.output}: {len(args.member)} members, {fitted}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from lammps_phase.inference import ensemble
+    from lammps_phase.model import checkpoint as ckpt_io
+
+    if ensemble.is_ensemble(args.checkpoint):
+        members, calibration = ensemble.read_ensemble(args.checkpoint)
+        if args.json:
+            print(json.dumps({"ensemble": str(args.checkpoint), "members": [str(m) for m in members],
+                              "calibration": calibration}, indent=2))
+            return 0
+        print(f"ensemble         {args.checkpoint}: the mean calibrated probabilities of {len(members)} checkpoints")
+        for m in members:
+            print(f"member           {m}")
+        print("calibration      " + (", ".join(f"{k} {v:.3f}" for k, v in calibration.items()) or "none"))
+        print(f"(each member: lammps-phase info {members[0]})")
+        return 0
     ck = ckpt_io.load(args.checkpoint)
     cfg = ck.config
     info = {
@@ -210,7 +246,10 @@ def cmd_kernels(args: argparse.Namespace) -> int:
     if not fastpath.compile_available(args.device):
         raise LammpsPhaseError(f"building kernels for {args.device} needs a C++ compiler (CPU: g++) or Triton (CUDA); "
                                "without them lammps-phase runs its eager kernels")
-    for path in args.checkpoint:
+    from lammps_phase.inference import ensemble
+
+    paths = [m for p in args.checkpoint for m in (ensemble.read_ensemble(p)[0] if ensemble.is_ensemble(p) else [p])]
+    for path in paths:
         clf = Classifier.load(path, device=args.device, fast="eager", check_domain=False)
         before = set(aot.cache_dir().glob("*.pt2"))
         built = clf.fast.build_kernels()
@@ -249,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("classify", help="label every atom of LAMMPS dumps, data files or extxyz files")
     c.add_argument("input", help="LAMMPS text dump (multi-frame, .gz ok), LAMMPS data file or extxyz")
-    c.add_argument("--model", required=True, help="checkpoint (.pt), e.g. checkpoints/sio2.pt")
+    c.add_argument("--model", required=True, help="checkpoint (.pt), e.g. checkpoints/sio2.pt, or an ensemble of checkpoints (.toml, `lammps-phase ensemble`)")
     c.add_argument("--types", help='element of each LAMMPS atom type, in type order, e.g. "Si O"')
     c.add_argument("-o", "--output", required=True, help="output LAMMPS dump (.gz to compress)")
     c.add_argument("--threshold", type=_probability, default=None,
@@ -266,6 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("checkpoint")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
+
+    e = sub.add_parser("ensemble", help="write an ensemble file: several checkpoints of the same classes read as one "
+                                        "(mean probabilities; N networks' time)")
+    e.add_argument("output", help="the ensemble file to write (.toml; members are stored relative to its folder)")
+    e.add_argument("member", nargs="+", help="checkpoints of the same classes, elements and k (at least 2)")
+    e.add_argument("--calibrate-on", metavar="SAMPLES.h5", default=None,
+                   help="held-out snapshots (a training work folder's val_samples.h5) to fit the ensemble's "
+                        "temperature and default threshold on")
+    e.set_defaults(func=cmd_ensemble)
 
     k = sub.add_parser("kernels", help="build a checkpoint's fused kernels ahead of time (once per machine: later "
                                         "runs load them instead of compiling)")

@@ -60,7 +60,7 @@ def _rgb(hex_colour: str) -> tuple[float, float, float]:
 class LammpsPhaseModifier(ModifierInterface):
     """lammps-phase: per-atom phase labels from a spatially weighted DGCNN (same model and labels as the CLI)."""
 
-    checkpoint = FilePath(DEFAULT_CHECKPOINT, label="Checkpoint (.pt)")
+    checkpoint = FilePath(DEFAULT_CHECKPOINT, label="Checkpoint (.pt, or an ensemble .toml)")
     type_map = Str("", label="Type map (element per type 1, 2, …; empty = type names)")
     threshold = Range(0.0, 1.0, 0.0, label="Confidence threshold (below: Other)")
     device = Str("auto", label="Device (auto, cpu, cuda, cuda:N)")

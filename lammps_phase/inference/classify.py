@@ -196,6 +196,14 @@ class Classifier:
         compile_after_atoms: Optional[int] = None,
         check_domain: bool = True,
     ) -> "Classifier":
+        """The classifier of a checkpoint file, or of an ensemble file (``.toml``: several checkpoints read as
+        one, :mod:`lammps_phase.inference.ensemble`)."""
+        from lammps_phase.inference import ensemble
+
+        if ensemble.is_ensemble(path):
+            return ensemble.EnsembleClassifier.load(
+                path, device=device, threshold=threshold, type_map=type_map, fast=fast, threads=threads,
+                reuse_neighbors=reuse_neighbors, compile_after_atoms=compile_after_atoms, check_domain=check_domain)
         return cls(
             ckpt_io.load(path, type_map=type_map),
             device=device,
@@ -272,7 +280,7 @@ class Classifier:
 
     def probabilities(self, logits: torch.Tensor) -> np.ndarray:
         """(M, C) calibrated class probabilities: the softmax of the logits over the checkpoint's temperature."""
-        return torch.softmax(logits.float() / self.temperature, dim=-1).cpu().numpy()
+        return ckpt_io.calibrated_probabilities(logits, self.temperature).cpu().numpy()
 
     def result_from_logits(self, logits: torch.Tensor, threshold: Optional[float] = None,
                            nearest: Optional[np.ndarray] = None, unfamiliar: Optional[np.ndarray] = None,

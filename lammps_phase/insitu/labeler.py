@@ -219,7 +219,7 @@ class PhaseLabeler:
         rank, size = comm.Get_rank(), comm.Get_size()
         error = None
         try:
-            checkpoint = substitute(lmp, self.checkpoint, "checkpoint")
+            checkpoint = checkpoint_argument(substitute(lmp, self.checkpoint, "checkpoint"))
             type_map = substitute(lmp, self.types, "types").split()
             check_properties(lmp, self.labels, self.confidence)
             check_type_map(lmp, type_map)

@@ -26,6 +26,12 @@ FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "package_version", "kind", "config", "state_dict", "classes", "elements", "k")
 
 
+def calibrated_probabilities(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The softmax of the logits over the calibration temperature (lammps_phase.training.calibration): the one
+    place where a checkpoint's logits become probabilities."""
+    return torch.softmax(logits.float() / temperature, dim=-1)
+
+
 @dataclass
 class Checkpoint:
     """A trained network and what it needs to be used correctly."""
@@ -54,6 +60,10 @@ class Checkpoint:
     def temperature(self) -> float:
         """Logits are divided by this before the softmax (1 for an uncalibrated checkpoint)."""
         return float(self.calibration.get("temperature", 1.0))
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(..., C) calibrated class probabilities of these logits (:func:`calibrated_probabilities`)."""
+        return calibrated_probabilities(logits, self.temperature)
 
     @property
     def default_threshold(self) -> float:

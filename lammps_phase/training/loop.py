@@ -52,6 +52,10 @@ class TrainConfig:
     # ship an exponential moving average of the weights over about this many epochs (0 = the weights themselves);
     # validation and the best epoch are then judged on the average (lammps_phase/training/averaging.py)
     average_epochs: float = 0.0
+    # distillation (lammps_phase/training/distillation.py): the cross-entropy targets of labelled atoms become
+    # (1 − distill)·label + distill·(mean calibrated probabilities of these checkpoints, paths from the current folder)
+    distill: float = 0.0
+    teachers: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.class_balance <= 1.0:
@@ -62,6 +66,11 @@ class TrainConfig:
             raise LammpsPhaseError(f"average_epochs must be 0 (off) or positive, got {self.average_epochs}")
         if self.boundary_weight <= 0.0:
             raise LammpsPhaseError(f"boundary_weight must be positive, got {self.boundary_weight}")
+        if not 0.0 <= self.distill <= 1.0:
+            raise LammpsPhaseError(f"distill must lie in [0, 1] (the teachers' share of the targets), got {self.distill}")
+        if (self.distill > 0.0) != bool(self.teachers):
+            raise LammpsPhaseError("distillation needs both distill > 0 and a list of teacher checkpoints (teachers = "
+                                   "[\"a.pt\", ...]); give both or neither")
         if not 0.0 <= self.phi <= 1.0:
             raise LammpsPhaseError(f"phi must lie in [0, 1], got {self.phi}")
         if self.phi < 1.0 and self.rotations < 2:
@@ -85,23 +94,29 @@ class History:
 
 def combined_loss(
     logits: torch.Tensor, labels: torch.Tensor, phi: float, alpha: float, weight: Optional[torch.Tensor] = None,
-    atom_weight: Optional[torch.Tensor] = None,
+    atom_weight: Optional[torch.Tensor] = None, soft: Optional[torch.Tensor] = None, distill: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """logits (R, ..., C) for R rotations of the same inputs, labels (...) → (loss, ce, rotation term).
 
     ``weight``: optional per-class cross-entropy weights (C,); ``atom_weight``: optional per-atom weights (...).
-    The cross entropy is Σ w·nll / Σ w with w = weight[label]·atom_weight. Atoms labelled −1 (no label: e.g.
-    crystal atoms that left their sites at an interface) take no part in it."""
+    The cross entropy is Σ w·(−Σ_c q_c log p_c) / Σ w with w = weight[label]·atom_weight and q the one-hot label,
+    or with ``soft`` (..., C) (a teacher ensemble's probabilities, :mod:`lammps_phase.training.distillation`)
+    q = (1 − distill)·onehot(label) + distill·soft. Atoms labelled −1 (no label: e.g. crystal atoms that left
+    their sites at an interface) take no part in it."""
     r, c = logits.shape[0], logits.shape[-1]
-    targets = labels.unsqueeze(0).expand(r, *labels.shape).reshape(-1)
-    if atom_weight is None:
-        ce = F.cross_entropy(logits.reshape(-1, c), targets, weight=weight, ignore_index=IGNORE)
-    else:
-        nll = F.cross_entropy(logits.reshape(-1, c), targets, ignore_index=IGNORE, reduction="none")
-        w = atom_weight.unsqueeze(0).expand(r, *labels.shape).reshape(-1) * (targets != IGNORE)
-        if weight is not None:
-            w = w * weight[targets.clamp(min=0)]
-        ce = (w * nll).sum() / w.sum().clamp(min=1e-12)
+    flat = logits.reshape(r, -1, c)
+    known = labels.reshape(-1) != IGNORE
+    target = labels.reshape(-1).clamp(min=0)
+    logp = torch.log_softmax(flat, dim=-1)
+    nll = -logp.gather(-1, target.view(1, -1, 1).expand(r, -1, 1)).squeeze(-1)  # (R, M)
+    if soft is not None and distill > 0.0:
+        nll = (1.0 - distill) * nll - distill * (soft.reshape(1, -1, c) * logp).sum(dim=-1)
+    w = known.to(logp.dtype)
+    if atom_weight is not None:
+        w = w * atom_weight.reshape(-1)
+    if weight is not None:
+        w = w * weight[target]
+    ce = (w * nll).sum() / (r * w.sum()).clamp(min=1e-12)
     if phi >= 1.0 or r < 2:
         return ce, ce, torch.zeros((), device=logits.device)
     prob = torch.softmax(logits, dim=-1)
@@ -210,13 +225,21 @@ def train_model(
     kind: str = "segmentation",
     log: Optional[Callable[[str], None]] = None,
     state_path: Optional[Path] = None,
+    teacher: Optional[np.ndarray] = None,
 ) -> tuple[Checkpoint, History]:
     """Train and return the checkpoint of the best validation epoch, with its loss history.
+
+    ``teacher`` (atoms of ``train_set``, classes): the teachers' probabilities for every training atom, required
+    when ``cfg.distill`` > 0 (:func:`lammps_phase.training.distillation.teacher_probabilities`).
 
     ``state_path``: where the state after each epoch is kept (:mod:`lammps_phase.training.resume`); a state found
     there from the same settings and data is resumed, so an interrupted training loses at most one epoch."""
     if train_set.classes != val_set.classes:
         raise LammpsPhaseError("training and validation sets have different classes")
+    if cfg.distill > 0.0:
+        _check_teacher(train_set, kind, teacher)
+    else:
+        teacher = None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -237,7 +260,7 @@ def train_model(
     step, first_epoch, seconds_before = 0, 0, 0.0
     signature = ""
     if state_path is not None:
-        signature = run_signature(model_cfg, cfg, kind, train_set, val_set)
+        signature = run_signature(model_cfg, cfg, kind, train_set, val_set, teacher)
         saved = resume_state(state_path, signature, model, opt, sched, gen, rng, log, average)
         if saved is not None:
             hist = History(**saved.history)
@@ -262,7 +285,8 @@ def train_model(
             atom_weight = None
             if cfg.boundary_weight != 1.0 and boundary is not None:
                 atom_weight = 1.0 + (cfg.boundary_weight - 1.0) * boundary.float()
-            loss, ce, spread = combined_loss(logits, targets, cfg.phi, cfg.alpha, weight, atom_weight)
+            soft = None if teacher is None else torch.from_numpy(teacher[_atom_rows(train_set, idx)])
+            loss, ce, spread = combined_loss(logits, targets, cfg.phi, cfg.alpha, weight, atom_weight, soft, cfg.distill)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -315,6 +339,22 @@ def train_model(
         metrics={"val_accuracy": hist.val_accuracy[hist.best_epoch], "val_" + cfg.select: best_acc, "best_epoch": hist.best_epoch, "train_seconds": hist.seconds},
     )
     return ckpt, hist
+
+
+def _atom_rows(data: SampleSet, items: np.ndarray) -> np.ndarray:
+    """Rows of the given snapshots' atoms, in the order :func:`graph_batch` lays them out."""
+    return np.concatenate([np.arange(data.offsets[i], data.offsets[i + 1]) for i in items])
+
+
+def _check_teacher(data: Dataset, kind: str, teacher: Optional[np.ndarray]) -> None:
+    if kind != "segmentation" or not isinstance(data, SampleSet):
+        raise LammpsPhaseError("distillation needs whole snapshots ([dataset] mode = \"samples\") and the "
+                               "segmentation model: the teachers label every atom of a snapshot")
+    want = (len(data.labels), len(data.classes))
+    if teacher is None or teacher.shape != want:
+        got = "none" if teacher is None else f"shape {teacher.shape}"
+        raise LammpsPhaseError(f"distill > 0 needs the teachers' probabilities for every training atom, shape {want}; "
+                               f"got {got}")
 
 
 #: training batches over which the batch norms of the weight average are re-measured before each validation

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from lammps_phase.atomic_write import copy_file, write_text
+from lammps_phase.atomic_write import atomic_open, copy_file, write_text
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.training.config import SPLITS, PipelineConfig, load_config, potential_of, species_indices
 from lammps_phase.training.outputs import check_outputs, note_written, report_dir_for
@@ -120,7 +120,7 @@ def stage_train(cfg: PipelineConfig, work: Path, force: bool, output: Path, quie
     hist_path = work / "history.json"
     mode = cfg.dataset.get("mode", "samples")
     params = {"model": cfg.model, "train": cfg.train, "classes": cfg.classes, "elements": cfg.elements}
-    sources = [work / f"train_{mode}.h5", work / f"val_{mode}.h5"]
+    sources = [work / f"train_{mode}.h5", work / f"val_{mode}.h5"] + [Path(t) for t in cfg.train.get("teachers", [])]
     if not force and hist_path.exists() and _fresh(ckpt_path, sources, params):
         log(f"[train] cached: {ckpt_path}")
     else:
@@ -131,16 +131,47 @@ def stage_train(cfg: PipelineConfig, work: Path, force: bool, output: Path, quie
         state_path = work / "train_state.pt"  # the state after each epoch: an interrupted training resumes
         if force:
             state_path.unlink(missing_ok=True)
-        ckpt, hist = train_model(train, val, mcfg, tcfg, log=log, state_path=state_path)
+        teacher = _teacher_probabilities(cfg, work, train, log) if tcfg.distill > 0 else None
+        ckpt, hist = train_model(train, val, mcfg, tcfg, log=log, state_path=state_path, teacher=teacher)
         from lammps_phase.model.checkpoint import fingerprint
 
         ckpt.data_fingerprint = fingerprint(train.labels, train.species, val.labels, cfg.source)
+        if teacher is not None:
+            ckpt.metrics["distilled_from"] = {"weight": tcfg.distill, "teachers": list(tcfg.teachers)}
         ckpt_io.save(ckpt, ckpt_path)
         write_text(hist_path, json.dumps(hist.to_dict()))
         _record(ckpt_path, params)
         state_path.unlink(missing_ok=True)  # model.pt now holds the result
     ckpt_io.save(ckpt_io.load(ckpt_path), output)  # usable at once; the report stage adds test metrics
     return ckpt_path
+
+
+def _teacher_probabilities(cfg: PipelineConfig, work: Path, train, log=print) -> np.ndarray:
+    """The teachers' mean probabilities for every training atom (lammps_phase.training.distillation), kept in the
+    work folder and remade when the teachers or the training data change."""
+    from lammps_phase.model.checkpoint import fingerprint
+    from lammps_phase.training.distillation import load_teachers, teacher_probabilities
+
+    paths = list(cfg.train["teachers"])
+    target = work / "teacher_train.npy"
+    params = {"teachers": {p: fingerprint(Path(p).read_bytes()) for p in paths if Path(p).is_file()},
+              "train": fingerprint(np.asarray(train.labels), np.ascontiguousarray(train.vectors))}
+    if _fresh(target, [Path(p) for p in paths], params):
+        probs = np.load(target)
+        if probs.shape == (len(train.labels), len(cfg.classes)):
+            log(f"[train] teachers' probabilities cached: {target}")
+            return probs
+    t0 = time.perf_counter()
+    teachers = load_teachers(paths, cfg.classes, cfg.elements, train.k)
+    probs = teacher_probabilities(teachers, train)
+    with atomic_open(target, "wb") as fh:
+        np.save(fh, probs)
+    _record(target, params)
+    known = np.asarray(train.labels) >= 0
+    agree = float((probs[known].argmax(axis=1) == np.asarray(train.labels)[known]).mean())
+    log(f"[train] {len(teachers)} teachers' probabilities for {len(probs)} training atoms in "
+        f"{time.perf_counter() - t0:.0f} s (their mean agrees with {100 * agree:.2f} % of the labels) → {target}")
+    return probs
 
 
 # ----------------------------------------------------------------------------- stage 4: calibration
@@ -294,6 +325,10 @@ def run_pipeline(config: str, stage: str = "all", workdir: Optional[str] = None,
     todo = STAGES if stage == "all" else (stage,)
     # before any heating run: nothing is lost to a typo in the config
     check_outputs(cfg, work, out, overwrite, writes_checkpoint=bool({"train", "calibrate", "report"} & set(todo)))
+    if "train" in todo and cfg.train.get("teachers"):
+        from lammps_phase.training.distillation import load_teachers
+
+        load_teachers(cfg.train["teachers"], cfg.classes, cfg.elements, int(cfg.model.get("k", 16)))
     work.mkdir(parents=True, exist_ok=True)
     log = (lambda m: None) if quiet else print
     for st in todo:

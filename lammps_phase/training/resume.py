@@ -28,14 +28,18 @@ STATE_VERSION = 1
 _NEUTRAL_SETTINGS = ("progress", "threads")
 
 
-def run_signature(model_cfg: Any, train_cfg: Any, kind: str, train_set: Any, val_set: Any) -> str:
+def run_signature(model_cfg: Any, train_cfg: Any, kind: str, train_set: Any, val_set: Any,
+                  teacher: Optional[np.ndarray] = None) -> str:
     """A short hash of everything that decides the weights: model and training settings (bar the neutral ones),
-    the model kind and the training and validation data (labels, species and geometry)."""
+    the model kind, the training and validation data (labels, species and geometry) and the teachers'
+    probabilities when the training distils."""
     settings = {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in _NEUTRAL_SETTINGS}
     data = []
     for part in (train_set, val_set):
         geometry = part.vectors if hasattr(part, "vectors") else part.positions  # samples / environments
         data += [np.asarray(part.labels), np.asarray(part.species), np.ascontiguousarray(geometry)]
+    if teacher is not None:
+        data.append(np.ascontiguousarray(teacher))
     return fingerprint(repr(sorted(dataclasses.asdict(model_cfg).items())), repr(sorted(settings.items())), kind,
                        list(train_set.classes), *data)
 

@@ -114,6 +114,39 @@ def test_changed_phase_parameters_remake_only_that_phase_and_its_datasets(tiny_r
     assert all(p.stat().st_mtime > datasets[p.name] for p in cache.glob("*_samples.h5"))  # rebuilt from the new runs
 
 
+def test_distilled_training_through_the_pipeline(tiny_run, capsys):
+    """[train] distill + teachers: the teachers' probabilities are made once and kept, the checkpoint says whom it
+    learned from, and a missing teacher stops the run before any heating."""
+    import shutil
+
+    work, _ = tiny_run
+    student = work / "cache" / "tiny_student"
+    shutil.copytree(work / "cache" / "tiny", student, ignore=shutil.ignore_patterns("model.pt*", "history.json"))
+    config = 'base = "tiny.toml"\nname = "tiny_student"\noutput = "tiny_student.pt"\n[train]\ndistill = 0.5\n'
+    (work / "student.toml").write_text(config + 'teachers = ["tiny.pt"]\n')
+    (work / "orphan.toml").write_text(config.replace("tiny_student", "orphan") + 'teachers = ["gone.pt"]\n')
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        assert train_main(["student.toml", "-q", "--stage", "train"]) == 0
+        made = (student / "teacher_train.npy").stat().st_mtime
+        assert train_main(["student.toml", "--stage", "train"]) == 0
+        assert train_main(["orphan.toml", "-q"]) == 2
+    finally:
+        os.chdir(cwd)
+    out = capsys.readouterr()
+    assert "[train] cached" in out.out
+    assert "teacher checkpoint gone.pt not found" in out.err
+    assert not (work / "cache" / "orphan" / "runs").exists()  # refused before the first heating run
+    assert (student / "teacher_train.npy").stat().st_mtime == made
+    probs = np.load(student / "teacher_train.npy")
+    from lammps_phase.data.datasets import SampleSet
+
+    assert probs.shape == (len(SampleSet.load(student / "train_samples.h5").labels), 2)
+    ck = ckpt_io.load(work / "tiny_student.pt")
+    assert ck.metrics["distilled_from"] == {"weight": 0.5, "teachers": ["tiny.pt"]}
+
+
 def test_config_errors_name_the_problem(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(TINY.replace('seeds = { train = [1], val = [2], test = [3] }', 'seeds = { train = [1], val = [1], test = [3] }'))
@@ -142,7 +175,7 @@ def test_two_blocks_may_feed_one_class_but_not_at_the_same_pressure(tmp_path):
 
 def test_shipped_configs_parse():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for name in ("train_sio2.toml", "train_sio2_bks.toml", "train_cu.toml"):
+    for name in ("train_sio2.toml", "train_sio2_bks.toml", "train_cu.toml", "train_sio2_distilled.toml"):
         cfg = load_config(os.path.join(root, "inputs", name))
         assert len(cfg.classes) == len(set(cfg.classes))
         json.dumps(cfg.model)
