@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     crystal = structures.supercell(structures.build("alpha_quartz"), args.min_length)
     natoms = len(crystal.symbols)
     classifier = Classifier.load(checkpoint, device="cpu", type_map=TYPE_MAP)
-    cutoff = local_ghost_cutoff(classifier, crystal.positions, crystal.cell)
+    networks = getattr(classifier, "members", [classifier])  # an ensemble file: its members (gather mode only)
+    cutoff = local_ghost_cutoff(networks[0], crystal.positions, crystal.cell)
     labellings = args.steps // args.every
     with tempfile.TemporaryDirectory(prefix="insitu_overhead_") as tmp:
         workdir = Path(tmp)
@@ -122,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         formats.write_lammps_data(data, crystal.positions, crystal.cell, crystal.symbols, TYPE_MAP,
                              charges=potentials.BKS_CHARGES, atom_style="charge")
         runs = [("no labels", None, None), ("gather", "gather", None)]
-        if cutoff <= PAIR_GHOSTS:  # the pair style's own ghost atoms hold every owned atom's k-NN row
+        if len(networks) > 1:
+            pass  # an ensemble labels in gather mode only
+        elif cutoff <= PAIR_GHOSTS:  # the pair style's own ghost atoms hold every owned atom's k-NN row
             runs.append(("local", "local", None))
         else:
             runs += [("local", "local", cutoff), (f"no labels, comm cutoff {cutoff:g} Å", None, cutoff)]
@@ -150,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = classifier.checkpoint.config
     print(f"\nminimum of {args.repeats} interleaved runs each; {natoms} atoms α-quartz, BKS (bks_dsf), {args.ranks} ranks, {args.steps} steps, labels every "
           f"{args.every} steps ({labellings} labellings); model {args.checkpoint} (k {cfg.k}, channels "
-          f"{cfg.channels}, {sum(p.numel() for p in classifier.model.parameters())} parameters)\n")
+          f"{cfg.channels}, {sum(p.numel() for n in networks for p in n.model.parameters())} parameters"
+          f"{f' in {len(networks)} networks' if len(networks) > 1 else ''})\n")
     print("| run | loop time (s) | overhead against the MD-only runs | overhead within the run (callback time / "
           "the rest; min – max over runs) | per labelling (s) | per atom per labelling (µs) |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -5,7 +5,8 @@ up to 27 points apart, and the mean of their probabilities read every place bett
 (BKS 0.978 → 0.983, bulk glass 0.995 → 0.999, slabs 4–6 Å below the surface 0.988 → 0.994, interfaces ≤ 3 Å
 0.881 → 0.887; ``benchmarks/place_spread.py``, benchmarks/RESULTS.md "Session 20"). Training one network toward
 that mean did not keep the gain (:mod:`lammps_phase.training.distillation`, "Session 21"), so the ensemble is
-offered as itself: N networks' time for the better labels, where a one-off labelling of a frame can afford it.
+offered as itself: N networks' time for the better labels (one neighbour search serves them all). In situ it labels
+in gather mode only: local mode's halo exchange feeds one network layer by layer.
 
 An ensemble is a small TOML file beside its members::
 

@@ -103,7 +103,8 @@ class _State:
 class PhaseLabeler:
     """Label every atom each time LAMMPS calls it; write ``i_phase`` / ``d_phase_conf``.
 
-    checkpoint  path of a segmentation checkpoint (may contain ``${var}``); loaded once per process.
+    checkpoint  path of a segmentation checkpoint (may contain ``${var}``); loaded once per process. An ensemble file
+                (``.toml``, :mod:`lammps_phase.inference.ensemble`) labels in gather mode only, at its networks' cost.
     types       element per LAMMPS atom type, "Si O" or ["Si", "O"] (type 1 = Si).
     mode        "gather" (classify on rank 0), "local" (each rank its own atoms) or "auto" (local on several
                 ranks from ``auto_local_atoms`` atoms, when the ghost shell allows; else gather).
@@ -215,11 +216,17 @@ class PhaseLabeler:
     # ------------------------------------------------------------------------------------------ set-up
 
     def _set_up(self, lmp: Any) -> _State:
+        from lammps_phase.inference import ensemble
+
         comm = communicator(lmp)
         rank, size = comm.Get_rank(), comm.Get_size()
         error = None
         try:
             checkpoint = checkpoint_argument(substitute(lmp, self.checkpoint, "checkpoint"))
+            if ensemble.is_ensemble(checkpoint) and self.mode == "local":
+                raise LammpsPhaseError(
+                    f"checkpoint {checkpoint} is an ensemble, which labels in gather mode (rank 0 runs its networks on "
+                    "the whole box): use mode=\"gather\" (or \"auto\"), or one checkpoint (.pt) for local mode")
             type_map = substitute(lmp, self.types, "types").split()
             check_properties(lmp, self.labels, self.confidence)
             check_type_map(lmp, type_map)
@@ -227,7 +234,10 @@ class PhaseLabeler:
             error = str(err)
         agree(lmp, comm, error)
 
-        mode, why = choose_mode(lmp, comm, self.mode, self.auto_local_atoms)
+        if ensemble.is_ensemble(checkpoint):  # local mode's halo calls run one network layer by layer
+            mode, why = "gather", " (an ensemble: rank 0 labels the whole box)"
+        else:
+            mode, why = choose_mode(lmp, comm, self.mode, self.auto_local_atoms)
         classifier = None
         cpus = node_cpus(comm) if self.borrow_cores and (mode == "gather" or self.mode == "auto") else None
         try:
@@ -255,7 +265,8 @@ class PhaseLabeler:
             else:
                 from lammps_phase.model import checkpoint as ckpt_io
 
-                ckpt = ckpt_io.load(checkpoint, type_map=type_map)
+                first = ensemble.read_ensemble(checkpoint)[0][0] if ensemble.is_ensemble(checkpoint) else checkpoint
+                ckpt = ckpt_io.load(first, type_map=type_map)  # classes, k and hops: what the other ranks need
             error = None
         except Exception as err:  # noqa: BLE001 - e.g. CUDA out of memory on one rank: all ranks must stop
             error = describe(err)

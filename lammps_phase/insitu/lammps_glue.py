@@ -271,10 +271,6 @@ def checkpoint_argument(checkpoint: Any) -> str:
     if not isinstance(checkpoint, (str, os.PathLike)) or not str(checkpoint).strip():
         raise LammpsPhaseError(f"checkpoint {checkpoint!r} must be the path of a .pt file, e.g. \"checkpoints/sio2.pt\"")
     text = str(checkpoint)
-    if text.endswith(".toml"):
-        raise LammpsPhaseError(f"checkpoint {text} is an ensemble (several networks, N times the cost of every "
-                               "labelling): in-situ labelling takes one checkpoint (.pt); label the dumps afterwards with "
-                               f"`lammps-phase classify DUMP --model {text}`")
     if not VARIABLE_REFERENCE.search(text):
         if os.path.isdir(text):
             raise LammpsPhaseError(f"checkpoint {text} is a folder: give the path of a .pt file (e.g. checkpoints/sio2.pt)")

@@ -11,7 +11,6 @@ from lammps_phase.data.structures import build, supercell
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.neighbors import knn
 from lammps_phase.inference.ensemble import EnsembleClassifier, read_ensemble, write_ensemble
-from lammps_phase.insitu.lammps_glue import checkpoint_argument
 from lammps_phase.model import checkpoint as ckpt_io
 
 from conftest import SIO2_CLASSES, make_random_checkpoint
@@ -115,8 +114,6 @@ def test_bad_ensembles_are_refused_with_the_reason(members, tmp_path):
         EnsembleClassifier([ckpt_io.load(members[0]), ckpt_io.load(other)], device="cpu")
     with pytest.raises(LammpsPhaseError, match="at least 2"):
         EnsembleClassifier([ckpt_io.load(members[0])], device="cpu")
-    with pytest.raises(LammpsPhaseError, match="in-situ labelling takes one checkpoint"):
-        checkpoint_argument(str(tmp_path / "ens.toml"))
     ens = EnsembleClassifier([ckpt_io.load(p) for p in members], device="cpu")
     with pytest.raises(LammpsPhaseError, match="local mode takes one checkpoint"):
         ens.logits(np.zeros(1, np.int64), None, halo=object())

@@ -120,6 +120,27 @@ def test_rank_that_owns_no_atoms(workdir, common_vars, classifier):
     assert_matches_offline(classifier, list(formats.read_dump(cwd / "dump.phase")))
 
 
+def test_an_ensemble_labels_in_gather_mode_like_offline(workdir, quartz, common_vars, tmp_path):
+    """An ensemble file in situ: gather mode (also when "auto" would pick local), labels as the offline ensemble's;
+    local mode asked for by name stops the run with the reason."""
+    from conftest import make_random_checkpoint
+    from lammps_phase.inference.classify import Classifier
+    from lammps_phase.inference.ensemble import write_ensemble
+
+    second = make_random_checkpoint(tmp_path / "second.pt", seed=9)  # with the first: two classes on this quartz
+    ensemble = tmp_path / "pair.toml"
+    write_ensemble(ensemble, [common_vars["checkpoint"], second])
+    deck = error_deck("'${checkpoint}', types='Si O', mode='auto'", ghost=8.0)
+    rc, screen, _, cwd = run_deck(workdir, "ensemble", deck, quartz, {**common_vars, "checkpoint": ensemble})
+    assert rc == 0, screen[-3000:]
+    assert "mode gather (an ensemble: rank 0 labels the whole box)" in screen
+    assert_matches_offline(Classifier.load(ensemble, device="cpu"), list(formats.read_dump(cwd / "dump.phase")),
+                           columns=("phase",))
+    deck = error_deck("'${checkpoint}', types='Si O', mode='local'", ghost=8.0)
+    rc, screen, _, _ = run_deck(workdir, "ensemble_local", deck, quartz, {**common_vars, "checkpoint": ensemble})
+    assert rc != 0 and "is an ensemble, which labels in gather mode" in screen
+
+
 def test_restart_keeps_labels(labelled, common_vars):
     frames, _, cwd = labelled[2]
     rc, screen, _ = run_lammps(DECKS / "restart.lmp", cwd, 2, potfile=common_vars["potfile"])
