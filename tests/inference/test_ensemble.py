@@ -132,3 +132,20 @@ def test_the_shipped_ensemble_reads_like_its_members():
     c = supercell(build("stishovite"), 12.0)
     res = ens.classify(c.positions, c.cell, list(c.symbols))
     assert (res.labels == ens.classes.index("stishovite")).mean() >= 0.99
+
+
+def test_classify_cli_with_an_ensemble_file(members, quartz, tmp_path):
+    """`lammps-phase classify --model ENSEMBLE.toml` writes the ensemble's labels."""
+    from lammps_phase.inference import formats
+
+    pos, cell, symbols = quartz
+    data = tmp_path / "quartz.data"
+    formats.write_lammps_data(data, pos, cell, symbols, ["Si", "O"])
+    ens = tmp_path / "pair.toml"
+    write_ensemble(ens, members)
+    out = tmp_path / "labelled.dump"
+    assert main(["classify", str(data), "--model", str(ens), "--types", "Si O", "-o", str(out), "-q"]) == 0
+    frame = next(iter(formats.read_dump(out)))
+    expect = Classifier.load(ens, device="cpu").classify(frame.positions(), frame.cell(), frame.species(["Si", "O"]),
+                                                         origin=frame.boxlo)
+    np.testing.assert_array_equal(frame.columns["phase"].astype(np.int32), expect.labels)
