@@ -10,16 +10,10 @@ from lammps_phase import Classifier
 from lammps_phase.data.synthetic import synthetic_samples
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model import checkpoint as ckpt_io
-from lammps_phase.model.network import ModelConfig
 from lammps_phase.training.distillation import load_teachers, teacher_probabilities
 from lammps_phase.training.loop import TrainConfig, combined_loss, evaluate, train_model
 
-CLASSES = ["fcc", "bcc", "hcp", "random_packing"]
-
-
-def small_cfg():
-    return ModelConfig(elements=["Cu"], num_classes=len(CLASSES), k=12, channels=[32, 32, 32], head=[64],
-                       embed_dim=4, radial_basis=12, bond_order_l=8, bond_order_neighbors=[12])
+from test_loop import CLASSES, small_cfg, trained  # noqa: F401  (trained: the teacher's training, a fixture)
 
 
 def test_soft_targets_blend_label_and_teacher():
@@ -55,16 +49,13 @@ def test_distillation_settings_are_checked():
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    torch.set_num_threads(2)
-    train = synthetic_samples(CLASSES, 12, per_class=12, seed=1, min_length=10.0)
-    val = synthetic_samples(CLASSES, 12, per_class=1, seed=2, min_length=10.0, run_offset=1000)
-    ckpt, hist = train_model(train, val, small_cfg(), TrainConfig(epochs=16, batch_size=4, lr=5e-3, progress=False))
-    assert hist.val_accuracy[hist.best_epoch] >= 0.95
+def teacher(trained, tmp_path_factory):
+    """test_loop's synthetic training (≥ 0.95 on held-out samples there), calibrated to a temperature of 0.8."""
+    ckpt = ckpt_io.load(trained[0])
     ckpt.calibration = {"temperature": 0.8}
     path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
     ckpt_io.save(ckpt, path)
-    return path, val
+    return path, synthetic_samples(CLASSES, 12, per_class=1, seed=2, min_length=10.0, run_offset=1000)
 
 
 def test_teacher_probabilities_are_the_classifiers(teacher):
