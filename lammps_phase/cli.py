@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="x-t diagram, phase fractions, snapshot and summary of a labelled shock dump")
     r.add_argument("dump", help="dump with i_phase (or phase) columns")
-    r.add_argument("--classes", help="checkpoint whose class names to use (default: read from the dump's sidecar)")
+    r.add_argument("--classes", help="checkpoint (or ensemble file) whose class names to use (default: read from the dump's sidecar)")
     r.add_argument("-o", "--outdir", default=None, help="output folder (default: beside the dump)")
     r.add_argument("--axis", default="x", choices=["x", "y", "z"], help="shock axis")
     r.add_argument("--bin-width", type=_positive, default=2.0, help="bin width along the shock axis, Å (default 2)")

@@ -285,9 +285,9 @@ def report_command(args: Any) -> int:
     classes = None
     checkpoint_path = getattr(args, "classes", None)
     if checkpoint_path:
-        from lammps_phase.model import checkpoint
+        from lammps_phase.inference.ensemble import lead_checkpoint
 
-        classes = checkpoint.load(checkpoint_path).classes
+        classes = lead_checkpoint(checkpoint_path).classes
     outdir = Path(args.outdir) if getattr(args, "outdir", None) else dump.resolve().parent
     sidecar = load_sidecar(dump)
     _check_outdir(outdir, list(report_outputs(outdir).values()), [dump, sidecar.get("_path"), checkpoint_path])

@@ -105,6 +105,12 @@ class EnsembleClassifier(Classifier):
         return torch.log(mean.div_(len(self.members)).clamp_(min=1e-30))
 
 
+def lead_checkpoint(path: Union[str, os.PathLike], type_map: Optional[Sequence[str]] = None) -> ckpt_io.Checkpoint:
+    """What every network of a model file shares (classes, elements, k, hops): the checkpoint itself, or an
+    ensemble's first member. For the places that need the classes, not the networks (other ranks, sidecars)."""
+    return ckpt_io.load(read_ensemble(path)[0][0] if is_ensemble(path) else path, type_map=type_map)
+
+
 def read_ensemble(path: Union[str, os.PathLike]) -> tuple[list[Path], dict[str, float]]:
     """(member checkpoint paths, calibration) of an ensemble file, every mistake named with the key that holds it."""
     path = Path(path)

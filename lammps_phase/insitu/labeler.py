@@ -263,10 +263,7 @@ class PhaseLabeler:
                         classifier.fast.warm_up()
                 ckpt = classifier.checkpoint
             else:
-                from lammps_phase.model import checkpoint as ckpt_io
-
-                first = ensemble.read_ensemble(checkpoint)[0][0] if ensemble.is_ensemble(checkpoint) else checkpoint
-                ckpt = ckpt_io.load(first, type_map=type_map)  # classes, k and hops: what the other ranks need
+                ckpt = ensemble.lead_checkpoint(checkpoint, type_map=type_map)  # classes, k, hops: all they need
             error = None
         except Exception as err:  # noqa: BLE001 - e.g. CUDA out of memory on one rank: all ranks must stop
             error = describe(err)

@@ -10,7 +10,7 @@ from lammps_phase.data.datasets import SampleSet
 from lammps_phase.data.structures import build, supercell
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.neighbors import knn
-from lammps_phase.inference.ensemble import EnsembleClassifier, read_ensemble, write_ensemble
+from lammps_phase.inference.ensemble import EnsembleClassifier, lead_checkpoint, read_ensemble, write_ensemble
 from lammps_phase.model import checkpoint as ckpt_io
 
 from conftest import SIO2_CLASSES, make_random_checkpoint
@@ -85,6 +85,8 @@ def test_file_round_trip_calibration_and_cli(members, quartz, tmp_path, capsys):
     assert isinstance(loaded, EnsembleClassifier)
     assert loaded.threshold == pytest.approx(calibration["threshold"], rel=1e-5)
     assert loaded.classes == SIO2_CLASSES
+    assert lead_checkpoint(path).data_fingerprint == ckpt_io.load(members[0]).data_fingerprint  # classes etc.
+    assert lead_checkpoint(members[1]).classes == SIO2_CLASSES  # a checkpoint leads itself
     assert main(["info", str(path)]) == 0
     assert "mean calibrated probabilities of 2 checkpoints" in capsys.readouterr().out
     out = tmp_path / "ens2.toml"
