@@ -10,7 +10,7 @@ in gather mode only: local mode's halo exchange feeds one network layer by layer
 
 An ensemble is a small TOML file beside its members::
 
-    members = ["sio2.pt", "teachers/sio2_t2.pt", "teachers/sio2_t3.pt"]   # paths from this file's folder
+    members = ["sio2.pt", "members/sio2_s19_seed1.pt", "members/sio2_s19_seed2.pt"]  # from this file's folder
     [calibration]                                                         # written by `lammps-phase ensemble`
     temperature = 0.93
     threshold = 0.51
@@ -128,9 +128,12 @@ def read_ensemble(path: Union[str, os.PathLike]) -> tuple[list[Path], dict[str, 
         raise LammpsPhaseError(f'ensemble {path}: members must list at least 2 checkpoint paths, e.g. members = '
                                '["a.pt", "b.pt"] (paths from the file\'s folder)')
     calibration = raw.get("calibration", {})
+    if not isinstance(calibration, dict):
+        raise LammpsPhaseError(f"ensemble {path}: calibration must be a table ([calibration] with temperature and "
+                               "threshold)")
     bad = {k: v for k, v in calibration.items() if k not in ("temperature", "threshold")
            or not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)}
-    if not isinstance(calibration, dict) or bad:
+    if bad:
         raise LammpsPhaseError(f"ensemble {path}: [calibration] holds temperature and threshold as numbers, not {bad}")
     if calibration.get("temperature", 1.0) <= 0:
         raise LammpsPhaseError(f"ensemble {path}: [calibration] temperature must be positive")

@@ -106,6 +106,7 @@ def test_bad_ensembles_are_refused_with_the_reason(members, tmp_path):
         f'members = ["{members[0]}", "{members[1]}"]\n[calibration]\ntemperature = -1.0': "temperature must be positive",
         f'members = ["{members[0]}", "{members[1]}"]\n[calibration]\nthreshold = "high"': "as numbers",
         'members = [': "cannot be read as TOML",
+        f'members = ["{members[0]}", "{members[1]}"]\ncalibration = 0.5': "must be a table",
     }
     for text, message in cases.items():
         bad.write_text(text)
