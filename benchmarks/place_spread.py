@@ -61,13 +61,13 @@ def score(config: str, workdir: str, checkpoints: list[str], potential: str | No
     k = max(clf.k for clf in classifiers)
     names = list(checkpoints) + [ENSEMBLE]
     tallies = {name: PlaceTally(cfg.classes) for name in names}
+    thresholds = [clf.threshold for clf in classifiers] if threshold else None
     for pos, cell, origin, species, labels, temp, pres, run_id in iter_snapshots(cfg, Path(workdir), "test"):
         spec = cfg.phases[decode_run_id(run_id)[1]]
         if potential and potential_of(cfg, spec) != potential:
             continue
         neighbors = knn(pos, k, cell=cell, origin=origin)  # shared: each network reads its own first k columns
         probs = [clf.probabilities(clf.logits(clf.species_indices(species), neighbors)) for clf in classifiers]
-        thresholds = [clf.threshold for clf in classifiers] if threshold else None
         for name, predicted in zip(names, predictions(probs, thresholds)):
             tallies[name].add(spec, pos, cell, origin, labels, predicted, temp, pres, None,
                               potential=potential_of(cfg, spec))

@@ -156,14 +156,12 @@ def _atom_ids(frame, memory):
 def cmd_ensemble(args: argparse.Namespace) -> int:
     """Write an ensemble file (lammps_phase.inference.ensemble), calibrated on held-out snapshots when given."""
     from lammps_phase.atomic_write import check_output
-    from lammps_phase.inference.ensemble import SUFFIX, EnsembleClassifier, write_ensemble
-    from lammps_phase.model import checkpoint as ckpt_io
+    from lammps_phase.inference.ensemble import SUFFIX, is_ensemble, write_ensemble
 
-    if not str(args.output).endswith(SUFFIX):
+    if not is_ensemble(args.output):
         raise LammpsPhaseError(f"an ensemble file ends in {SUFFIX} (that is how lammps-phase tells it from a checkpoint): "
                                f"not {args.output}")
     check_output(args.output, inputs=args.member, option="output")
-    EnsembleClassifier([ckpt_io.load(m) for m in args.member], device="cpu", check_domain=False)  # members agree
     validation = None
     if args.calibrate_on:
         from lammps_phase.data.datasets import SampleSet

@@ -98,7 +98,7 @@ class EnsembleClassifier(Classifier):
         mean = None
         network = 0.0
         for member in self.members:
-            p = member.checkpoint.probabilities(member.logits(species_idx, neighbors))
+            p = ckpt_io.calibrated_probabilities(member.logits(species_idx, neighbors), member.temperature)
             mean = p if mean is None else mean.add_(p)
             network += member.last_timings.get("network", 0.0)
         self.last_timings.update(network=network)
@@ -147,8 +147,9 @@ def read_ensemble(path: Union[str, os.PathLike]) -> tuple[list[Path], dict[str, 
 
 def write_ensemble(path: Union[str, os.PathLike], members: Sequence[Union[str, os.PathLike]],
                    validation: Optional[Any] = None) -> dict[str, float]:
-    """Write an ensemble file naming ``members`` (relative to its folder), calibrated on ``validation`` (a
-    :class:`~lammps_phase.data.datasets.SampleSet` of held-out snapshots) when given; returns the calibration."""
+    """Write an ensemble file naming ``members`` (relative to its folder; refused unless they agree), calibrated on
+    ``validation`` (a :class:`~lammps_phase.data.datasets.SampleSet` of held-out snapshots) when given; returns the
+    calibration."""
     from lammps_phase.training.calibration import calibrate, validation_logits
 
     path = Path(path)
@@ -156,9 +157,9 @@ def write_ensemble(path: Union[str, os.PathLike], members: Sequence[Union[str, o
     calibration: dict[str, float] = {}
     lines = ["# an ensemble of checkpoints (lammps_phase/inference/ensemble.py): per atom the mean of their "
              "calibrated probabilities", "members = [" + ", ".join(f'"{m}"' for m in relative) + "]"]
+    clf = EnsembleClassifier([ckpt_io.load(m) for m in members], None, threshold=0.0, check_domain=False,
+                             device="cpu")  # the members agree (classes, elements, k), or nothing is written
     if validation is not None:
-        clf = EnsembleClassifier([ckpt_io.load(m) for m in members], None, threshold=0.0, check_domain=False,
-                                 device="cpu")
         fitted = calibrate(*validation_logits(clf, validation))
         calibration = {"temperature": fitted.temperature, "threshold": fitted.threshold}
         lines += ["", f"# fitted on {fitted.atoms} validation atoms: accuracy {fitted.accuracy:.4f}, "

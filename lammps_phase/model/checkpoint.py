@@ -61,10 +61,6 @@ class Checkpoint:
         """Logits are divided by this before the softmax (1 for an uncalibrated checkpoint)."""
         return float(self.calibration.get("temperature", 1.0))
 
-    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """(..., C) calibrated class probabilities of these logits (:func:`calibrated_probabilities`)."""
-        return calibrated_probabilities(logits, self.temperature)
-
     @property
     def default_threshold(self) -> float:
         """The calibrated confidence threshold below which an atom is "other" (0 for an uncalibrated checkpoint)."""

@@ -27,12 +27,10 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from lammps_phase.data.datasets import SampleSet
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model import checkpoint as ckpt_io
-from lammps_phase.training.loop import _forward
 
 
 def load_teachers(paths: Sequence[str], classes: Sequence[str], elements: Sequence[str], k: int
@@ -60,20 +58,17 @@ def load_teachers(paths: Sequence[str], classes: Sequence[str], elements: Sequen
     return teachers
 
 
-@torch.no_grad()
-def teacher_probabilities(teachers: Sequence[ckpt_io.Checkpoint], data: SampleSet, batch_size: int = 8
-                          ) -> np.ndarray:
-    """(atoms, classes) float32: per atom of ``data`` the mean of the teachers' calibrated probabilities."""
+def teacher_probabilities(teachers: Sequence[ckpt_io.Checkpoint], data: SampleSet) -> np.ndarray:
+    """(atoms, classes) float32: per atom of ``data`` the mean of the teachers' calibrated probabilities, read
+    through the Classifier snapshot by snapshot (as calibration reads validation data)."""
+    from lammps_phase.inference.classify import Classifier
+    from lammps_phase.training.calibration import validation_logits
+
     if not teachers:
         raise LammpsPhaseError("no teacher checkpoints to distil from")
     mean = np.zeros((len(data.labels), len(data.classes)), np.float32)
     for ckpt in teachers:
-        model = ckpt.build()
-        for start in range(0, len(data), batch_size):
-            items = np.arange(start, min(start + batch_size, len(data)))
-            unrotated = torch.eye(3).expand(1, len(items), 3, 3)
-            logits, _, _ = _forward(model, "segmentation", data, items, unrotated)
-            rows = slice(int(data.offsets[items[0]]), int(data.offsets[items[-1] + 1]))
-            mean[rows] += ckpt.probabilities(logits[0]).numpy()
+        clf = Classifier(ckpt, device="cpu", threshold=0.0, check_domain=False)
+        mean += clf.probabilities(validation_logits(clf, data)[0])
     mean /= len(teachers)
     return mean

@@ -154,7 +154,7 @@ def _teacher_probabilities(cfg: PipelineConfig, work: Path, train, log=print) ->
 
     paths = list(cfg.train["teachers"])
     target = work / "teacher_train.npy"
-    params = {"teachers": {p: fingerprint(Path(p).read_bytes()) for p in paths if Path(p).is_file()},
+    params = {"teachers": {p: fingerprint(Path(p).read_bytes()) for p in paths},  # present: run_pipeline checked
               "train": fingerprint(np.asarray(train.labels), np.ascontiguousarray(train.vectors))}
     if _fresh(target, [Path(p) for p in paths], params):
         probs = np.load(target)
