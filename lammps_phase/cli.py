@@ -218,7 +218,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     radius = ck.metrics.get("receptive_radius_angstrom")
     extra = f"{radius:.1f} Å in its training structures: " if radius else ""
     print(f"receptive field  {extra}{cfg.receptive_hops} hops to the {cfg.hop_neighbors} nearest neighbours")
-    print(f"layers           EdgeConv {cfg.channels} over {cfg.layer_neighbors} neighbours → head {cfg.head}; graph {cfg.graph}; "
+    print(f"layers           EdgeConv {cfg.channels} over {cfg.layer_neighbors} neighbours, pooled by "
+          f"{cfg.aggregate.replace('_', ' and ')} → head {cfg.head}; graph {cfg.graph}; "
           f"spatial weighting {'on' if cfg.spatial_weighting else 'off'}; length scale {cfg.length_scale}")
     if ck.calibration:
         cal = ck.calibration

@@ -67,10 +67,12 @@ class _KernelLayer:
     table: Optional[torch.Tensor]  # (M, C) w(s) on the grid s_m = m / inv_step, for weighting="table"
     inv_step: Optional[torch.Tensor]  # 0-dim
     mlp: Optional[tuple[torch.Tensor, ...]]  # spatial_weight's arguments, for weighting="exact"
+    pool: str  # "max" | "max_mean" (ModelConfig.aggregate)
 
     @property
     def width(self) -> int:
-        return int(self.w_i.shape[0])
+        """Columns out of the layer: its channels, twice with max and mean pooled side by side."""
+        return int(self.w_i.shape[0]) * (2 if self.pool == "max_mean" else 1)
 
 
 class FastPhaseNet:
@@ -152,6 +154,7 @@ class FastPhaseNet:
             table=table,
             inv_step=inv_step,
             mlp=mlp,
+            pool=cfg.aggregate,
         )
 
     def _verify(self, model: PhaseNet, atoms: int = 40, seed: int = 0) -> None:
@@ -424,7 +427,7 @@ class FastPhaseNet:
                 # the layer's kl nearest neighbours (rows are sorted by distance)
                 result = self._call("edge_conv", h[c], layer.w_i, layer.bias, v, index[c, :kl], geometry[:, :kl],
                                     sdist[:, :kl], inv_scale, layer.w_geo_t, layer.table, layer.inv_step,
-                                    layer.mlp, geo=layer.geo)
+                                    layer.mlp, geo=layer.geo, pool=layer.pool)
                 if last:
                     head_input = torch.cat([o[c] for o in outputs] + [result], dim=1)
                     logits[c] = self._call("head", head_input, self.head_w, self.head_b)

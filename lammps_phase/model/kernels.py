@@ -49,13 +49,15 @@ def _spatial_weight(s, table, inv_step, mlp) -> torch.Tensor:
     return table[below] * (1.0 - t) + table[below + 1] * t
 
 
-def _edge_conv(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo_t, table, inv_step, mlp, geo: str):
+def _edge_conv(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo_t, table, inv_step, mlp, geo: str,
+               pool: str = "max"):
     """One folded EdgeConv for a chunk of atoms i: h_i' = max_j w(s_ij) ⊙ LeakyReLU(W_i·h_i + b + v_j + W_g·g_ij).
 
     ``v`` = W_j·h for all atoms (None without W_j). ``geo``: "vectors" (``geometry`` holds r_ij and
     g_ij = [r_ij / s_i, s_ij]), "angles<D>" (``geometry`` holds the D edge-angle moments, g_ij = [moments,
     s_ij]) or "none"; ``w_geo_t`` is W_g transposed so that its rows load as vectors. The weight comes from
-    :func:`_spatial_weight`; without ``table`` and ``mlp`` the layer has none (w ≡ 1).
+    :func:`_spatial_weight`; without ``table`` and ``mlp`` the layer has none (w ≡ 1). ``pool``: "max", or
+    "max_mean" for [max_j, mean_j] side by side (2C columns).
 
     The max over neighbours is written as k explicit maxima of (n, C) terms rather than a reduction over
     a (n, k, C) tensor: compiled, inductor then vectorises along the contiguous channel dimension, so
@@ -65,7 +67,7 @@ def _edge_conv(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo_t, tabl
     u = F.linear(h, w_i, bias)
     dims = 0 if geo == "none" else 3 if geo == "vectors" else int(geo[6:])
     rel = geometry * inv_scale.unsqueeze(-1) if geo == "vectors" else geometry
-    out = None
+    out = total = None
     for j in range(index.shape[1]):
         m = u if v is None else u + v[index[:, j]]
         if dims:
@@ -76,10 +78,15 @@ def _edge_conv(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo_t, tabl
         if table is not None or mlp is not None:
             m = m * _spatial_weight(sdist[:, j], table, inv_step, mlp)
         out = m if out is None else torch.maximum(out, m)
+        if pool == "max_mean":
+            total = m if total is None else total + m
+    if pool == "max_mean":
+        return torch.cat([out, total / index.shape[1]], dim=1)
     return out
 
 
-def _edge_conv_batched(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo_t, table, inv_step, mlp, geo: str):
+def _edge_conv_batched(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo_t, table, inv_step, mlp, geo: str,
+                       pool: str = "max"):
     """:func:`_edge_conv` (same arguments, same equation) as a few whole-array ops over all k neighbours at once.
 
     Uncompiled, the per-neighbour form runs ~25 small kernels per neighbour and layer and is bound by their
@@ -101,6 +108,8 @@ def _edge_conv_batched(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo
     F.leaky_relu(m, NEG_SLOPE, inplace=True)
     if table is not None or mlp is not None:
         m *= _spatial_weight(sdist, table, inv_step, mlp)
+    if pool == "max_mean":
+        return torch.cat([m.amax(dim=1), m.mean(dim=1)], dim=1)
     return m.amax(dim=1)
 
 

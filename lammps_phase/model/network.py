@@ -70,6 +70,9 @@ class ModelConfig:
     # every atom still come from its k neighbours; fewer neighbours in the layers shrink the receptive field
     # (see receptive_radius) while the per-atom descriptors keep their reach
     layer_k: list[int] = field(default_factory=list)
+    # how an EdgeConv pools its messages: "max" (DGCNN, the poster) or "max_mean" (the max and the mean side by side,
+    # 2 × channels out): the mean says what share of the neighbours carries a feature, which the max cannot
+    aggregate: str = "max"
 
     def __post_init__(self) -> None:
         if self.graph not in ("input", "embedding"):
@@ -93,6 +96,8 @@ class ModelConfig:
                 f"layer_k must give one neighbour count between 1 and k = {self.k} per EdgeConv layer "
                 f"({len(self.channels)} layers), got {self.layer_k}"
             )
+        if self.aggregate not in ("max", "max_mean"):
+            raise LammpsPhaseError(f"aggregate must be 'max' or 'max_mean', not {self.aggregate!r}")
         if self.layer_k and self.graph != "input":
             raise LammpsPhaseError("layer_k applies to the input-space graph (graph = 'input') only")
         self.elements = [str(e) for e in self.elements]
@@ -158,7 +163,8 @@ class EdgeConv(nn.Module):
 
     message   m_ij = LeakyReLU(BN(Θa·h_i + Θb·(h_j − h_i) + Θg·g_ij))
     weight    w_ij = sigmoid(MLP(rbf(|r_ij| / s_i)))        (per output channel)
-    aggregate h_i' = max_j w_ij ⊙ m_ij
+    aggregate h_i' = max_j w_ij ⊙ m_ij          (aggregate "max")
+              h_i' = [max_j w_ij ⊙ m_ij, mean_j w_ij ⊙ m_ij]   (aggregate "max_mean")
     """
 
     def __init__(self, c_in: int, c_out: int, geo_dim: int, cfg: ModelConfig) -> None:
@@ -175,6 +181,7 @@ class EdgeConv(nn.Module):
             else None
         )
         self.basis_size, self.basis_max = cfg.radial_basis, cfg.radial_max
+        self.with_mean = cfg.aggregate == "max_mean"
         self._eval_folded: Optional[FoldedLayer] = None  # folded on the first eval forward, dropped by train()
 
     def train(self, mode: bool = True) -> "EdgeConv":
@@ -230,7 +237,8 @@ class EdgeConv(nn.Module):
         n = h.shape[0]
         if self.training or n <= chunk:
             return self._edges(u, v, index, geo, rbf, w_g)
-        out = torch.empty((index.shape[0], u.shape[1]), dtype=u.dtype, device=u.device)
+        width = u.shape[1] * (2 if self.with_mean else 1)
+        out = torch.empty((index.shape[0], width), dtype=u.dtype, device=u.device)
         for s in range(0, index.shape[0], chunk):
             e = slice(s, s + chunk)
             out[e] = self._edges(
@@ -249,6 +257,8 @@ class EdgeConv(nn.Module):
         msg = F.leaky_relu(msg, NEG_SLOPE)
         if self.weighting is not None and rbf is not None:
             msg = msg * torch.sigmoid(self.weighting(rbf))
+        if self.with_mean:
+            return torch.cat([msg.amax(dim=1), msg.mean(dim=1)], dim=-1)
         return msg.amax(dim=1)
 
 
@@ -264,12 +274,13 @@ class PhaseNet(nn.Module):
         c_in = cfg.embed_dim + (3 if cfg.input_abs else 0) + n_bo
         geo_dim = geometry_dim(cfg)
         layers = []
+        pools = 2 if cfg.aggregate == "max_mean" else 1  # features per channel out of each layer
         for i, c in enumerate(cfg.channels):
             layers.append(EdgeConv(c_in, c, geo_dim, cfg))
-            c_in = c
+            c_in = pools * c
         self.convs = nn.ModuleList(layers)
         head: list[nn.Module] = []
-        c_in = sum(cfg.channels)
+        c_in = pools * sum(cfg.channels)
         for c in cfg.head:
             head += [nn.Linear(c_in, c), nn.BatchNorm1d(c), nn.LeakyReLU(NEG_SLOPE)]
             if cfg.dropout:

@@ -23,6 +23,7 @@ from lammps_phase.data.datasets import EnvironmentSet, SampleSet
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model.network import ModelConfig, build_model, environment_graph, random_rotations
 from lammps_phase.training.averaging import WeightAverage, refresh_batch_norm
+from lammps_phase.training.jitter import shake, shaken_snapshots
 from lammps_phase.training.resume import EpochState, resume_state, run_signature, save_state
 
 #: label of atoms that carry no class (cross entropy and accuracy skip them)
@@ -56,6 +57,10 @@ class TrainConfig:
     # (1 − distill)·label + distill·(mean calibrated probabilities of these checkpoints, paths from the current folder)
     distill: float = 0.0
     teachers: list[str] = field(default_factory=list)
+    # shake the snapshots of these (crystal) classes by random per-atom displacements of σ ~ U(0, jitter) Å each batch,
+    # so that amplitude alone makes no phase (lammps_phase/training/jitter.py); 0 = off
+    jitter: float = 0.0
+    jitter_classes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.class_balance <= 1.0:
@@ -71,6 +76,11 @@ class TrainConfig:
         if (self.distill > 0.0) != bool(self.teachers):
             raise LammpsPhaseError("distillation needs both distill > 0 and a list of teacher checkpoints (teachers = "
                                    "[\"a.pt\", ...]); give both or neither")
+        if not 0.0 <= self.jitter <= 0.5:
+            raise LammpsPhaseError(f"jitter must lie in [0, 0.5] Å (the largest per-atom displacement σ), got {self.jitter}")
+        if (self.jitter > 0.0) != bool(self.jitter_classes):
+            raise LammpsPhaseError("jitter needs both jitter > 0 (Å) and the classes to shake (jitter_classes = "
+                                   "[\"alpha_quartz\", ...], crystals only); give both or neither")
         if not 0.0 <= self.phi <= 1.0:
             raise LammpsPhaseError(f"phi must lie in [0, 1], got {self.phi}")
         if self.phi < 1.0 and self.rotations < 2:
@@ -201,9 +211,10 @@ def _rotated_forward(model: torch.nn.Module, batch: GraphBatch, rot: torch.Tenso
     return logits.reshape(r, n, -1)
 
 
-def _forward(model: torch.nn.Module, kind: str, data: Dataset, items: np.ndarray, rot: torch.Tensor):
+def _forward(model: torch.nn.Module, kind: str, data: Dataset, items: np.ndarray, rot: torch.Tensor,
+             sigma: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None):
     """(logits (R, M, C), targets (M,), boundary (M,) or None: see GraphBatch.boundary) for R rotations of the
-    given items."""
+    given items; ``sigma`` (one per item, Å): shake the items' atoms first (:func:`lammps_phase.training.jitter.shake`)."""
     if kind == "erhard":
         if not isinstance(data, EnvironmentSet):
             raise LammpsPhaseError("the Erhard-style baseline trains on P-point environments, not whole samples")
@@ -214,6 +225,8 @@ def _forward(model: torch.nn.Module, kind: str, data: Dataset, items: np.ndarray
         logits = model(sp.repeat(r, 1), posr).reshape(r, b, -1)
         return logits, torch.from_numpy(data.labels[items, 0].astype(np.int64)), None
     batch = graph_batch(data, items)
+    if sigma is not None:
+        batch.index, batch.vectors = shake(batch.index, batch.vectors, batch.item, sigma, generator)
     return _rotated_forward(model, batch, rot), batch.labels, batch.boundary()
 
 
@@ -255,6 +268,7 @@ def train_model(
     weight = class_weights(train_set, cfg.class_balance)
     average = WeightAverage(model, cfg.average_epochs, steps_per_epoch) if cfg.average_epochs > 0 else None
     refresh = _refresh_batches(train_set, kind, cfg) if average is not None else None
+    shaken = _shaken(train_set, kind, cfg)
     hist = History()
     best_state, best_acc = None, -1.0
     step, first_epoch, seconds_before = 0, 0, 0.0
@@ -281,7 +295,10 @@ def train_model(
             if len(idx) < 2 and kind == "erhard":
                 continue  # batch-norm over pooled features needs more than one sample
             rot = random_rotations(cfg.rotations * len(idx), gen).reshape(cfg.rotations, len(idx), 3, 3)
-            logits, targets, boundary = _forward(model, kind, train_set, idx, rot)
+            sigma = None
+            if shaken is not None:
+                sigma = torch.rand(len(idx), generator=gen) * cfg.jitter * torch.from_numpy(shaken[idx])
+            logits, targets, boundary = _forward(model, kind, train_set, idx, rot, sigma, gen)
             atom_weight = None
             if cfg.boundary_weight != 1.0 and boundary is not None:
                 atom_weight = 1.0 + (cfg.boundary_weight - 1.0) * boundary.float()
@@ -339,6 +356,16 @@ def train_model(
         metrics={"val_accuracy": hist.val_accuracy[hist.best_epoch], "val_" + cfg.select: best_acc, "best_epoch": hist.best_epoch, "train_seconds": hist.seconds},
     )
     return ckpt, hist
+
+
+def _shaken(data: Dataset, kind: str, cfg: TrainConfig) -> Optional[np.ndarray]:
+    """(snapshots,) float 0/1: which training snapshots ``jitter`` shakes; None when it is off."""
+    if cfg.jitter == 0.0:
+        return None
+    if kind != "segmentation" or not isinstance(data, SampleSet):
+        raise LammpsPhaseError("jitter shakes whole snapshots: it needs [dataset] mode = \"samples\" and the "
+                               "segmentation network")
+    return shaken_snapshots(data.labels, data.offsets, data.classes, cfg.jitter_classes).astype(np.float32)
 
 
 def _atom_rows(data: SampleSet, items: np.ndarray) -> np.ndarray:

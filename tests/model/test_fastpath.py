@@ -78,6 +78,19 @@ def test_fast_path_matches_reference_with_invariant_edge_geometry(angles_checkpo
     assert float(a.std(dim=0).max()) > 0.1  # logits differ between atoms: the comparison has teeth
 
 
+def test_fast_path_matches_reference_with_max_and_mean_pooled(tmp_path, triclinic_quartz):
+    """aggregate = "max_mean": both paths pool max and mean side by side, and the mean changes the logits."""
+    mean = ckpt_io.load(make_random_checkpoint(tmp_path / "mm.pt", k=K, seed=4, edge_geometry="angles",
+                                               edge_angle_l=4, edge_angle_neighbors=6, aggregate="max_mean"))
+    pos, cell, symbols = triclinic_quartz
+    ref = Classifier(mean, device="cpu", fast=False)
+    fast = Classifier(mean, device="cpu", fast="eager")
+    fast.fast = FastPhaseNet(fast.model, compile=False, chunk=100)
+    assert fast.fast.widths == [32, 32, 32]
+    a, b = reference_and_fast_logits(ref, fast, pos, cell, symbols)
+    assert float((a - b).abs().max()) < 1e-4 and float(a.std()) > 0.1
+
+
 @pytest.mark.parametrize("cache_angles", [True, False])
 def test_fast_path_matches_reference_with_fewer_neighbours_per_layer(tmp_path, triclinic_quartz, cache_angles,
                                                                      monkeypatch):
@@ -222,8 +235,9 @@ def test_per_atom_kernels_compile_once_for_every_sample_size(kernel, args):
     assert len(graphs) == 1, f"{kernel} was traced {len(graphs)} times for 4 sample sizes"
 
 
+@pytest.mark.parametrize("pool", ["max", "max_mean"])
 @pytest.mark.parametrize("geo", ["angles4", "vectors", "none"])
-def test_both_forms_of_the_edge_kernel_agree(angles_checkpoint, checkpoint, geo):
+def test_both_forms_of_the_edge_kernel_agree(angles_checkpoint, checkpoint, geo, pool):
     """The per-neighbour form (what the compiler gets) and the whole-array form (what runs eager) are one equation:
     checked here without compiling, so CI covers the compiled path's maths too."""
 
@@ -233,7 +247,8 @@ def test_both_forms_of_the_edge_kernel_agree(angles_checkpoint, checkpoint, geo)
     g = torch.Generator().manual_seed(0)
     n, k, c_in = 50, K, fast.embed.shape[1] + (fast.bond_order[0].shape[0] if fast.bond_order else 0)
     h = torch.randn(n, c_in, generator=g)
-    v = torch.randn(n, layer.width, generator=g) if layer.w_j is not None else None
+    channels = layer.w_i.shape[0]
+    v = torch.randn(n, channels, generator=g) if layer.w_j is not None else None
     index = torch.randint(0, n, (n, k), generator=g)
     dims = 4 if geo == "angles4" else 3
     geometry = torch.randn(n, k, dims, generator=g)
@@ -242,9 +257,9 @@ def test_both_forms_of_the_edge_kernel_agree(angles_checkpoint, checkpoint, geo)
     w_geo_t = layer.w_geo_t if geo != "none" else None
     args = (h, layer.w_i, layer.bias, v, index, geometry, sdist, inv_scale, w_geo_t, layer.table, layer.inv_step,
             layer.mlp)
-    loop = kernels._edge_conv(*args, geo=geo)
-    whole = kernels._edge_conv_batched(*args, geo=geo)
-    assert loop.shape == whole.shape == (n, layer.width)
+    loop = kernels._edge_conv(*args, geo=geo, pool=pool)
+    whole = kernels._edge_conv_batched(*args, geo=geo, pool=pool)
+    assert loop.shape == whole.shape == (n, channels * (2 if pool == "max_mean" else 1))
     assert float((loop - whole).abs().max()) < 1e-5 and float(loop.std()) > 0.01
 
 

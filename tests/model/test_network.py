@@ -264,3 +264,27 @@ def test_edge_geometry_options_are_checked():
         small_cfg(edge_geometry="spherical")
     with pytest.raises(LammpsPhaseError, match="edge_angle_neighbors"):
         small_cfg(edge_geometry="angles", edge_angle_neighbors=K + 1)
+
+
+def test_max_and_mean_pooling_puts_out_both_and_is_checked():
+    """aggregate = "max_mean": a layer's output is [max_j m_ij, mean_j m_ij], its width twice the channels."""
+    with pytest.raises(LammpsPhaseError, match="aggregate must be 'max' or 'max_mean'"):
+        small_cfg(aggregate="sum")
+    torch.manual_seed(2)
+    model = trained_like(PhaseNet(small_cfg(aggregate="max_mean")))
+    conv = model.convs[0]
+    g = torch.Generator().manual_seed(0)
+    n, c_in = 30, model.convs[0].lin_self.in_features
+    h = torch.randn(n, c_in, generator=g)
+    index = torch.randint(0, n, (n, K), generator=g)
+    out = conv(h, index, None, None, chunk=1 << 20)
+    channels = conv.lin_self.out_features
+    assert out.shape == (n, 2 * channels)
+    w_i, bias, w_j, _ = conv._weights()
+    linear = torch.nn.functional.linear
+    messages = torch.nn.functional.leaky_relu(linear(h, w_i, bias).unsqueeze(1) + linear(h, w_j)[index], 0.2)
+    torch.testing.assert_close(out[:, :channels], messages.amax(dim=1))
+    torch.testing.assert_close(out[:, channels:], messages.mean(dim=1))
+    pos, sp, box = jittered_lattice(8, 2.3, 3)
+    logits, _ = whole_logits(model, pos, sp, np.eye(3) * box)
+    assert logits.shape == (len(pos), model.cfg.num_classes) and np.isfinite(logits).all()
