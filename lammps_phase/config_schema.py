@@ -404,6 +404,10 @@ def check_config(cfg: Any) -> None:
     _dataclass_checks(top, "dataset", lambda: DatasetConfig(**cfg.dataset))
     _dataclass_checks(top, "report", lambda: ReportConfig(**cfg.report))
     _dataclass_checks(top, "train", lambda: TrainConfig(progress=False, **cfg.train))
+    unknown = sorted(set(cfg.train.get("jitter_classes", [])) - set(cfg.classes))
+    if unknown:
+        raise LammpsPhaseError(f"{top} [train] jitter_classes names {unknown}, which no [[phase]] block labels "
+                               f"(classes: {', '.join(cfg.classes)})")
     mcfg = _dataclass_checks(top, "model", lambda: ModelConfig(elements=list(cfg.elements),
                                                                num_classes=len(cfg.classes), **cfg.model))
     _dataclass_checks(top, "model", lambda: build_model(mcfg))

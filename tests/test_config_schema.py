@@ -72,6 +72,10 @@ def test_a_new_temperature_or_duration_field_gets_its_bounds_by_name(tmp_path, m
     (("k = 12", "k = 12\nradial_max = 0"), r"\[model\] radial_max = 0: must be greater than 0"),
     (("lr = 0.005", "lr = 0.005\nclass_balance = 3"), r"\[train\] class_balance must lie in \[0, 1\]"),
     (("epochs = 8", "epochs = true"), r"epochs = true must be an integer, not true/false"),
+    (("lr = 0.005", 'lr = 0.005\njitter = 0.1\njitter_classes = ["quartz"]'),
+     r"\[train\] jitter_classes names \['quartz'\], which no \[\[phase\]\] block labels"),
+    (("lr = 0.005", "lr = 0.005\njitter = 0.1"), r"jitter needs both jitter > 0"),
+    (("k = 12", 'k = 12\naggregate = "sum"'), r"aggregate must be 'max' or 'max_mean'"),
 ])
 def test_each_mistake_names_the_file_and_the_key(tmp_path, change, message):
     with pytest.raises(LammpsPhaseError, match=message) as err:

@@ -176,7 +176,7 @@ def test_two_blocks_may_feed_one_class_but_not_at_the_same_pressure(tmp_path):
 def test_shipped_configs_parse():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     for name in ("train_sio2.toml", "train_sio2_bks.toml", "train_cu.toml", "train_sio2_distilled.toml",
-                 "train_sio2_voids.toml"):
+                 "train_sio2_voids.toml", "train_sio2_shaken.toml", "train_sio2_maxmean.toml"):
         cfg = load_config(os.path.join(root, "inputs", name))
         assert len(cfg.classes) == len(set(cfg.classes))
         json.dumps(cfg.model)
