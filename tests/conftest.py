@@ -1,7 +1,10 @@
 """Shared fixtures: small checkpoints with deterministic, non-trivial weights (no training needed)."""
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -14,6 +17,16 @@ SIO2_CLASSES = ["alpha_quartz", "coesite", "stishovite", "amorphous"]
 # In-situ runs started by the tests (LAMMPS under mpirun) label with the eager kernels: compiling them in
 # every short test run would cost more than the runs. tests/insitu/test_labeler.py runs one deck compiled.
 os.environ.setdefault("LAMMPS_PHASE_COMPILE", "0")
+
+
+def load_benchmark(script: str, name: str) -> ModuleType:
+    """benchmarks/<script> imported as module ``name`` (registered in sys.modules: dataclasses resolve their
+    annotations through it), for tests of a benchmark's own functions."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "benchmarks" / script)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_random_checkpoint(path: Path, elements=("Si", "O"), classes=SIO2_CLASSES, k: int = 12, seed: int = 0,

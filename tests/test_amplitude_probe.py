@@ -1,11 +1,11 @@
 """benchmarks/amplitude_probe.py: shaken frames, the tilt beside the labels, and a missing run named."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_benchmark
 from lammps_phase.data.structures import build, supercell
 from lammps_phase.inference.classify import Classifier
 
@@ -14,10 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("amplitude_probe", ROOT / "benchmarks" / "amplitude_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("amplitude_probe.py", "amplitude_probe")
 
 
 def test_a_missing_run_is_named_with_the_fix(bench, tmp_path, capsys):

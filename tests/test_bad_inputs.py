@@ -8,18 +8,14 @@ the heating runs: the corpus replaces that stage by a tripwire, which counts as 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location("bad_inputs", Path(__file__).resolve().parents[1] / "benchmarks" /
-                                               "bad_inputs.py")
-bad_inputs = importlib.util.module_from_spec(_SPEC)
-sys.modules["bad_inputs"] = bad_inputs
-_SPEC.loader.exec_module(bad_inputs)
+from conftest import load_benchmark
+
+bad_inputs = load_benchmark("bad_inputs.py", "bad_inputs")
 
 CASES = bad_inputs.corpus()
 

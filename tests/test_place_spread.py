@@ -1,20 +1,18 @@
 """benchmarks/place_spread.py: the ensemble's rule and the spread it prints."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("place_spread", ROOT / "benchmarks" / "place_spread.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("place_spread.py", "place_spread")
 
 
 def test_the_ensemble_takes_the_largest_mean_probability_not_a_vote(bench):

@@ -1,14 +1,13 @@
 """Smoke tests of benchmarks/poster_tables.py on tiny synthetic data (seconds, no MD)."""
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import load_benchmark
 from lammps_phase.model.network import ModelConfig
 from lammps_phase.training.config import load_config
 from lammps_phase.training.runs import run_key
@@ -18,11 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def pt():
-    spec = importlib.util.spec_from_file_location("poster_tables", REPO / "benchmarks" / "poster_tables.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["poster_tables"] = mod  # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("poster_tables.py", "poster_tables")
 
 
 def test_ablation_rows_map_onto_model_flags(pt):

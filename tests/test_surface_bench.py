@@ -1,11 +1,10 @@
 """benchmarks/surfaces.py makes its independent structures as the training config makes its own (no MD here)."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
 from lammps_phase.training.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -13,11 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("surface_bench", REPO / "benchmarks" / "surfaces.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["surface_bench"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("surfaces.py", "surface_bench")
 
 
 @pytest.fixture(scope="module")
