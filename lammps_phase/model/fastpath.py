@@ -67,7 +67,7 @@ class _KernelLayer:
     table: Optional[torch.Tensor]  # (M, C) w(s) on the grid s_m = m / inv_step, for weighting="table"
     inv_step: Optional[torch.Tensor]  # 0-dim
     mlp: Optional[tuple[torch.Tensor, ...]]  # spatial_weight's arguments, for weighting="exact"
-    pool: str  # "max" | "max_mean" (ModelConfig.aggregate)
+    pool: str  # ModelConfig.aggregate: "max" | "max_mean" | "max_plus_mean"
 
     @property
     def width(self) -> int:

@@ -18,7 +18,8 @@ where g_ij = [r_ij / s_i, s_ij] (or the edge-angle moments and s_ij), W_i = a �
 W_g = a ⊙ Θg and b = a ⊙ b_a + c fold the layer's batch norm into the split map
 Θa·h_i + Θb·(h_j − h_i) + Θg·g_ij + b_a. Without ``embed_abs`` Θa is zero; without ``embed_rel`` W_j is
 absent; without ``spatial_weighting`` w ≡ 1. With ``aggregate = "max_mean"`` a layer pools the same weighted
-messages twice, h_i' = [max_j m_ij, (1/k_l) Σ_j m_ij] (2C columns, the next layer's input).
+messages twice, h_i' = [max_j m_ij, (1/k_l) Σ_j m_ij] (2C columns, the next layer's input); with
+``"max_plus_mean"`` it adds them, h_i' = max_j m_ij + (1/k_l) Σ_j m_ij.
 
 Head: x = [h¹, …, h^L]; x ← LeakyReLU(W x + b) per hidden layer (batch norm folded, dropout is the
 identity at inference); logits = W x + b.

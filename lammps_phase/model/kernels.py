@@ -56,8 +56,8 @@ def _edge_conv(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo_t, tabl
     ``v`` = W_j·h for all atoms (None without W_j). ``geo``: "vectors" (``geometry`` holds r_ij and
     g_ij = [r_ij / s_i, s_ij]), "angles<D>" (``geometry`` holds the D edge-angle moments, g_ij = [moments,
     s_ij]) or "none"; ``w_geo_t`` is W_g transposed so that its rows load as vectors. The weight comes from
-    :func:`_spatial_weight`; without ``table`` and ``mlp`` the layer has none (w ≡ 1). ``pool``: "max", or
-    "max_mean" for [max_j, mean_j] side by side (2C columns).
+    :func:`_spatial_weight`; without ``table`` and ``mlp`` the layer has none (w ≡ 1). ``pool``: "max",
+    "max_mean" for [max_j, mean_j] side by side (2C columns) or "max_plus_mean" for max_j + mean_j.
 
     The max over neighbours is written as k explicit maxima of (n, C) terms rather than a reduction over
     a (n, k, C) tensor: compiled, inductor then vectorises along the contiguous channel dimension, so
@@ -78,10 +78,12 @@ def _edge_conv(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo_t, tabl
         if table is not None or mlp is not None:
             m = m * _spatial_weight(sdist[:, j], table, inv_step, mlp)
         out = m if out is None else torch.maximum(out, m)
-        if pool == "max_mean":
+        if pool != "max":
             total = m if total is None else total + m
     if pool == "max_mean":
         return torch.cat([out, total / index.shape[1]], dim=1)
+    if pool == "max_plus_mean":
+        return out + total / index.shape[1]
     return out
 
 
@@ -110,6 +112,8 @@ def _edge_conv_batched(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo
         m *= _spatial_weight(sdist, table, inv_step, mlp)
     if pool == "max_mean":
         return torch.cat([m.amax(dim=1), m.mean(dim=1)], dim=1)
+    if pool == "max_plus_mean":
+        return m.amax(dim=1) + m.mean(dim=1)
     return m.amax(dim=1)
 
 

@@ -35,6 +35,10 @@ from lammps_phase.model.features import bond_order_features, edge_geometry, geom
 from lammps_phase.model.folded import NEG_SLOPE, FoldedLayer, FoldedPhaseNet, SpatialWeighting, batch_norm_affine, fold_head
 
 
+#: how an EdgeConv may pool its messages (ModelConfig.aggregate)
+AGGREGATES = ("max", "max_mean", "max_plus_mean")
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a network; stored verbatim in checkpoints."""
@@ -70,8 +74,9 @@ class ModelConfig:
     # every atom still come from its k neighbours; fewer neighbours in the layers shrink the receptive field
     # (see receptive_radius) while the per-atom descriptors keep their reach
     layer_k: list[int] = field(default_factory=list)
-    # how an EdgeConv pools its messages: "max" (DGCNN, the poster) or "max_mean" (the max and the mean side by side,
-    # 2 × channels out): the mean says what share of the neighbours carries a feature, which the max cannot
+    # how an EdgeConv pools its messages: "max" (DGCNN, the poster), "max_mean" (the max and the mean side by side,
+    # 2 × channels out) or "max_plus_mean" (their sum, channels out): the mean says what share of the neighbours
+    # carries a feature, which the max cannot
     aggregate: str = "max"
 
     def __post_init__(self) -> None:
@@ -96,8 +101,8 @@ class ModelConfig:
                 f"layer_k must give one neighbour count between 1 and k = {self.k} per EdgeConv layer "
                 f"({len(self.channels)} layers), got {self.layer_k}"
             )
-        if self.aggregate not in ("max", "max_mean"):
-            raise LammpsPhaseError(f"aggregate must be 'max' or 'max_mean', not {self.aggregate!r}")
+        if self.aggregate not in AGGREGATES:
+            raise LammpsPhaseError(f"aggregate must be one of {', '.join(map(repr, AGGREGATES))}, not {self.aggregate!r}")
         if self.layer_k and self.graph != "input":
             raise LammpsPhaseError("layer_k applies to the input-space graph (graph = 'input') only")
         self.elements = [str(e) for e in self.elements]
@@ -165,6 +170,7 @@ class EdgeConv(nn.Module):
     weight    w_ij = sigmoid(MLP(rbf(|r_ij| / s_i)))        (per output channel)
     aggregate h_i' = max_j w_ij ⊙ m_ij          (aggregate "max")
               h_i' = [max_j w_ij ⊙ m_ij, mean_j w_ij ⊙ m_ij]   (aggregate "max_mean")
+              h_i' = max_j w_ij ⊙ m_ij + mean_j w_ij ⊙ m_ij    (aggregate "max_plus_mean")
     """
 
     def __init__(self, c_in: int, c_out: int, geo_dim: int, cfg: ModelConfig) -> None:
@@ -181,7 +187,7 @@ class EdgeConv(nn.Module):
             else None
         )
         self.basis_size, self.basis_max = cfg.radial_basis, cfg.radial_max
-        self.with_mean = cfg.aggregate == "max_mean"
+        self.pool = cfg.aggregate
         self._eval_folded: Optional[FoldedLayer] = None  # folded on the first eval forward, dropped by train()
 
     def train(self, mode: bool = True) -> "EdgeConv":
@@ -237,7 +243,7 @@ class EdgeConv(nn.Module):
         n = h.shape[0]
         if self.training or n <= chunk:
             return self._edges(u, v, index, geo, rbf, w_g)
-        width = u.shape[1] * (2 if self.with_mean else 1)
+        width = u.shape[1] * (2 if self.pool == "max_mean" else 1)
         out = torch.empty((index.shape[0], width), dtype=u.dtype, device=u.device)
         for s in range(0, index.shape[0], chunk):
             e = slice(s, s + chunk)
@@ -257,8 +263,10 @@ class EdgeConv(nn.Module):
         msg = F.leaky_relu(msg, NEG_SLOPE)
         if self.weighting is not None and rbf is not None:
             msg = msg * torch.sigmoid(self.weighting(rbf))
-        if self.with_mean:
+        if self.pool == "max_mean":
             return torch.cat([msg.amax(dim=1), msg.mean(dim=1)], dim=-1)
+        if self.pool == "max_plus_mean":
+            return msg.amax(dim=1) + msg.mean(dim=1)
         return msg.amax(dim=1)
 
 

@@ -78,15 +78,16 @@ def test_fast_path_matches_reference_with_invariant_edge_geometry(angles_checkpo
     assert float(a.std(dim=0).max()) > 0.1  # logits differ between atoms: the comparison has teeth
 
 
-def test_fast_path_matches_reference_with_max_and_mean_pooled(tmp_path, triclinic_quartz):
-    """aggregate = "max_mean": both paths pool max and mean side by side, and the mean changes the logits."""
+@pytest.mark.parametrize("aggregate, widths", [("max_mean", [32, 32, 32]), ("max_plus_mean", [16, 16, 16])])
+def test_fast_path_matches_reference_with_max_and_mean_pooled(tmp_path, triclinic_quartz, aggregate, widths):
+    """aggregate = "max_mean" / "max_plus_mean": both paths pool max and mean (side by side / summed)."""
     mean = ckpt_io.load(make_random_checkpoint(tmp_path / "mm.pt", k=K, seed=4, edge_geometry="angles",
-                                               edge_angle_l=4, edge_angle_neighbors=6, aggregate="max_mean"))
+                                               edge_angle_l=4, edge_angle_neighbors=6, aggregate=aggregate))
     pos, cell, symbols = triclinic_quartz
     ref = Classifier(mean, device="cpu", fast=False)
     fast = Classifier(mean, device="cpu", fast="eager")
     fast.fast = FastPhaseNet(fast.model, compile=False, chunk=100)
-    assert fast.fast.widths == [32, 32, 32]
+    assert fast.fast.widths == widths
     a, b = reference_and_fast_logits(ref, fast, pos, cell, symbols)
     assert float((a - b).abs().max()) < 1e-4 and float(a.std()) > 0.1
 
@@ -235,7 +236,7 @@ def test_per_atom_kernels_compile_once_for_every_sample_size(kernel, args):
     assert len(graphs) == 1, f"{kernel} was traced {len(graphs)} times for 4 sample sizes"
 
 
-@pytest.mark.parametrize("pool", ["max", "max_mean"])
+@pytest.mark.parametrize("pool", ["max", "max_mean", "max_plus_mean"])
 @pytest.mark.parametrize("geo", ["angles4", "vectors", "none"])
 def test_both_forms_of_the_edge_kernel_agree(angles_checkpoint, checkpoint, geo, pool):
     """The per-neighbour form (what the compiler gets) and the whole-array form (what runs eager) are one equation:

@@ -268,7 +268,7 @@ def test_edge_geometry_options_are_checked():
 
 def test_max_and_mean_pooling_puts_out_both_and_is_checked():
     """aggregate = "max_mean": a layer's output is [max_j m_ij, mean_j m_ij], its width twice the channels."""
-    with pytest.raises(LammpsPhaseError, match="aggregate must be 'max' or 'max_mean'"):
+    with pytest.raises(LammpsPhaseError, match="aggregate must be one of 'max', 'max_mean', 'max_plus_mean'"):
         small_cfg(aggregate="sum")
     torch.manual_seed(2)
     model = trained_like(PhaseNet(small_cfg(aggregate="max_mean")))
@@ -288,3 +288,9 @@ def test_max_and_mean_pooling_puts_out_both_and_is_checked():
     pos, sp, box = jittered_lattice(8, 2.3, 3)
     logits, _ = whole_logits(model, pos, sp, np.eye(3) * box)
     assert logits.shape == (len(pos), model.cfg.num_classes) and np.isfinite(logits).all()
+    summed = trained_like(PhaseNet(small_cfg(aggregate="max_plus_mean")))  # same weights shape as "max"
+    summed.load_state_dict(trained_like(PhaseNet(small_cfg())).state_dict())
+    conv = summed.convs[0]
+    w_i, bias, w_j, _ = conv._weights()
+    messages = torch.nn.functional.leaky_relu(linear(h, w_i, bias).unsqueeze(1) + linear(h, w_j)[index], 0.2)
+    torch.testing.assert_close(conv(h, index, None, None, chunk=1 << 20), messages.amax(dim=1) + messages.mean(dim=1))
