@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model import aot, geometry_kernel
-from lammps_phase.model.folded import FoldedLayer, SpatialWeighting, spatial_weight
+from lammps_phase.model.folded import FoldedLayer, SpatialWeighting, pooled_width, spatial_weight
 from lammps_phase.model.kernels import COMPILE_FAILED, KERNELS, compile_available, kernel, standalone
 from lammps_phase.model.network import PhaseNet
 
@@ -72,7 +72,7 @@ class _KernelLayer:
     @property
     def width(self) -> int:
         """Columns out of the layer: its channels, twice with max and mean pooled side by side."""
-        return int(self.w_i.shape[0]) * (2 if self.pool == "max_mean" else 1)
+        return pooled_width(int(self.w_i.shape[0]), self.pool)
 
 
 class FastPhaseNet:

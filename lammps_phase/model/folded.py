@@ -39,9 +39,26 @@ from lammps_phase.errors import LammpsPhaseError
 if TYPE_CHECKING:
     from lammps_phase.model.network import ModelConfig
 
-__all__ = ["NEG_SLOPE", "FoldedLayer", "FoldedPhaseNet", "SpatialWeighting", "batch_norm_affine", "fold_head", "spatial_weight"]
+__all__ = ["AGGREGATES", "NEG_SLOPE", "FoldedLayer", "FoldedPhaseNet", "SpatialWeighting", "batch_norm_affine",
+           "fold_head", "pool_messages", "pooled_width", "spatial_weight"]
 
 NEG_SLOPE = 0.2  # of every LeakyReLU in the network
+#: how an EdgeConv may pool its messages over the neighbours (ModelConfig.aggregate)
+AGGREGATES = ("max", "max_mean", "max_plus_mean")
+
+
+def pooled_width(channels: int, aggregate: str) -> int:
+    """Columns a layer of ``channels`` puts out: twice as many with max and mean side by side."""
+    return channels * (2 if aggregate == "max_mean" else 1)
+
+
+def pool_messages(m: torch.Tensor, aggregate: str) -> torch.Tensor:
+    """(n, k, C) weighted messages → (n, pooled_width(C)): max_j, [max_j, mean_j] or max_j + mean_j."""
+    if aggregate == "max_mean":
+        return torch.cat([m.amax(dim=1), m.mean(dim=1)], dim=1)
+    if aggregate == "max_plus_mean":
+        return m.amax(dim=1) + m.mean(dim=1)
+    return m.amax(dim=1)
 
 
 def batch_norm_affine(bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:

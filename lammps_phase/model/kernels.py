@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from lammps_phase.model.features import bond_order_features, edge_angle_features, unit_vectors
-from lammps_phase.model.folded import NEG_SLOPE, spatial_weight
+from lammps_phase.model.folded import NEG_SLOPE, pool_messages, spatial_weight
 
 __all__ = ["COMPILE_FAILED", "KERNELS", "compile_available", "kernel", "standalone"]
 
@@ -110,11 +110,7 @@ def _edge_conv_batched(h, w_i, bias, v, index, geometry, sdist, inv_scale, w_geo
     F.leaky_relu(m, NEG_SLOPE, inplace=True)
     if table is not None or mlp is not None:
         m *= _spatial_weight(sdist, table, inv_step, mlp)
-    if pool == "max_mean":
-        return torch.cat([m.amax(dim=1), m.mean(dim=1)], dim=1)
-    if pool == "max_plus_mean":
-        return m.amax(dim=1) + m.mean(dim=1)
-    return m.amax(dim=1)
+    return pool_messages(m, pool)
 
 
 def _bond_order(vectors: torch.Tensor, l_max: int, counts: list[int], scale: torch.Tensor, shift: torch.Tensor):

@@ -32,11 +32,8 @@ from torch.nn import functional as F
 
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model.features import bond_order_features, edge_geometry, geometry_dim, radial_basis, unit_vectors
-from lammps_phase.model.folded import NEG_SLOPE, FoldedLayer, FoldedPhaseNet, SpatialWeighting, batch_norm_affine, fold_head
-
-
-#: how an EdgeConv may pool its messages (ModelConfig.aggregate)
-AGGREGATES = ("max", "max_mean", "max_plus_mean")
+from lammps_phase.model.folded import (AGGREGATES, NEG_SLOPE, FoldedLayer, FoldedPhaseNet, SpatialWeighting,
+                                       batch_norm_affine, fold_head, pool_messages, pooled_width)
 
 
 @dataclass
@@ -243,8 +240,7 @@ class EdgeConv(nn.Module):
         n = h.shape[0]
         if self.training or n <= chunk:
             return self._edges(u, v, index, geo, rbf, w_g)
-        width = u.shape[1] * (2 if self.pool == "max_mean" else 1)
-        out = torch.empty((index.shape[0], width), dtype=u.dtype, device=u.device)
+        out = torch.empty((index.shape[0], pooled_width(u.shape[1], self.pool)), dtype=u.dtype, device=u.device)
         for s in range(0, index.shape[0], chunk):
             e = slice(s, s + chunk)
             out[e] = self._edges(
@@ -263,11 +259,7 @@ class EdgeConv(nn.Module):
         msg = F.leaky_relu(msg, NEG_SLOPE)
         if self.weighting is not None and rbf is not None:
             msg = msg * torch.sigmoid(self.weighting(rbf))
-        if self.pool == "max_mean":
-            return torch.cat([msg.amax(dim=1), msg.mean(dim=1)], dim=-1)
-        if self.pool == "max_plus_mean":
-            return msg.amax(dim=1) + msg.mean(dim=1)
-        return msg.amax(dim=1)
+        return pool_messages(msg, self.pool)
 
 
 class PhaseNet(nn.Module):
@@ -282,13 +274,12 @@ class PhaseNet(nn.Module):
         c_in = cfg.embed_dim + (3 if cfg.input_abs else 0) + n_bo
         geo_dim = geometry_dim(cfg)
         layers = []
-        pools = 2 if cfg.aggregate == "max_mean" else 1  # features per channel out of each layer
         for i, c in enumerate(cfg.channels):
             layers.append(EdgeConv(c_in, c, geo_dim, cfg))
-            c_in = pools * c
+            c_in = pooled_width(c, cfg.aggregate)
         self.convs = nn.ModuleList(layers)
         head: list[nn.Module] = []
-        c_in = pools * sum(cfg.channels)
+        c_in = pooled_width(sum(cfg.channels), cfg.aggregate)
         for c in cfg.head:
             head += [nn.Linear(c_in, c), nn.BatchNorm1d(c), nn.LeakyReLU(NEG_SLOPE)]
             if cfg.dropout:
