@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lammps_phase.errors import LammpsPhaseError  # noqa: E402
 from lammps_phase.inference.classify import Classifier  # noqa: E402
 from lammps_phase.inference.neighbors import knn  # noqa: E402
-from lammps_phase.training.config import load_config, potential_of  # noqa: E402
+from lammps_phase.training.config import SPLITS, VARIANTS, load_config, potential_of  # noqa: E402
 from lammps_phase.training.places import PlaceTally  # noqa: E402
 from lammps_phase.training.runs import decode_run_id, iter_snapshots  # noqa: E402
 
@@ -49,9 +49,11 @@ def predictions(probabilities: list[np.ndarray], thresholds: list[float] | None 
 
 
 def score(config: str, workdir: str, checkpoints: list[str], potential: str | None = None,
-          threshold: bool = False) -> dict[str, dict]:
+          threshold: bool = False, split: str = "test", variant: str | None = None) -> dict[str, dict]:
     """Accuracy by place for each checkpoint (or ensemble file) and for their ensemble, keyed by path (and ENSEMBLE);
-    ``threshold``: each checkpoint's calibrated default threshold applies to its own column."""
+    ``threshold``: each checkpoint's calibrated default threshold applies to its own column. ``split`` "train" reads
+    the runs the checkpoints learnt from (how well they fit them, against how well they generalise); ``potential``
+    and ``variant`` keep only those blocks (only their runs need be heated)."""
     cfg = load_config(config)
     classifiers = [Classifier.load(path, device="cpu") for path in checkpoints]
     for path, clf in zip(checkpoints, classifiers):
@@ -62,10 +64,11 @@ def score(config: str, workdir: str, checkpoints: list[str], potential: str | No
     names = list(checkpoints) + [ENSEMBLE]
     tallies = {name: PlaceTally(cfg.classes) for name in names}
     thresholds = [clf.threshold for clf in classifiers] if threshold else None
-    for pos, cell, origin, species, labels, temp, pres, run_id in iter_snapshots(cfg, Path(workdir), "test"):
+    def wanted(spec) -> bool:
+        return (potential is None or potential_of(cfg, spec) == potential) and variant in (None, spec.variant)
+
+    for pos, cell, origin, species, labels, temp, pres, run_id in iter_snapshots(cfg, Path(workdir), split, wanted):
         spec = cfg.phases[decode_run_id(run_id)[1]]
-        if potential and potential_of(cfg, spec) != potential:
-            continue
         neighbors = knn(pos, k, cell=cell, origin=origin)  # shared: each network reads its own first k columns
         probs = [clf.probabilities(clf.logits(clf.species_indices(species), neighbors)) for clf in classifiers]
         for name, predicted in zip(names, predictions(probs, thresholds)):
@@ -93,13 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("checkpoints", nargs="+", help="two or more checkpoints trained on the config's classes")
     ap.add_argument("--workdir", required=True, help="folder whose runs/ holds the config's cached heating runs")
     ap.add_argument("--potential", default=None, help="score only the runs in this potential (e.g. bks_dsf)")
+    ap.add_argument("--variant", default=None, choices=VARIANTS, help="score only the blocks of this variant")
+    ap.add_argument("--split", default="test", choices=SPLITS, help="the runs to score (default: test, the held-out "
+                    "seed; train: the runs the checkpoints learnt from)")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     ap.add_argument("--threshold", action="store_true", help="apply each checkpoint's calibrated default threshold to "
                     "its own column (atoms below it count as wrong, as in the reports); never to the ensemble column")
     a = ap.parse_args(argv)
     if len(a.checkpoints) < 2:
         ap.error("give at least two checkpoints: a spread needs two trainings")
-    scores = score(a.config, a.workdir, a.checkpoints, a.potential, a.threshold)
+    scores = score(a.config, a.workdir, a.checkpoints, a.potential, a.threshold, a.split, a.variant)
     print("\n".join(table(scores)))
     if a.json:
         from lammps_phase.atomic_write import write_text

@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import numpy as np
 
@@ -262,12 +262,16 @@ def run_reference_cell(cfg: PipelineConfig, work: Path, run_id: int) -> Optional
         return np.array(data["reference_cell"]) if "reference_cell" in data.files else None
 
 
-def iter_snapshots(cfg: PipelineConfig, work: Path, split: str) -> Iterator[Frame]:
+def iter_snapshots(cfg: PipelineConfig, work: Path, split: str,
+                   only: Optional[Callable[[PhaseSpec], bool]] = None) -> Iterator[Frame]:
     """(positions, cell, origin, species, labels, temperature, pressure, run_id) of every kept frame of a split.
 
     ``labels`` is one class index per atom (−1: no label, e.g. crystal atoms that left their sites at an
-    interface); ``run_id`` is unique per run."""
+    interface); ``run_id`` is unique per run. ``only``: the blocks to read (the others need not be heated); labels
+    and run ids stay those of the whole config."""
     for ci, spec in enumerate(cfg.phases):
+        if only is not None and not only(spec):
+            continue
         for p in spec.pressures:
             for seed in cfg.seeds[split]:
                 npz = work / "runs" / f"{run_key(spec, p, seed)}.npz"

@@ -9,7 +9,7 @@ import pytest
 
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.training.config import load_config
-from lammps_phase.training.runs import iter_snapshots, run_key
+from lammps_phase.training.runs import decode_run_id, iter_snapshots, run_key
 
 
 BASE = """
@@ -68,6 +68,10 @@ def test_per_atom_labels_of_an_interface_run_reach_the_datasets(tmp_path):
     assert frames[0][4].tolist() == [0, 0, -1, 1, 1, 1]  # crystal, unlabelled, melt
     assert frames[1][4].tolist() == [1] * n
     assert frames[0][7] != frames[1][7]  # run ids differ
+    # only some blocks: the others' runs need not exist; labels and run ids stay the whole config's
+    next(runs.glob("melt_*seed1.npz")).unlink()
+    (melt_only,) = iter_snapshots(cfg, tmp_path / "work", "train", lambda spec: spec.variant == "interface")
+    assert melt_only[4].tolist() == [0, 0, -1, 1, 1, 1] and decode_run_id(melt_only[7])[1] == 0
 
 
 def test_a_quartz_void_run_labels_its_atoms_shell_by_shell(tmp_path):
