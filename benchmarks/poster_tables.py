@@ -43,7 +43,7 @@ import torch
 from lammps_phase.data.datasets import EnvironmentSet, sample_environments
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model.network import ModelConfig, count_parameters
-from lammps_phase.training.config import SPLITS, PipelineConfig, load_config, species_indices
+from lammps_phase.training.config import SPLITS, PipelineConfig, block_seeds, load_config, species_indices
 from lammps_phase.training.runs import iter_snapshots, run_key
 from lammps_phase.data.synthetic import RANDOM, synthetic_environments
 from lammps_phase.training.loop import TrainConfig, evaluate, train_model
@@ -124,7 +124,7 @@ def available_config(cfg: PipelineConfig, work: Path, split: str) -> tuple[Pipel
     for spec in cfg.phases:
         ready = []
         for p in spec.pressures:
-            files = [work / "runs" / f"{run_key(spec, p, seed)}.npz" for seed in cfg.seeds[split]]
+            files = [work / "runs" / f"{run_key(spec, p, seed)}.npz" for seed in block_seeds(cfg, spec, split)]
             if all(f.exists() and f.with_suffix(".json").exists() for f in files):
                 ready.append(p)
                 used += files

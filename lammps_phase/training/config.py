@@ -67,6 +67,8 @@ class PipelineConfig:
     snapshot_every_ps: float = 0.5
     ranks: int = 1
     jobs: int = 1  # heating runs at a time
+    # variant -> more training seeds for its blocks only: more runs of the places whose data are scarce
+    extra_train_seeds: dict[str, list[int]] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
@@ -122,12 +124,21 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
     seeds = runs.get("seeds", {"train": [1], "val": [2], "test": [3]})
     if set(seeds) != set(SPLITS) or any(set(seeds[a]) & set(seeds[b]) for a in SPLITS for b in SPLITS if a < b):
         raise LammpsPhaseError(f"config {path}: runs.seeds needs disjoint lists for train, val and test")
+    extra = runs.get("extra_train_seeds", {})
+    for variant, more in extra.items():
+        if variant not in VARIANTS:
+            raise LammpsPhaseError(f"config {path}: runs.extra_train_seeds names variant {variant!r}; use one of "
+                                   f"{', '.join(VARIANTS)}")
+        taken = sorted(set(more) & {s for split in SPLITS for s in seeds[split]})
+        if taken or len(set(more)) != len(more) or min(more, default=1) < 1:
+            raise LammpsPhaseError(f"config {path}: runs.extra_train_seeds.{variant} = {more}: give distinct seeds of "
+                                   f"at least 1 that runs.seeds does not use ({taken or 'repeated or below 1'})")
     cfg = PipelineConfig(
         name=raw["name"], elements=list(raw["elements"]), potential=raw["potential"],
         output=raw.get("output", f"checkpoints/{raw['name']}.pt"), phases=phases, seeds=seeds,
         supercell_min_length=float(runs.get("supercell_min_length", 14.0)),
         snapshot_every_ps=float(runs.get("snapshot_every_ps", 0.5)), ranks=int(runs.get("ranks", 1)),
-        jobs=int(runs.get("jobs", 1)),
+        jobs=int(runs.get("jobs", 1)), extra_train_seeds={v: [int(x) for x in more] for v, more in extra.items()},
         dataset=raw.get("dataset", {}), model=raw.get("model", {}), train=raw.get("train", {}),
         report=raw.get("report", {}), source=str(path),
     )
@@ -207,6 +218,11 @@ def _check_variant(spec: PhaseSpec, path) -> None:
                                    f"crystal box), not {spec.partner!r}")
     if spec.variant == "sphere" and spec.geometry not in ("cluster", "void"):
         raise LammpsPhaseError(f"{where}: geometry must be 'cluster' or 'void', not {spec.geometry!r}")
+
+
+def block_seeds(cfg: PipelineConfig, spec: PhaseSpec, split: str) -> list[int]:
+    """The seeds of a block's runs in a split: the config's, and for training its variant's extra seeds."""
+    return cfg.seeds[split] + (cfg.extra_train_seeds.get(spec.variant, []) if split == "train" else [])
 
 
 def potential_of(cfg: PipelineConfig, spec: PhaseSpec) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from lammps_phase.atomic_write import atomic_open, copy_file, write_text
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.training.config import SPLITS, PipelineConfig, load_config, potential_of, species_indices
+from lammps_phase.training.config import SPLITS, PipelineConfig, block_seeds, load_config, potential_of, species_indices
 from lammps_phase.training.outputs import check_outputs, note_written, report_dir_for
 from lammps_phase.training.runs import decode_run_id, iter_snapshots, run_key, run_reference_cell, stage_heating
 
@@ -66,7 +66,7 @@ def stage_datasets(cfg: PipelineConfig, work: Path, force: bool, log=print) -> d
         path = work / f"{split}_{mode}.h5"
         paths[split] = path
         runs = sorted(work / "runs" / f"{run_key(spec, p, seed)}.npz"
-                      for spec in cfg.phases for p in spec.pressures for seed in cfg.seeds[split])
+                      for spec in cfg.phases for p in spec.pressures for seed in block_seeds(cfg, spec, split))
         params = {"runs": [r.stem for r in runs], "classes": cfg.classes, "elements": cfg.elements, "k": k,
                   "mode": mode, "points": points, "environments_per_frame": per_frame}
         if not force and _fresh(path, runs, params):

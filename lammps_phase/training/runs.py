@@ -18,7 +18,7 @@ import numpy as np
 
 from lammps_phase.atomic_write import PendingFile, atomic_path, write_text
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.training.config import SPLITS, PhaseSpec, PipelineConfig, potential_of
+from lammps_phase.training.config import SPLITS, PhaseSpec, PipelineConfig, block_seeds, potential_of
 
 if TYPE_CHECKING:
     from lammps_phase.data.checks import PhaseRun
@@ -228,7 +228,8 @@ def stage_heating(cfg: PipelineConfig, work: Path, force: bool, log=print) -> li
 
     runs_dir = work / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(spec, p, seed) for spec in cfg.phases for p in spec.pressures for split in SPLITS for seed in cfg.seeds[split]]
+    jobs = [(spec, p, seed) for spec in cfg.phases for p in spec.pressures for split in SPLITS
+            for seed in block_seeds(cfg, spec, split)]
     jobs.sort(key=lambda job: job[0].variant == "bulk")  # new kinds of run first: their failures show early
     with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:
         futures = [pool.submit(one_run, cfg, runs_dir, spec, p, seed, force, log) for spec, p, seed in jobs]
@@ -273,7 +274,7 @@ def iter_snapshots(cfg: PipelineConfig, work: Path, split: str,
         if only is not None and not only(spec):
             continue
         for p in spec.pressures:
-            for seed in cfg.seeds[split]:
+            for seed in block_seeds(cfg, spec, split):
                 npz = work / "runs" / f"{run_key(spec, p, seed)}.npz"
                 if not npz.exists():
                     raise LammpsPhaseError(f"heating run {npz.stem} is missing: run the heating stage first")

@@ -186,3 +186,37 @@ def test_the_relaxed_cell_of_a_strained_run_is_read_back(tmp_path):
     assert np.allclose(run_reference_cell(cfg, tmp_path / "work", run_id), np.eye(3) * 10)
     val_id = next(iter_snapshots(cfg, tmp_path / "work", "val"))[7]
     assert run_reference_cell(cfg, tmp_path / "work", val_id) is None  # a run saved before the cell was kept
+
+
+def test_extra_training_seeds_add_runs_of_one_variant_only(tmp_path):
+    """[runs] extra_train_seeds: more training runs of the scarce places (here interfaces), none of the bulk, and
+    never a seed that validation or test runs use."""
+    from lammps_phase.training.config import block_seeds
+
+    blocks = ('[[phase]]\nname = "alpha_quartz"\nvariant = "interface"\npartner = "melt"\n'
+              '[[phase]]\nname = "melt"\nkind = "melt"\nstructure = "alpha_quartz"\n')
+
+    def config(extra: str):
+        path = tmp_path / "x.toml"
+        path.write_text(BASE.format(out=tmp_path / "x.pt") + extra + "\n" + blocks)
+        return load_config(path)
+
+    cfg = config("extra_train_seeds = { interface = [5, 6] }")
+    interface, melt = cfg.phases
+    assert block_seeds(cfg, interface, "train") == [1, 5, 6] and block_seeds(cfg, melt, "train") == [1]
+    assert block_seeds(cfg, interface, "val") == [2] and block_seeds(cfg, interface, "test") == [3]
+    runs = tmp_path / "work" / "runs"
+    runs.mkdir(parents=True)
+    for spec in cfg.phases:
+        for seed in block_seeds(cfg, spec, "train"):
+            np.savez(runs / f"{run_key(spec, 0.0, seed)}.npz", positions=np.zeros((1, 3, 3), np.float32),
+                     cells=np.eye(3)[None] * 10, origins=np.zeros((1, 3)), temperature=np.array([300.0], np.float32),
+                     pressure=np.zeros(1, np.float32), species=np.array(["Si", "O", "O"]))
+    seeds = [decode_run_id(frame[7])[0] for frame in iter_snapshots(cfg, tmp_path / "work", "train")]
+    assert seeds == [1, 5, 6, 1]
+    for extra, message in [("extra_train_seeds = { interface = [2] }", r"runs.seeds does not use \(\[2\]\)"),
+                           ("extra_train_seeds = { interface = [5, 5] }", "distinct seeds"),
+                           ("extra_train_seeds = { interfaces = [5] }", "names variant 'interfaces'"),
+                           ('extra_train_seeds = { interface = "5" }', "extra_train_seeds")]:
+        with pytest.raises(LammpsPhaseError, match=message):
+            config(extra)
