@@ -91,7 +91,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     type_map = _types(args.types)
     check_output(args.output, inputs=[args.input, args.model], option="-o")  # before any work; never an input
     source = read_frames(args.input)  # the format is judged now: a file that is no dump fails before the model loads
-    clf = Classifier.load(args.model, device=args.device, threshold=args.threshold, type_map=type_map)
+    clf = Classifier.load(args.model, device=args.device, threshold=args.threshold, type_map=type_map,
+                          consensus=args.consensus)
     memory = LabelMemory.empty(0, len(clf.classes), args.memory) if args.memory is not None else None
     total = count_frames(args.input)
     names = clf.classes + ["other"]
@@ -296,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--memory", type=_weight, default=None, metavar="W",
                    help="average each atom's class probabilities over the frames, weight W on the newest "
                         "(0.5 ≈ the last three frames; atoms matched by their id column): labels that do not flicker")
+    c.add_argument("--consensus", type=_probability, default=0.0, metavar="W",
+                   help="blend each atom's class probabilities with the mean of its k nearest neighbours', weight W on "
+                        "theirs (0 = off, the default; 0.5 = as much as its own): fewer lone wrong atoms, but a region "
+                        "smaller than one neighbour shell (~3.5 Å in SiO2) reads as its surroundings")
     c.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_classify)

@@ -21,6 +21,7 @@ from lammps_phase.elements import element_indices
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.cell import lammps_box_to_cell
 from lammps_phase.inference.domain import TrainingDomain, outside
+from lammps_phase.inference.consensus import check_consensus, neighbour_consensus
 from lammps_phase.inference.memory import LabelMemory
 from lammps_phase.inference.neighbors import NeighborCache, NeighborList, knn
 
@@ -134,9 +135,11 @@ class Classifier:
         reuse_neighbors: bool = False,
         compile_after_atoms: Optional[int] = None,
         check_domain: bool = True,
+        consensus: float = 0.0,
     ) -> None:
         """``threshold``: confidence below which an atom is −1 ("other"); None = the checkpoint's calibrated
-        default (0 for an uncalibrated checkpoint). ``check_domain``: atoms whose neighbourhood lies outside the
+        default (0 for an uncalibrated checkpoint). ``consensus``: weight w of the k nearest neighbours' mean class
+        probabilities in each atom's own (:mod:`lammps_phase.inference.consensus`; 0 = the network alone). ``check_domain``: atoms whose neighbourhood lies outside the
         geometry of the training data (:mod:`lammps_phase.inference.domain`, stored in calibrated checkpoints)
         are −1 with confidence 0 instead of a confident guess. ``fast``: the fused inference path of :mod:`lammps_phase.model.fastpath` (same labels, logits within
         float32 noise): "auto"/True (compiled once enough atoms were seen, else eager kernels), "compile",
@@ -162,6 +165,7 @@ class Classifier:
         self.device = resolve_device(device)
         self.model = checkpoint.build().to(self.device)
         self.threshold = check_threshold(checkpoint.default_threshold if threshold is None else threshold)
+        self.consensus = check_consensus(consensus)
         self.temperature = checkpoint.temperature
         self.domain = TrainingDomain.from_dict(checkpoint.domain) if checkpoint.domain and check_domain else None
         self.chunk = int(chunk)
@@ -195,6 +199,7 @@ class Classifier:
         reuse_neighbors: bool = False,
         compile_after_atoms: Optional[int] = None,
         check_domain: bool = True,
+        consensus: float = 0.0,
     ) -> "Classifier":
         """The classifier of a checkpoint file, or of an ensemble file (``.toml``: several checkpoints read as
         one, :mod:`lammps_phase.inference.ensemble`)."""
@@ -203,7 +208,8 @@ class Classifier:
         if ensemble.is_ensemble(path):
             return ensemble.EnsembleClassifier.load(
                 path, device=device, threshold=threshold, type_map=type_map, fast=fast, threads=threads,
-                reuse_neighbors=reuse_neighbors, compile_after_atoms=compile_after_atoms, check_domain=check_domain)
+                reuse_neighbors=reuse_neighbors, compile_after_atoms=compile_after_atoms, check_domain=check_domain,
+                consensus=consensus)
         return cls(
             ckpt_io.load(path, type_map=type_map),
             device=device,
@@ -213,6 +219,7 @@ class Classifier:
             reuse_neighbors=reuse_neighbors,
             compile_after_atoms=compile_after_atoms,
             check_domain=check_domain,
+            consensus=consensus,
         )
 
     @property
@@ -243,6 +250,14 @@ class Classifier:
         if self.fast is None:
             return "no fused"
         return self.fast.kernel_kind
+
+    @property
+    def halo_widths(self) -> list[int]:
+        """Widths of the arrays a halo supplies in one labelling (in-situ local mode): each layer's input, then
+        with a consensus the class probabilities."""
+        if self.fast is None:
+            raise LammpsPhaseError("labelling with a halo from other ranks needs the fused path (fast != False)")
+        return list(self.fast.layer_input_widths) + ([len(self.classes)] if self.consensus > 0 else [])
 
     def receptive_radius(self, neighbors: NeighborList) -> float:
         """Distance (Å) beyond which atoms cannot influence labels in this structure (ModelConfig.receptive_radius)."""
@@ -290,17 +305,28 @@ class Classifier:
         outside the training domain: both become OTHER with confidence 0. With ``memory`` the probabilities are
         blended into it first and the labels read from the blend (:mod:`lammps_phase.inference.memory`)."""
         if memory is not None:
-            blended = memory.update(self.probabilities(logits))
-            labels = np.argmax(blended, axis=1).astype(np.int32)
-            confidence = blended[np.arange(len(labels)), labels].astype(np.float32)
-        else:
-            # the largest softmax probability, exp(z_max - z_max) / Σ exp(z - z_max), without the other
-            # probabilities (4x faster than softmax then max)
-            z = logits.float() / self.temperature
-            top, lab = z.max(dim=-1, keepdim=True)
-            conf = torch.exp(z - top).sum(dim=-1).reciprocal()
-            labels = lab.squeeze(-1).to(torch.int32).cpu().numpy()
-            confidence = conf.cpu().numpy().astype(np.float32)
+            return self.result_from_probabilities(self.probabilities(logits), threshold, nearest, unfamiliar, memory)
+        # the largest softmax probability, exp(z_max - z_max) / Σ exp(z - z_max), without the other
+        # probabilities (4x faster than softmax then max)
+        z = logits.float() / self.temperature
+        top, lab = z.max(dim=-1, keepdim=True)
+        conf = torch.exp(z - top).sum(dim=-1).reciprocal()
+        labels = lab.squeeze(-1).to(torch.int32).cpu().numpy()
+        return self._result(labels, conf.cpu().numpy().astype(np.float32), threshold, nearest, unfamiliar)
+
+    def result_from_probabilities(self, probabilities: np.ndarray, threshold: Optional[float] = None,
+                                  nearest: Optional[np.ndarray] = None, unfamiliar: Optional[np.ndarray] = None,
+                                  memory: Optional[LabelMemory] = None) -> PhaseResult:
+        """:meth:`result_from_logits` from calibrated class probabilities (M, C), e.g. after a neighbour consensus."""
+        if memory is not None:
+            probabilities = memory.update(probabilities)
+        labels = np.argmax(probabilities, axis=1).astype(np.int32)
+        confidence = probabilities[np.arange(len(labels)), labels].astype(np.float32)
+        return self._result(labels, confidence, threshold, nearest, unfamiliar)
+
+    def _result(self, labels: np.ndarray, confidence: np.ndarray, threshold: Optional[float],
+                nearest: Optional[np.ndarray], unfamiliar: Optional[np.ndarray]) -> PhaseResult:
+        """The threshold and the screens' verdicts applied to labels and confidences."""
         thr = self.threshold if threshold is None else check_threshold(threshold)
         if thr > 0:
             labels[confidence < thr] = OTHER
@@ -392,7 +418,14 @@ class Classifier:
         """The network on the graph, then labels of the first n rows with the screen's verdicts applied."""
         logits = self.logits(species_idx, neighbors, halo)
         t1 = time.perf_counter()
-        result = self.result_from_logits(logits[:n], threshold, nearest=nearest, unfamiliar=unfamiliar, memory=memory)
+        if self.consensus > 0:
+            probabilities = neighbour_consensus(self.probabilities(logits[: len(neighbors.index)]),
+                                                neighbors.index[:, : self.k], self.consensus, halo)
+            result = self.result_from_probabilities(probabilities[:n], threshold, nearest=nearest,
+                                                    unfamiliar=unfamiliar, memory=memory)
+        else:
+            result = self.result_from_logits(logits[:n], threshold, nearest=nearest, unfamiliar=unfamiliar,
+                                             memory=memory)
         self.last_timings["result"] = time.perf_counter() - t1
         return result
 

@@ -62,6 +62,7 @@ import numpy as np
 
 from lammps_phase import runtime
 from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.inference.consensus import check_consensus
 from lammps_phase.inference.memory import LabelMemory, check_weight
 from lammps_phase.insitu.collectives import (Stop, agree, announce, choose_mode, describe, node_cpus, node_device,
                                              on_cpus, quiet_barrier, stop)
@@ -112,6 +113,9 @@ class PhaseLabeler:
                 the labels then come from each atom's class probabilities averaged over the labellings,
                 ``memory_weight`` on the newest (:mod:`lammps_phase.inference.memory`; 1 = no memory). The array
                 moves with its atoms between ranks and goes into restart files.
+    consensus   weight of each atom's k nearest neighbours' mean class probabilities in its own (0: off;
+                :mod:`lammps_phase.inference.consensus`); in local mode one more halo exchange brings the
+                probabilities of neighbours other ranks own, so labels stay those of gather mode.
     device      "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:N".
     threshold   confidence below which an atom is labelled −1 ("other"); None: the checkpoint's calibrated default.
     on_error    "stop" (default) or "skip": a failing classification gives −1 labels for that step.
@@ -143,8 +147,10 @@ class PhaseLabeler:
         auto_local_atoms: int = AUTO_LOCAL_ATOMS,
         memory: Optional[str] = None,
         memory_weight: float = 0.5,
+        consensus: float = 0.0,
     ) -> None:
         compile = option_arguments(mode, on_error, compile, auto_local_atoms)
+        self.consensus = check_consensus(consensus)
         self.auto_local_atoms = auto_local_atoms
         property_arguments(labels, confidence, memory)
         self.memory, self.memory_weight = memory, check_weight(memory_weight)
@@ -255,6 +261,7 @@ class PhaseLabeler:
                         threads=len(borrowed) if borrowed else "auto",
                         fast={True: "compile", False: "eager"}.get(self.compile, "auto"),
                         compile_after_atoms=0,  # every later call is another labelling: compile at once
+                        consensus=self.consensus,
                     )
                     if mode == "local" and classifier.fast is not None:
                         # now (at `python … invoke`, before the run), not at the first labelling inside the run,
@@ -451,7 +458,7 @@ class PhaseLabeler:
             state.halo_plan = plan
             traffic.allgathered(plan.error)
             agree(lmp, comm, plan.error)
-        exchange = HaloExchange(plan, state.classifier.fast.layer_input_widths, traffic)
+        exchange = HaloExchange(plan, state.classifier.halo_widths, traffic)
         labels = np.empty(nlocal, dtype=np.int32)
         conf = np.empty(nlocal, dtype=np.float64)
         remembered = None

@@ -1,0 +1,43 @@
+"""Neighbour consensus inside LAMMPS (PhaseLabeler consensus=...): gather mode and local mode, whose rows read the
+probabilities of neighbours other ranks own through one more halo exchange, label as the offline Classifier.
+The blend itself: tests/inference/test_consensus.py."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lammps_phase.inference import formats
+from lammps_phase.inference.classify import Classifier
+from lammps_runs import (TYPE_MAP, classifier, common_vars, error_deck, needs_mpi_lammps, offline, quartz, run_deck,
+                         with_local_labeler, workdir)
+
+SHARED_FIXTURES = (classifier, common_vars, quartz, workdir)  # module-scoped, from lammps_runs
+
+
+def consensus_deck(weight: float) -> str:
+    """A hot run (atoms cross between the 2 ranks) labelled with a consensus in gather and in local mode."""
+    deck = with_local_labeler(error_deck(f'"${{checkpoint}}", types="Si O", consensus={weight}', ghost=8.0))
+    deck = deck.replace("confidence='d_phase_local_conf')", f"confidence='d_phase_local_conf', consensus={weight})")
+    deck = deck.replace("i_phase d_phase_conf\ndump_modify", "i_phase d_phase_conf i_phase_local d_phase_local_conf\ndump_modify")
+    return deck.replace("velocity all create 600", "velocity all create 5000").replace(
+        "fix nve all nve", "fix nve all nve\nneigh_modify every 1 delay 0 check yes").replace("run 10", "run 30")
+
+
+@needs_mpi_lammps
+def test_in_situ_consensus_is_the_offline_one_in_both_modes(workdir, quartz, common_vars, classifier):
+    """Both modes on 2 ranks give the offline Classifier's consensus labels and confidences, frame by frame; the
+    consensus changed labels (else the local mode's extra exchange would go untested)."""
+    rc, screen, _, cwd = run_deck(workdir, "consensus", consensus_deck(0.5), quartz, common_vars)
+    assert rc == 0, screen[-3000:]
+    blended = Classifier.load(common_vars["checkpoint"], device="cpu", consensus=0.5)
+    frames = list(formats.read_dump(cwd / "dump.phase"))
+    assert [f.timestep for f in frames] == list(range(0, 31, 5))
+    changed = 0
+    for frame in frames:
+        ref = blended.classify(frame.positions(), frame.cell(), frame.species(TYPE_MAP), pbc=frame.pbc,
+                               origin=frame.boxlo)
+        for name in ("phase", "phase_local"):
+            assert np.array_equal(frame.columns[f"i_{name}"], ref.labels), (name, frame.timestep)
+            np.testing.assert_allclose(frame.columns[f"d_{name}_conf"], ref.confidence, atol=1e-5)
+        changed += int((ref.labels != offline(classifier, frame).labels).sum())
+    assert changed > 0, "the consensus never changed a label: the test proves nothing"
