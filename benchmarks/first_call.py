@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("eager", "ahead-of-time", "compile")
 
 
-def worker(variant: str, atoms: float, threads: int, checkpoint: str, labels_out: str) -> dict:
+def worker(variant: str, atoms: float, threads: int, checkpoint: str, labels_out: str, consensus: float = 0.0) -> dict:
     t_start = time.perf_counter()
     import numpy as np
 
@@ -42,7 +42,7 @@ def worker(variant: str, atoms: float, threads: int, checkpoint: str, labels_out
     imported = time.perf_counter() - t_start
     t0 = time.perf_counter()
     fast = {"eager": "eager", "ahead-of-time": "auto", "compile": "compile"}[variant]
-    clf = Classifier.load(checkpoint, device="cpu", fast=fast, threads=threads)
+    clf = Classifier.load(checkpoint, device="cpu", fast=fast, threads=threads, consensus=consensus)
     load = time.perf_counter() - t0
     t0 = time.perf_counter()
     first = clf.classify(positions, sample.cell, sample.symbols)
@@ -51,7 +51,8 @@ def worker(variant: str, atoms: float, threads: int, checkpoint: str, labels_out
     clf.classify(positions, sample.cell, sample.symbols)
     second_s = time.perf_counter() - t0
     np.save(labels_out, first.labels)
-    return {"variant": variant, "kernels": clf.kernels, "atoms": n, "threads": threads, "import_s": imported,
+    return {"variant": variant, "kernels": clf.kernels, "atoms": n, "threads": threads, "consensus": consensus,
+            "import_s": imported,
             "load_s": load, "first_s": first_s, "second_s": second_s,
             "first_us_per_atom": 1e6 * first_s / n, "load_and_first_us_per_atom": 1e6 * (load + first_s) / n,
             "second_us_per_atom": 1e6 * second_s / n}
@@ -63,10 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints/sio2.pt"))
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--consensus", type=float, default=0.0, metavar="W",
+                    help="label with a neighbour consensus of weight W (lammps-phase classify --consensus)")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.atoms, args.threads, args.checkpoint, args.worker[1])))
+        print(json.dumps(worker(args.worker[0], args.atoms, args.threads, args.checkpoint, args.worker[1],
+                                args.consensus)))
         return 0
 
     import numpy as np
@@ -84,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                 env["LAMMPS_PHASE_KERNEL_CACHE"] = str(Path(tmp) / "empty")
             out = str(Path(tmp) / f"{variant}.npy")
             proc = subprocess.run([sys.executable, __file__, "--atoms", str(args.atoms), "--threads", str(args.threads),
-                                   "--checkpoint", args.checkpoint, "--worker", variant, out],
+                                   "--checkpoint", args.checkpoint, "--consensus", str(args.consensus),
+                                   "--worker", variant, out],
                                   env=env, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise SystemExit(f"{variant} failed:\n{proc.stderr[-3000:]}")
@@ -92,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             results[-1]["labels"] = np.load(out)
     same = all(np.array_equal(r["labels"], results[0]["labels"]) for r in results)
     n = results[0]["atoms"]
-    print(f"\n{n} atoms α-quartz (jittered), {args.threads} threads, one fresh process per variant; "
+    print(f"\n{n} atoms α-quartz (jittered), {args.threads} threads, consensus {args.consensus:g}, one fresh process per "
+          "variant; "
           f"labels identical across variants: {same}"
           + (f"; `lammps-phase kernels` (nothing to build if cached) took {build_s:.1f} s" if build_s is not None else "")
           + "\n")

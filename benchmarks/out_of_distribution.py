@@ -56,9 +56,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "sio2.pt"))
     parser.add_argument("--json", default=None)
+    parser.add_argument("--consensus", type=float, default=0.0, metavar="W",
+                        help="label with a neighbour consensus of weight W (lammps-phase classify --consensus)")
     args = parser.parse_args()
-    clf = Classifier.load(args.checkpoint, device="cpu")
+    clf = Classifier.load(args.checkpoint, device="cpu", consensus=args.consensus)
     print(f"checkpoint {args.checkpoint}: temperature {clf.temperature:.3f}, threshold {clf.threshold:.3f}, "
+          f"consensus {clf.consensus:g}, "
           f"training domain {'on' if clf.domain is not None else 'absent'}")
     rows = []
     print(f"{'probe':<48} {'atoms':>6} {'-1':>7} {'right':>7} {'conf>=0.9 class':>16} {'warns':>6}")

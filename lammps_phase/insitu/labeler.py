@@ -66,8 +66,8 @@ from lammps_phase.inference.consensus import check_consensus
 from lammps_phase.inference.memory import LabelMemory, check_weight
 from lammps_phase.insitu.collectives import (Stop, agree, announce, choose_mode, describe, node_cpus, node_device,
                                              on_cpus, quiet_barrier, stop)
-from lammps_phase.insitu.lammps_glue import (as_lammps, atom_array, check_memory, check_properties, check_type_map,
-                                             checkpoint_argument, communicator, deck_errors_to_log,
+from lammps_phase.insitu.lammps_glue import (VARIABLE_REFERENCE, as_lammps, atom_array, check_memory, check_properties,
+                                             check_type_map, checkpoint_argument, communicator, deck_errors_to_log,
                                              define_fraction_variables, memory_rows, option_arguments,
                                              property_arguments, publish_fractions, substitute, threshold_argument,
                                              types_argument, write_property)
@@ -147,10 +147,12 @@ class PhaseLabeler:
         auto_local_atoms: int = AUTO_LOCAL_ATOMS,
         memory: Optional[str] = None,
         memory_weight: float = 0.5,
-        consensus: float = 0.0,
+        consensus: Union[float, str] = 0.0,
     ) -> None:
         compile = option_arguments(mode, on_error, compile, auto_local_atoms)
-        self.consensus = check_consensus(consensus)
+        # a "${name}" (inputs/phase_labels.lmp) is read from the LAMMPS variable at set-up, like the checkpoint
+        named = isinstance(consensus, str) and VARIABLE_REFERENCE.search(consensus)
+        self.consensus: Union[float, str] = consensus if named else check_consensus(consensus)
         self.auto_local_atoms = auto_local_atoms
         property_arguments(labels, confidence, memory)
         self.memory, self.memory_weight = memory, check_weight(memory_weight)
@@ -234,6 +236,8 @@ class PhaseLabeler:
                     f"checkpoint {checkpoint} is an ensemble, which labels in gather mode (rank 0 runs its networks on "
                     "the whole box): use mode=\"gather\" (or \"auto\"), or one checkpoint (.pt) for local mode")
             type_map = substitute(lmp, self.types, "types").split()
+            consensus = check_consensus(substitute(lmp, self.consensus, "consensus")
+                                        if isinstance(self.consensus, str) else self.consensus)
             check_properties(lmp, self.labels, self.confidence)
             check_type_map(lmp, type_map)
         except LammpsPhaseError as err:
@@ -261,7 +265,7 @@ class PhaseLabeler:
                         threads=len(borrowed) if borrowed else "auto",
                         fast={True: "compile", False: "eager"}.get(self.compile, "auto"),
                         compile_after_atoms=0,  # every later call is another labelling: compile at once
-                        consensus=self.consensus,
+                        consensus=consensus,
                     )
                     if mode == "local" and classifier.fast is not None:
                         # now (at `python … invoke`, before the run), not at the first labelling inside the run,

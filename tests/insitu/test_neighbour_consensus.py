@@ -41,3 +41,23 @@ def test_in_situ_consensus_is_the_offline_one_in_both_modes(workdir, quartz, com
             np.testing.assert_allclose(frame.columns[f"d_{name}_conf"], ref.confidence, atol=1e-5)
         changed += int((ref.labels != offline(classifier, frame).labels).sum())
     assert changed > 0, "the consensus never changed a label: the test proves nothing"
+
+
+@needs_mpi_lammps
+def test_the_weight_may_come_from_a_lammps_variable_and_a_wrong_one_stops_the_run(workdir, quartz, common_vars):
+    """consensus="${name}" (inputs/phase_labels.lmp's phase_consensus) is read at set-up; outside [0, 1] the run stops
+    with one message that says what the weight is."""
+    blended = Classifier.load(common_vars["checkpoint"], device="cpu", consensus=0.5)
+    for value, ok in (("0.5", True), ("2", False)):
+        deck = error_deck('"${checkpoint}", types="Si O", consensus="${phase_consensus}"').replace(
+            "fix nve all nve", f"fix nve all nve\nvariable phase_consensus index {value}")
+        rc, screen, log, cwd = run_deck(workdir, f"consensus_variable_{value}", deck, quartz, common_vars)
+        if ok:
+            assert rc == 0, screen[-3000:]
+            for frame in formats.read_dump(cwd / "dump.phase"):
+                ref = blended.classify(frame.positions(), frame.cell(), frame.species(TYPE_MAP), pbc=frame.pbc,
+                                       origin=frame.boxlo)
+                assert np.array_equal(frame.columns["i_phase"], ref.labels), frame.timestep
+        else:
+            ours = [line for line in log.splitlines() if line.startswith("ERROR: lammps-phase:")]
+            assert rc != 0 and len(ours) == 1 and "consensus 2 is outside [0, 1]" in ours[0], (ours, screen[-3000:])
