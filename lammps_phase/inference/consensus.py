@@ -14,7 +14,7 @@ nucleus of a few atoms) is read as its surroundings. w = 0 (the default) is the 
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -36,22 +36,23 @@ def check_consensus(weight: float) -> float:
     return w
 
 
-def neighbour_consensus(probabilities: np.ndarray, index: np.ndarray, weight: float,
+def neighbour_consensus(probabilities: Union[np.ndarray, torch.Tensor], index: np.ndarray, weight: float,
                         halo: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> np.ndarray:
     """p̃ (R, C) for the R rows of ``index`` (R, k), from ``probabilities`` (R, C) of the same rows.
 
     Rows point at atoms ``[0, R)`` and, with ``halo``, at the atoms after them, whose probabilities ``halo`` gets
     from the rows' (in-situ local mode: from the ranks that own them)."""
-    p = np.asarray(probabilities, dtype=np.float32)
+    p = torch.as_tensor(probabilities, dtype=torch.float32).cpu()
     rows = len(index)
     if len(p) != rows:
         raise LammpsPhaseError(f"{len(p)} probability rows for {rows} neighbour rows")
     if halo is not None:
-        p = np.concatenate([p, halo(torch.from_numpy(p)).cpu().numpy().astype(np.float32, copy=False)])
+        p = torch.cat([p, halo(p).to("cpu", torch.float32)])
     if rows and int(index.max()) >= len(p):
         raise LammpsPhaseError("the neighbour consensus needs every neighbour's probabilities, but the rows point "
                                "at atoms that were not labelled: label all atoms (or give the halo)")
-    total = np.zeros((rows, p.shape[1]), dtype=np.float32)
-    for column in range(index.shape[1]):  # one (R, C) gather at a time: p[index] would hold k copies
-        total += p[index[:, column]]
-    return (1.0 - weight) * p[:rows] + (weight / max(index.shape[1], 1)) * total
+    columns = torch.as_tensor(np.ascontiguousarray(np.asarray(index).T), dtype=torch.int64)
+    total = torch.zeros((rows, p.shape[1]), dtype=torch.float32)
+    for column in columns:  # one (R, C) gather at a time: p[index] would hold k copies
+        total += p.index_select(0, column)
+    return ((1.0 - weight) * p[:rows] + (weight / max(len(columns), 1)) * total).numpy()
