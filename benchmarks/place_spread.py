@@ -67,6 +67,7 @@ def score(config: str, workdir: str, checkpoints: list[str], potential: str | No
     names = list(checkpoints) + [ENSEMBLE]
     tallies = {name: PlaceTally(cfg.classes) for name in names}
     thresholds = [clf.threshold for clf in classifiers] if threshold else None
+
     def wanted(spec) -> bool:
         return (potential is None or potential_of(cfg, spec) == potential) and variant in (None, spec.variant)
 

@@ -139,8 +139,8 @@ class Classifier:
     ) -> None:
         """``threshold``: confidence below which an atom is −1 ("other"); None = the checkpoint's calibrated
         default (0 for an uncalibrated checkpoint). ``consensus``: weight w of the k nearest neighbours' mean class
-        probabilities in each atom's own (:mod:`lammps_phase.inference.consensus`; 0 = the network alone). ``check_domain``: atoms whose neighbourhood lies outside the
-        geometry of the training data (:mod:`lammps_phase.inference.domain`, stored in calibrated checkpoints)
+        probabilities in each atom's own (:mod:`lammps_phase.inference.consensus`; 0 = the network alone).
+        ``check_domain``: atoms whose neighbourhood lies outside the geometry of the training data (:mod:`lammps_phase.inference.domain`, stored in calibrated checkpoints)
         are −1 with confidence 0 instead of a confident guess. ``fast``: the fused inference path of :mod:`lammps_phase.model.fastpath` (same labels, logits within
         float32 noise): "auto"/True (compiled once enough atoms were seen, else eager kernels), "compile",
         "eager", or False for the reference PhaseNet forward. ``threads``: torch threads and neighbour-search

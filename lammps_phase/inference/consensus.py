@@ -6,10 +6,12 @@ over the k-NN graph the network itself labelled on (no second neighbour search; 
 neighbours' probabilities that other ranks own through one more halo exchange, so labels stay the same for any
 rank count). Why: a phase is a property of a region, and the network's errors on held-out runs are mostly single
 atoms among neighbours it reads right. On session 20's held-out runs (seed 4, ``benchmarks/place_spread.py
---consensus``) w = 0.5 lifted the shipped model's BKS places from 0.972 to 0.979 and the outer 2 Å of clusters from
-0.87 to 0.97, while interfaces within 3 Å also gained (0.881 → 0.890): the k = 16 nearest reach ≈ 3.5 Å, less than
-what separates two phases' regions. What it costs: a region of a phase smaller than about one neighbour shell (a
-nucleus of a few atoms) is read as its surroundings. w = 0 (the default) is the network alone.
+--consensus``, no threshold) w = 0.5 lifted the shipped model's BKS places from 0.972 to 0.979 and the outer 2 Å of
+clusters from 0.87 to 0.97, while interfaces within 3 Å also gained (0.881 → 0.890): the k = 16 nearest reach
+≈ 3.5 Å, less than what separates two phases' regions (with the calibrated threshold, fitted to the network alone,
+the interfaces' boundary atoms become unsure instead: benchmarks/RESULTS.md, "Session 23"). What it costs: a region
+of a phase smaller than about one neighbour shell (a nucleus of a few atoms) is read as its surroundings. w = 0
+(the default) is the network alone.
 """
 
 from __future__ import annotations
