@@ -50,12 +50,12 @@ def predictions(probabilities: list[np.ndarray], thresholds: list[float] | None 
 
 
 def score(config: str, workdir: str, checkpoints: list[str], potential: str | None = None,
-          threshold: bool = False, split: str = "test", variant: str | None = None,
+          threshold: bool = False, split: str = "test", variants: list[str] | None = None,
           consensus: float = 0.0) -> dict[str, dict]:
     """Accuracy by place for each checkpoint (or ensemble file) and for their ensemble, keyed by path (and ENSEMBLE);
     ``threshold``: each checkpoint's calibrated default threshold applies to its own column. ``split`` "train" reads
     the runs the checkpoints learnt from (how well they fit them, against how well they generalise); ``potential``
-    and ``variant`` keep only those blocks (only their runs need be heated). ``consensus``: each checkpoint's
+    and ``variants`` keep only those blocks (only their runs need be heated). ``consensus``: each checkpoint's
     probabilities blended with its neighbours' (:mod:`lammps_phase.inference.consensus`) before anything else."""
     cfg = load_config(config)
     classifiers = [Classifier.load(path, device="cpu") for path in checkpoints]
@@ -69,7 +69,7 @@ def score(config: str, workdir: str, checkpoints: list[str], potential: str | No
     thresholds = [clf.threshold for clf in classifiers] if threshold else None
 
     def wanted(spec) -> bool:
-        return (potential is None or potential_of(cfg, spec) == potential) and variant in (None, spec.variant)
+        return (potential is None or potential_of(cfg, spec) == potential) and (not variants or spec.variant in variants)
 
     for pos, cell, origin, species, labels, temp, pres, run_id in iter_snapshots(cfg, Path(workdir), split, wanted):
         spec = cfg.phases[decode_run_id(run_id)[1]]
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("checkpoints", nargs="+", help="two or more checkpoints trained on the config's classes")
     ap.add_argument("--workdir", required=True, help="folder whose runs/ holds the config's cached heating runs")
     ap.add_argument("--potential", default=None, help="score only the runs in this potential (e.g. bks_dsf)")
-    ap.add_argument("--variant", default=None, choices=VARIANTS, help="score only the blocks of this variant")
+    ap.add_argument("--variant", nargs="+", default=None, choices=VARIANTS, help="score only the blocks of these variants")
     ap.add_argument("--split", default="test", choices=SPLITS, help="the runs to score (default: test, the held-out "
                     "seed; train: the runs the checkpoints learnt from)")
     ap.add_argument("--consensus", type=float, default=0.0, metavar="W", help="blend every checkpoint's probabilities "
