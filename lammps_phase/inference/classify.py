@@ -419,8 +419,8 @@ class Classifier:
         logits = self.logits(species_idx, neighbors, halo)
         t1 = time.perf_counter()
         if self.consensus > 0:
-            probabilities = neighbour_consensus(self.probabilities(logits[: len(neighbors.index)]),
-                                                neighbors.index[:, : self.k], self.consensus, halo)
+            probabilities = neighbour_consensus(self.probabilities(logits), neighbors.index[:, : self.k],
+                                                self.consensus, halo)
             result = self.result_from_probabilities(probabilities[:n], threshold, nearest=nearest,
                                                     unfamiliar=unfamiliar, memory=memory)
         else:

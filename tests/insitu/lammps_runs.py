@@ -153,6 +153,12 @@ def with_local_labeler(deck: str) -> str:
               "d_phase_local_conf")
 
 
+def hot_run(deck: str, steps: int) -> str:
+    """An error_deck run hot (5000 K) for ``steps`` steps, reneighboured every step: atoms cross between ranks."""
+    return deck.replace("velocity all create 600", "velocity all create 5000").replace(
+        "fix nve all nve", "fix nve all nve\nneigh_modify every 1 delay 0 check yes").replace("run 10", f"run {steps}")
+
+
 def failing_model(rank: int, call: int) -> str:
     """Deck prelude: Classifier.logits raises on MPI rank ``rank`` at its ``call``-th call (1-based)."""
     return "\n".join([

@@ -9,8 +9,8 @@ import pytest
 
 from lammps_phase.inference import formats
 from lammps_phase.inference.memory import LabelMemory
-from lammps_runs import (TYPE_MAP, classifier, common_vars, error_deck, needs_mpi_lammps, offline, quartz, run_deck,
-                         run_lammps, workdir)
+from lammps_runs import (TYPE_MAP, classifier, common_vars, error_deck, hot_run, needs_mpi_lammps, offline, quartz,
+                         run_deck, run_lammps, workdir)
 
 SHARED_FIXTURES = (classifier, common_vars, quartz, workdir)  # module-scoped, from lammps_runs
 
@@ -31,8 +31,7 @@ def memory_deck(columns: int, weight: float = 0.5) -> str:
               f"fix phase_local all property/atom i_phase_local d_phase_local_conf d2_memory_local {columns}")
     deck = deck.replace("i_phase d_phase_conf\ndump_modify",
                         "i_phase d_phase_conf i_phase_local d_phase_local_conf d2_memory[1]\ndump_modify")
-    deck = deck.replace("velocity all create 600", "velocity all create 5000").replace(
-        "fix nve all nve", "fix nve all nve\nneigh_modify every 1 delay 0 check yes").replace("run 10", "run 30")
+    deck = hot_run(deck, 30)
     return deck + "write_restart memory.restart\n"
 
 

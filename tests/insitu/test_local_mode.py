@@ -14,7 +14,7 @@ from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.classify import Classifier
 from lammps_phase.insitu.halo import HaloExchange, HaloPlan
 from lammps_phase.insitu.local_mode import ROW_SAFETY, GhostShell, local_ghost_cutoff, owned_rows
-from lammps_runs import (TYPE_MAP, common_vars, error_deck, needs_mpi_lammps, quartz, run_deck, with_local_labeler,
+from lammps_runs import (TYPE_MAP, common_vars, error_deck, hot_run, needs_mpi_lammps, quartz, run_deck, with_local_labeler,
                          workdir)
 
 SHARED_FIXTURES = (common_vars, quartz, workdir)  # module-scoped, from lammps_runs
@@ -203,8 +203,7 @@ def test_local_labels_stay_exact_while_atoms_change_ranks(workdir, quartz, commo
     halo plan, and local mode must still label exactly as gather mode at every step."""
     deck = with_local_labeler(error_deck('"${checkpoint}", types="Si O"', ghost=8.0)).replace(
         "i_phase d_phase_conf\ndump_modify", "i_phase d_phase_conf i_phase_local d_phase_local_conf\ndump_modify")
-    deck = deck.replace("velocity all create 600", "velocity all create 5000").replace(
-        "fix nve all nve", "fix nve all nve\nneigh_modify every 1 delay 0 check yes").replace("run 10", "run 60")
+    deck = hot_run(deck, 60)
     deck = deck.replace("    local(ptr)", "    local(ptr)\n    owned.append(local.stats.last.owned)").replace(
         "def phase_step(ptr):", "owned = []\ndef phase_step(ptr):")
     deck += ("python dump_owned input 1 SELF format p here \"\"\"\ndef dump_owned(ptr):\n"

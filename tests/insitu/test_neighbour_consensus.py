@@ -8,8 +8,8 @@ import numpy as np
 
 from lammps_phase.inference import formats
 from lammps_phase.inference.classify import Classifier
-from lammps_runs import (TYPE_MAP, classifier, common_vars, error_deck, needs_mpi_lammps, offline, quartz, run_deck,
-                         with_local_labeler, workdir)
+from lammps_runs import (TYPE_MAP, classifier, common_vars, error_deck, hot_run, needs_mpi_lammps, offline, quartz,
+                         run_deck, with_local_labeler, workdir)
 
 SHARED_FIXTURES = (classifier, common_vars, quartz, workdir)  # module-scoped, from lammps_runs
 
@@ -19,8 +19,7 @@ def consensus_deck(weight: float) -> str:
     deck = with_local_labeler(error_deck(f'"${{checkpoint}}", types="Si O", consensus={weight}', ghost=8.0))
     deck = deck.replace("confidence='d_phase_local_conf')", f"confidence='d_phase_local_conf', consensus={weight})")
     deck = deck.replace("i_phase d_phase_conf\ndump_modify", "i_phase d_phase_conf i_phase_local d_phase_local_conf\ndump_modify")
-    return deck.replace("velocity all create 600", "velocity all create 5000").replace(
-        "fix nve all nve", "fix nve all nve\nneigh_modify every 1 delay 0 check yes").replace("run 10", "run 30")
+    return hot_run(deck, 30)
 
 
 @needs_mpi_lammps
