@@ -35,6 +35,13 @@ def _probability(text: str) -> float:
     return value
 
 
+def _consensus(text: str) -> Optional[float]:
+    """argparse type of classify --consensus: a weight in [0, 1], or "checkpoint" (None: the checkpoint's own)."""
+    from lammps_phase.inference.consensus import FROM_CHECKPOINT
+
+    return None if text.strip().lower() == FROM_CHECKPOINT else _probability(text)
+
+
 def _weight(text: str) -> float:
     from lammps_phase.inference.memory import check_weight
 
@@ -168,10 +175,42 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         from lammps_phase.data.datasets import SampleSet
 
         validation = SampleSet.load(args.calibrate_on)
-    calibration = write_ensemble(args.output, args.member, validation)
+    elif args.consensus:
+        raise LammpsPhaseError("--consensus is the weight the threshold is chosen with: it needs --calibrate-on "
+                               "VAL_SAMPLES.h5")
+    calibration = write_ensemble(args.output, args.member, validation, consensus=args.consensus)
     fitted = (f"temperature {calibration['temperature']:.3f}, threshold {calibration['threshold']:.3f}"
+              + (f" with consensus {calibration['consensus']:g}" if calibration.get("consensus") else "")
               if calibration else "uncalibrated (temperature 1, threshold 0): give --calibrate-on VAL_SAMPLES.h5")
     print(f"{args.output}: {len(args.member)} members, {fitted}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Refit a checkpoint's temperature and threshold on held-out snapshots (its training domain kept)."""
+    from lammps_phase.atomic_write import check_output
+    from lammps_phase.data.datasets import SampleSet
+    from lammps_phase.model import checkpoint as ckpt_io
+    from lammps_phase.training.calibration import calibrate_checkpoint
+
+    check_output(args.output, inputs=[args.checkpoint, args.on], option="-o")
+    ckpt = ckpt_io.load(args.checkpoint)
+    validation = SampleSet.load(args.on)
+    if validation.k < ckpt.k:
+        raise LammpsPhaseError(f"{args.on} holds {validation.k} neighbours per atom, the checkpoint reads {ckpt.k}: "
+                               "make the snapshots with the checkpoint's k (lammps-phase-train --stage datasets)")
+    if list(validation.classes) != ckpt.classes or list(validation.elements) != ckpt.elements:
+        raise LammpsPhaseError(f"{args.on} labels {', '.join(validation.classes)} from {' '.join(validation.elements)}, "
+                               f"the checkpoint {', '.join(ckpt.classes)} from {' '.join(ckpt.elements)}: calibrate "
+                               "on the validation snapshots of the checkpoint's own training config")
+    fitted = calibrate_checkpoint(ckpt, validation, args.consensus)
+    ckpt.calibration = fitted.to_dict()
+    ckpt_io.save(ckpt, args.output)
+    blend = f" with consensus {fitted.consensus:g}" if fitted.consensus else ""
+    print(f"{args.output}: temperature {fitted.temperature:.3f}, threshold {fitted.threshold:.3f}{blend} on "
+          f"{fitted.atoms} validation atoms: accuracy {fitted.accuracy:.4f} (network alone "
+          f"{fitted.accuracy_network:.4f}), {fitted.accuracy_with_threshold:.4f} with the threshold "
+          f"({100 * fitted.other_fraction:.2f} % below it)")
     return 0
 
 
@@ -224,7 +263,8 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"spatial weighting {'on' if cfg.spatial_weighting else 'off'}; length scale {cfg.length_scale}")
     if ck.calibration:
         cal = ck.calibration
-        print(f"calibration      temperature {ck.temperature:.3f}, default threshold {ck.default_threshold:.3f} "
+        blend = f" with neighbour consensus {ck.default_consensus:g}" if ck.default_consensus else ""
+        print(f"calibration      temperature {ck.temperature:.3f}, default threshold {ck.default_threshold:.3f}{blend} "
               f"(validation: ECE {cal.get('ece_before', float('nan')):.4f} → {cal.get('ece_after', float('nan')):.4f}, "
               f"{100 * cal.get('other_fraction', 0.0):.2f} % of atoms below the threshold)")
     else:
@@ -297,10 +337,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--memory", type=_weight, default=None, metavar="W",
                    help="average each atom's class probabilities over the frames, weight W on the newest "
                         "(0.5 ≈ the last three frames; atoms matched by their id column): labels that do not flicker")
-    c.add_argument("--consensus", type=_probability, default=0.0, metavar="W",
+    c.add_argument("--consensus", type=_consensus, default=None, metavar="W",
                    help="blend each atom's class probabilities with the mean of its k nearest neighbours', weight W on "
-                        "theirs (0 = off, the default; 0.5 = as much as its own): fewer lone wrong atoms, but a region "
-                        "smaller than one neighbour shell (~3.5 Å in SiO2) reads as its surroundings")
+                        "theirs (0 = off; 0.5 = as much as its own): fewer lone wrong atoms, but a region smaller than "
+                        "one neighbour shell (~3.5 Å in SiO2) reads as its surroundings; default: the weight the "
+                        "model's threshold was calibrated with (lammps-phase info shows it)")
     c.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_classify)
@@ -317,7 +358,21 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--calibrate-on", metavar="SAMPLES.h5", default=None,
                    help="held-out snapshots (a training work folder's val_samples.h5) to fit the ensemble's "
                         "temperature and default threshold on")
+    e.add_argument("--consensus", type=_probability, default=0.0, metavar="W",
+                   help="choose the threshold on probabilities blended with the neighbours' (weight W) and store W "
+                        "as the ensemble's default consensus (needs --calibrate-on)")
     e.set_defaults(func=cmd_ensemble)
+
+    b = sub.add_parser("calibrate", help="refit a checkpoint's temperature and default threshold on held-out "
+                                         "snapshots, optionally with a neighbour consensus")
+    b.add_argument("checkpoint")
+    b.add_argument("--on", required=True, metavar="SAMPLES.h5",
+                   help="held-out snapshots (a training work folder's val_samples.h5), never the test runs")
+    b.add_argument("--consensus", type=_probability, default=0.0, metavar="W",
+                   help="neighbour-consensus weight to choose the threshold with and store as the default "
+                        "(0 = the network alone)")
+    b.add_argument("-o", "--output", required=True, help="the calibrated checkpoint to write (may not be an input)")
+    b.set_defaults(func=cmd_calibrate)
 
     k = sub.add_parser("kernels", help="build a checkpoint's fused kernels ahead of time (once per machine: later "
                                         "runs load them instead of compiling)")

@@ -2,7 +2,7 @@
 
 Allowed keys and their types are read from the dataclasses the config fills — :class:`training.config.PhaseSpec`
 ([[phase]] blocks), :class:`training.config.PipelineConfig` ([runs]), :class:`model.ModelConfig` ([model]),
-:class:`train.TrainConfig` ([train]) and :class:`DatasetConfig` / :class:`ReportConfig` below — with
+:class:`train.TrainConfig` ([train]) and :class:`DatasetConfig` / :class:`CalibrateConfig` / :class:`ReportConfig` below — with
 ``dataclasses.fields`` and their type hints, so a field added to one of them is accepted, type-checked and
 reported like every other at once. What a type cannot say (epochs >= 1, lr > 0, temperatures > 0 K, a
 known potential and structure) is in the small tables below and in each dataclass's own ``__post_init__``,
@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Union
 
 from lammps_phase.errors import LammpsPhaseError
 
-__all__ = ["DatasetConfig", "ReportConfig", "check_raw_config", "check_config", "check_model_config", "schema_of"]
+__all__ = ["CalibrateConfig", "DatasetConfig", "ReportConfig", "check_raw_config", "check_config", "check_model_config", "schema_of"]
 
 
 @dataclass
@@ -47,10 +47,19 @@ class ReportConfig:
     notes: dict[str, str] = field(default_factory=dict)  # class -> how its labels were restricted
 
 
+@dataclass
+class CalibrateConfig:
+    """[calibrate]: the calibration stage (pipeline.stage_calibrate, lammps_phase.training.calibration)."""
+
+    # neighbour-consensus weight stored with the threshold, which is chosen on the blended probabilities
+    # (lammps_phase.inference.consensus; 0 = the network alone). Choose it on validation places: benchmarks/place_spread.py
+    consensus: float = 0.0
+
+
 # PipelineConfig fields written as top-level keys, and those that are whole tables; every other field of it
 # (but phases, from [[phase]], and source) is a [runs] setting.
 _TOP_LEVEL_FIELDS = ("name", "elements", "potential", "output")
-_TABLE_FIELDS = ("dataset", "model", "train", "report")
+_TABLE_FIELDS = ("dataset", "model", "train", "calibrate", "report")
 _NOT_RUNS = _TOP_LEVEL_FIELDS + _TABLE_FIELDS + ("phases", "source")
 # Keys the pipeline sets itself: [model] elements / num_classes come from elements and the phases.
 _SET_BY_PIPELINE = {"model": {"elements": "the config's elements", "num_classes": "the [[phase]] names"},
@@ -83,9 +92,11 @@ _MINIMUM: dict[tuple[str, str], tuple[float, bool]] = {
     ("train", "max_batches"): (1, False),
     ("train", "threads"): (1, False),
     ("report", "rotations"): (1, False),
+    ("calibrate", "consensus"): (0.0, False),
 }
 # (table, key) -> (highest value, whether the highest value itself is refused)
-_MAXIMUM: dict[tuple[str, str], tuple[float, bool]] = {("model", "dropout"): (1.0, True)}
+_MAXIMUM: dict[tuple[str, str], tuple[float, bool]] = {("model", "dropout"): (1.0, True),
+                                                       ("calibrate", "consensus"): (1.0, False)}
 # integer settings of a table not listed above (counts: ranks, jobs, ...) are at least this
 _INTEGER_MINIMUM = {"runs": (1, False)}
 _NON_EMPTY = {("model", "channels"), ("runs", "seeds")}
@@ -265,6 +276,7 @@ def _sections() -> dict[str, tuple[dict[str, Any], Optional[dict[str, str]]]]:
         "dataset": (schema_of(DatasetConfig), None),
         "model": (schema_of(ModelConfig, exclude=tuple(_SET_BY_PIPELINE["model"])), _SET_BY_PIPELINE["model"]),
         "train": (schema_of(TrainConfig, exclude=tuple(_SET_BY_PIPELINE["train"])), _SET_BY_PIPELINE["train"]),
+        "calibrate": (schema_of(CalibrateConfig), None),
         "report": (schema_of(ReportConfig), None),
     }
 

@@ -105,6 +105,9 @@ epochs = 8
 batch_size = 2
 lr = 0.005
 
+[calibrate]
+consensus = 0.5
+
 [report]
 rotations = 4
 """

@@ -21,7 +21,7 @@ from lammps_phase.elements import element_indices
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.cell import lammps_box_to_cell
 from lammps_phase.inference.domain import TrainingDomain, outside
-from lammps_phase.inference.consensus import check_consensus, neighbour_consensus
+from lammps_phase.inference.consensus import consensus_weight, neighbour_consensus
 from lammps_phase.inference.memory import LabelMemory
 from lammps_phase.inference.neighbors import NeighborCache, NeighborList, knn
 
@@ -135,11 +135,12 @@ class Classifier:
         reuse_neighbors: bool = False,
         compile_after_atoms: Optional[int] = None,
         check_domain: bool = True,
-        consensus: float = 0.0,
+        consensus: Union[float, str, None] = None,
     ) -> None:
         """``threshold``: confidence below which an atom is −1 ("other"); None = the checkpoint's calibrated
         default (0 for an uncalibrated checkpoint). ``consensus``: weight w of the k nearest neighbours' mean class
-        probabilities in each atom's own (:mod:`lammps_phase.inference.consensus`; 0 = the network alone).
+        probabilities in each atom's own (:mod:`lammps_phase.inference.consensus`; 0 = the network alone); None or
+        "checkpoint" = the weight the checkpoint's threshold was calibrated with (0 for older checkpoints).
         ``check_domain``: atoms whose neighbourhood lies outside the geometry of the training data (:mod:`lammps_phase.inference.domain`, stored in calibrated checkpoints)
         are −1 with confidence 0 instead of a confident guess. ``fast``: the fused inference path of :mod:`lammps_phase.model.fastpath` (same labels, logits within
         float32 noise): "auto"/True (compiled once enough atoms were seen, else eager kernels), "compile",
@@ -165,7 +166,7 @@ class Classifier:
         self.device = resolve_device(device)
         self.model = checkpoint.build().to(self.device)
         self.threshold = check_threshold(checkpoint.default_threshold if threshold is None else threshold)
-        self.consensus = check_consensus(consensus)
+        self.consensus = consensus_weight(consensus, checkpoint.default_consensus)
         self.temperature = checkpoint.temperature
         self.domain = TrainingDomain.from_dict(checkpoint.domain) if checkpoint.domain and check_domain else None
         self.chunk = int(chunk)
@@ -199,7 +200,7 @@ class Classifier:
         reuse_neighbors: bool = False,
         compile_after_atoms: Optional[int] = None,
         check_domain: bool = True,
-        consensus: float = 0.0,
+        consensus: Union[float, str, None] = None,
     ) -> "Classifier":
         """The classifier of a checkpoint file, or of an ensemble file (``.toml``: several checkpoints read as
         one, :mod:`lammps_phase.inference.ensemble`)."""

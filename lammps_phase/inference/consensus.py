@@ -11,7 +11,8 @@ clusters from 0.87 to 0.97, while interfaces within 3 Å also gained (0.881 → 
 ≈ 3.5 Å, less than what separates two phases' regions (with the calibrated threshold, fitted to the network alone,
 the interfaces' boundary atoms become unsure instead: benchmarks/RESULTS.md, "Session 23"). What it costs: a region
 of a phase smaller than about one neighbour shell (a nucleus of a few atoms) is read as its surroundings. w = 0
-(the default) is the network alone.
+is the network alone; a calibrated checkpoint carries the weight its threshold was chosen with
+(``calibration["consensus"]``, :mod:`lammps_phase.training.calibration`), which is the default everywhere.
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ import torch
 
 from lammps_phase.errors import LammpsPhaseError
 
-__all__ = ["check_consensus", "neighbour_consensus"]
+__all__ = ["check_consensus", "consensus_argument", "consensus_weight", "neighbour_consensus", "FROM_CHECKPOINT"]
+
+#: the word that asks for the checkpoint's own weight where a number is expected (deck variables, the CLI)
+FROM_CHECKPOINT = "checkpoint"
 
 
 def check_consensus(weight: float) -> float:
@@ -36,6 +40,19 @@ def check_consensus(weight: float) -> float:
         raise LammpsPhaseError(f"consensus {w:g} is outside [0, 1]: it is the weight of the neighbours' mean "
                                "probabilities (0 = off, 0.5 = as much as the atom's own)")
     return w
+
+
+def consensus_argument(weight: Union[float, str, None]) -> Optional[float]:
+    """A weight as given: None for None or "checkpoint" (the checkpoint's own, known once it is loaded), else checked."""
+    if weight is None or (isinstance(weight, str) and weight.strip().lower() == FROM_CHECKPOINT):
+        return None
+    return check_consensus(weight)
+
+
+def consensus_weight(weight: Union[float, str, None], calibrated: float) -> float:
+    """The weight to use: ``calibrated`` (the checkpoint's) for None or "checkpoint", else ``weight`` checked."""
+    given = consensus_argument(weight)
+    return check_consensus(calibrated) if given is None else given
 
 
 def neighbour_consensus(probabilities: Union[np.ndarray, torch.Tensor], index: np.ndarray, weight: float,

@@ -62,7 +62,7 @@ import numpy as np
 
 from lammps_phase import runtime
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.inference.consensus import check_consensus
+from lammps_phase.inference.consensus import consensus_argument
 from lammps_phase.inference.memory import LabelMemory, check_weight
 from lammps_phase.insitu.collectives import (Stop, agree, announce, choose_mode, describe, node_cpus, node_device,
                                              on_cpus, quiet_barrier, stop)
@@ -114,7 +114,8 @@ class PhaseLabeler:
                 ``memory_weight`` on the newest (:mod:`lammps_phase.inference.memory`; 1 = no memory). The array
                 moves with its atoms between ranks and goes into restart files.
     consensus   weight of each atom's k nearest neighbours' mean class probabilities in its own (0: off;
-                :mod:`lammps_phase.inference.consensus`); in local mode one more halo exchange brings the
+                :mod:`lammps_phase.inference.consensus`); None or "checkpoint": the weight the checkpoint's
+                threshold was calibrated with (``lammps-phase info``); in local mode one more halo exchange brings the
                 probabilities of neighbours other ranks own, so labels stay those of gather mode.
     device      "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:N".
     threshold   confidence below which an atom is labelled −1 ("other"); None: the checkpoint's calibrated default.
@@ -147,12 +148,12 @@ class PhaseLabeler:
         auto_local_atoms: int = AUTO_LOCAL_ATOMS,
         memory: Optional[str] = None,
         memory_weight: float = 0.5,
-        consensus: Union[float, str] = 0.0,
+        consensus: Union[float, str, None] = None,
     ) -> None:
         compile = option_arguments(mode, on_error, compile, auto_local_atoms)
         # a "${name}" (inputs/phase_labels.lmp) is read from the LAMMPS variable at set-up, like the checkpoint
         named = isinstance(consensus, str) and VARIABLE_REFERENCE.search(consensus)
-        self.consensus: Union[float, str] = consensus if named else check_consensus(consensus)
+        self.consensus: Union[float, str, None] = consensus if named else consensus_argument(consensus)
         self.auto_local_atoms = auto_local_atoms
         property_arguments(labels, confidence, memory)
         self.memory, self.memory_weight = memory, check_weight(memory_weight)
@@ -236,8 +237,8 @@ class PhaseLabeler:
                     f"checkpoint {checkpoint} is an ensemble, which labels in gather mode (rank 0 runs its networks on "
                     "the whole box): use mode=\"gather\" (or \"auto\"), or one checkpoint (.pt) for local mode")
             type_map = substitute(lmp, self.types, "types").split()
-            consensus = check_consensus(substitute(lmp, self.consensus, "consensus")
-                                        if isinstance(self.consensus, str) else self.consensus)
+            consensus = consensus_argument(substitute(lmp, self.consensus, "consensus")
+                                           if isinstance(self.consensus, str) else self.consensus)
             check_properties(lmp, self.labels, self.confidence)
             check_type_map(lmp, type_map)
         except LammpsPhaseError as err:

@@ -66,6 +66,12 @@ class Checkpoint:
         """The calibrated confidence threshold below which an atom is "other" (0 for an uncalibrated checkpoint)."""
         return float(self.calibration.get("threshold", 0.0))
 
+    @property
+    def default_consensus(self) -> float:
+        """The neighbour-consensus weight the threshold was chosen with (lammps_phase.inference.consensus; 0 =
+        the network alone, as for checkpoints calibrated before it existed)."""
+        return float(self.calibration.get("consensus", 0.0))
+
     def build(self) -> torch.nn.Module:
         """The network with these weights, in eval mode."""
         try:
@@ -163,10 +169,10 @@ def load(path: str | os.PathLike, type_map: Optional[Sequence[str]] = None) -> C
         calibration=_json_object(payload.get("calibration_json", "{}"), path, "calibration"),
         domain=_json_object(payload.get("domain_json", "{}"), path, "training domain"),
     )
-    temperature, threshold = ckpt.temperature, ckpt.default_threshold
-    if not (0.0 < temperature < float("inf")) or not 0.0 <= threshold < 1.0:
+    temperature, threshold, consensus = ckpt.temperature, ckpt.default_threshold, ckpt.default_consensus
+    if not (0.0 < temperature < float("inf")) or not 0.0 <= threshold < 1.0 or not 0.0 <= consensus <= 1.0:
         raise LammpsPhaseError(f"checkpoint {path} is damaged: calibration temperature {temperature} / threshold "
-                               f"{threshold} out of range; use an intact copy of the checkpoint")
+                               f"{threshold} / consensus {consensus} out of range; use an intact copy of the checkpoint")
     if type_map is not None:
         ckpt.check_elements(type_map)
     return ckpt

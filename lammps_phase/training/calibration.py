@@ -5,6 +5,11 @@ scaling (Guo et al. 2017) divides the logits by one number T fitted on held-out 
 their negative log-likelihood; labels do not change, confidences do. The shipped threshold is then the largest
 confidence below which atoms are called "other" (−1) while costing at most `MAX_ACCURACY_DROP` of the
 validation accuracy: uncertain atoms are marked, and in-distribution accuracy barely moves.
+
+With a neighbour consensus (:mod:`lammps_phase.inference.consensus`) the labels and confidences are those of the
+blended probabilities, so the threshold is chosen on them, over each validation snapshot's own k-NN graph, and the
+weight is stored beside it: a checkpoint's threshold and consensus are one choice (the temperature is fitted on the
+network's logits either way: the blend has no logits).
 """
 
 from __future__ import annotations
@@ -12,16 +17,18 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
 
 from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.inference.consensus import check_consensus, neighbour_consensus
 
 MAX_ACCURACY_DROP = 0.0015  # at most 0.15 % of validation atoms turn from right to "other": the target is <= 0.2 %
 # on held-out runs, and a threshold fitted on one set of runs spends a little more on another
 _LOG_T_RANGE = (math.log(0.05), math.log(20.0))
+_HIGHEST_THRESHOLD = 1.0 - 1e-6  # checkpoints hold thresholds in [0, 1)
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,8 @@ class Calibration:
     accuracy_with_threshold: float  # counting atoms below the threshold as wrong
     other_fraction: float  # validation atoms below the threshold
     atoms: int
+    consensus: float = 0.0  # neighbour-consensus weight the labels, accuracies and threshold above were measured with
+    accuracy_network: float = 0.0  # validation accuracy of the network alone (= accuracy without a consensus)
 
     def to_dict(self) -> dict[str, float]:
         return {key: float(value) for key, value in self.__dict__.items()}
@@ -76,27 +85,38 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
 
 
 def choose_threshold(confidence: np.ndarray, correct: np.ndarray, max_drop: float = MAX_ACCURACY_DROP) -> float:
-    """The largest threshold t such that the atoms right but below t are at most `max_drop` of all atoms."""
+    """The largest threshold t < 1 such that the atoms right but below t are at most `max_drop` of all atoms (a
+    threshold of 1 would call every atom short of certainty "other": a perfectly read validation set stops below)."""
     right = np.sort(confidence[correct])
     allowed = int(math.floor(max_drop * len(confidence)))
     if allowed == 0 or len(right) == 0:
         return 0.0
-    if allowed >= len(right):
-        return float(right[-1])
-    return float(right[allowed])  # exactly `allowed` right atoms lie below it (ties aside, which only lower the count)
+    # exactly `allowed` right atoms lie below right[allowed] (ties aside, which only lower the count)
+    return min(float(right[min(allowed, len(right) - 1)]), _HIGHEST_THRESHOLD)
 
 
-def calibrate(logits: torch.Tensor, labels: torch.Tensor, max_drop: float = MAX_ACCURACY_DROP) -> Calibration:
-    """Fit the temperature and choose the threshold on validation logits (N, C) and labels (N,; -1 = ignored)."""
+def calibrate(logits: torch.Tensor, labels: torch.Tensor, max_drop: float = MAX_ACCURACY_DROP,
+              consensus: float = 0.0, index: Optional[np.ndarray] = None) -> Calibration:
+    """Fit the temperature and choose the threshold on validation logits (N, C) and labels (N,; -1 = ignored).
+
+    ``consensus`` > 0: the threshold, labels and accuracies are those of the probabilities blended with weight
+    ``consensus`` over the k-NN graph ``index`` (N, k; rows index the same N atoms, :func:`validation_graph`)."""
     logits = torch.as_tensor(logits, dtype=torch.float64)
     labels = torch.as_tensor(labels, dtype=torch.int64)
+    if consensus > 0 and (index is None or len(index) != len(labels)):
+        raise LammpsPhaseError("a calibration with a neighbour consensus needs the validation atoms' k-NN graph "
+                               "(index, one row per atom)")
     keep = labels >= 0
+    if int(keep.sum()) < 100:
+        raise LammpsPhaseError(f"calibration needs validation atoms with labels: {int(keep.sum())} is too few (>= 100)")
+    temperature = fit_temperature(logits[keep], labels[keep])
+    scaled = torch.softmax(logits / temperature, dim=-1)
+    network_right = (scaled.argmax(dim=-1) == labels)[keep].numpy()
+    if consensus > 0:  # over every atom (an unlabelled one still votes for its neighbours), scored on the labelled
+        scaled = torch.from_numpy(neighbour_consensus(scaled, np.asarray(index), consensus)).double()
     logits, labels = logits[keep], labels[keep]
-    if len(labels) < 100:
-        raise LammpsPhaseError(f"calibration needs validation atoms with labels: {len(labels)} is too few (>= 100)")
-    temperature = fit_temperature(logits, labels)
     before = torch.softmax(logits, dim=-1).max(dim=-1)
-    after = torch.softmax(logits / temperature, dim=-1).max(dim=-1)
+    after = scaled[keep].max(dim=-1)
     correct = (after.indices == labels).numpy()
     conf_before, conf_after = before.values.numpy(), after.values.numpy()
     threshold = choose_threshold(conf_after, correct, max_drop)
@@ -104,10 +124,19 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor, max_drop: float = MAX_
     return Calibration(
         temperature=temperature, threshold=threshold,
         nll_before=_nll(logits, labels, 1.0), nll_after=_nll(logits, labels, temperature),
-        ece_before=expected_calibration_error(conf_before, correct),
+        ece_before=expected_calibration_error(conf_before, (before.indices == labels).numpy()),
         ece_after=expected_calibration_error(conf_after, correct),
         accuracy=float(correct.mean()), accuracy_with_threshold=float(kept_right.mean()),
-        other_fraction=float((conf_after < threshold).mean()), atoms=int(len(labels)))
+        other_fraction=float((conf_after < threshold).mean()), atoms=int(len(labels)),
+        consensus=float(consensus), accuracy_network=float(network_right.mean()))
+
+
+def validation_graph(data: Any, k: int) -> np.ndarray:
+    """The k-NN graph (N, k) of every atom of a SampleSet, rows and entries indexing the whole set (each snapshot's
+    own neighbour list shifted by where the snapshot starts): what a consensus over the validation atoms reads."""
+    offsets = np.asarray(data.offsets, dtype=np.int64)
+    starts = np.repeat(offsets[:-1], np.diff(offsets))
+    return np.asarray(data.index[:, :k], dtype=np.int64) + starts[:, None]
 
 
 def snapshot_graphs(data: Any) -> Iterator[tuple[np.ndarray, Any, np.ndarray]]:
@@ -131,14 +160,21 @@ def validation_logits(classifier: Any, data: Any) -> tuple[torch.Tensor, torch.T
     return torch.cat(logits), torch.cat(labels)
 
 
-def calibrate_checkpoint(checkpoint: Any, train: Any, val: Any) -> tuple[Calibration, Any]:
-    """Calibration on the validation snapshots and the training domain of the training snapshots."""
-    from lammps_phase.inference import domain
+def calibrate_checkpoint(checkpoint: Any, val: Any, consensus: float = 0.0) -> Calibration:
+    """Calibration on the validation snapshots (a SampleSet), the threshold chosen with neighbour consensus
+    ``consensus``; whatever calibration the checkpoint held before is not read."""
     from lammps_phase.inference.classify import Classifier
 
     raw = copy.copy(checkpoint)
     raw.calibration, raw.domain = {}, {}  # fit on the raw softmax, whatever the checkpoint held before
-    classifier = Classifier(raw, device="auto", threshold=0.0, check_domain=False)
+    classifier = Classifier(raw, device="auto", threshold=0.0, check_domain=False, consensus=0.0)
     logits, labels = validation_logits(classifier, val)
-    return calibrate(logits, labels), domain.measure(((sp, g.index, g.distances) for sp, g, _ in snapshot_graphs(train)),
-                                                  checkpoint.elements, checkpoint.k)
+    return calibrate(logits, labels, consensus=check_consensus(consensus), index=validation_graph(val, checkpoint.k))
+
+
+def training_domain(checkpoint: Any, train: Any) -> Any:
+    """The geometry envelope of the training snapshots (:mod:`lammps_phase.inference.domain`)."""
+    from lammps_phase.inference import domain
+
+    return domain.measure(((sp, g.index, g.distances) for sp, g, _ in snapshot_graphs(train)),
+                          checkpoint.elements, checkpoint.k)

@@ -72,6 +72,7 @@ class PipelineConfig:
     dataset: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
+    calibrate: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     source: str = ""
 
@@ -140,7 +141,7 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
         snapshot_every_ps=float(runs.get("snapshot_every_ps", 0.5)), ranks=int(runs.get("ranks", 1)),
         jobs=int(runs.get("jobs", 1)), extra_train_seeds={v: [int(x) for x in more] for v, more in extra.items()},
         dataset=raw.get("dataset", {}), model=raw.get("model", {}), train=raw.get("train", {}),
-        report=raw.get("report", {}), source=str(path),
+        calibrate=raw.get("calibrate", {}), report=raw.get("report", {}), source=str(path),
     )
     check_config(cfg)  # structures build with these elements, the model and training settings pass their checks
     return cfg

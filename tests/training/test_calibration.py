@@ -47,6 +47,8 @@ def test_choose_threshold_counts_right_atoms_below_it():
     correct = np.array([False, True, False, True, True, True, True, True, True, True])
     assert calibration.choose_threshold(confidence, correct, max_drop=0.1) == pytest.approx(0.6)  # only 0.4 lost
     assert calibration.choose_threshold(confidence, correct, max_drop=0.0) == 0.0
+    # every atom right and certain (float32 rounds to 1): the threshold stays below 1, which a checkpoint can hold
+    assert calibration.choose_threshold(np.ones(2000, np.float32), np.ones(2000, bool)) < 1.0
 
 
 def test_ignored_atoms_do_not_count_and_too_few_atoms_are_refused():

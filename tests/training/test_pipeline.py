@@ -36,6 +36,8 @@ def test_tiny_end_to_end_training(tiny_run):
     assert ck.classes == ["alpha_quartz", "stishovite"]
     # held-out test run (seed 3) through the Classifier: quartz and stishovite are easy to tell apart
     assert ck.metrics["test_accuracy"] >= 0.95
+    # [calibrate] consensus: the threshold was chosen on the blended probabilities, and the weight travels with it
+    assert ck.default_consensus == 0.5 and 0.0 < ck.calibration["accuracy_network"] <= 1.0
     assert set(ck.metrics["test_per_class"]) == {"alpha_quartz", "stishovite"}
     assert ck.metrics["rotation_agreement"] >= 0.95
     measured = {"bulk", "bulk, alpha_quartz", "bulk, stishovite", "strained", "potential bks_dsf",
