@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("eager", "ahead-of-time", "compile")
 
 
-def worker(variant: str, atoms: float, threads: int, checkpoint: str, labels_out: str, consensus: float = 0.0) -> dict:
+def worker(variant: str, atoms: float, threads: int, checkpoint: str, labels_out: str, consensus: str = "checkpoint") -> dict:
     t_start = time.perf_counter()
     import numpy as np
 
@@ -51,7 +51,7 @@ def worker(variant: str, atoms: float, threads: int, checkpoint: str, labels_out
     clf.classify(positions, sample.cell, sample.symbols)
     second_s = time.perf_counter() - t0
     np.save(labels_out, first.labels)
-    return {"variant": variant, "kernels": clf.kernels, "atoms": n, "threads": threads, "consensus": consensus,
+    return {"variant": variant, "kernels": clf.kernels, "atoms": n, "threads": threads, "consensus": clf.consensus,
             "import_s": imported,
             "load_s": load, "first_s": first_s, "second_s": second_s,
             "first_us_per_atom": 1e6 * first_s / n, "load_and_first_us_per_atom": 1e6 * (load + first_s) / n,
@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--checkpoint", default=str(ROOT / "checkpoints/sio2.pt"))
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
-    ap.add_argument("--consensus", type=float, default=0.0, metavar="W",
-                    help="label with a neighbour consensus of weight W (lammps-phase classify --consensus)")
+    ap.add_argument("--consensus", default="checkpoint", metavar="W",
+                    help="label with a neighbour consensus of weight W (lammps-phase classify --consensus; default: "
+                    "the checkpoint's calibrated weight)")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             results[-1]["labels"] = np.load(out)
     same = all(np.array_equal(r["labels"], results[0]["labels"]) for r in results)
     n = results[0]["atoms"]
-    print(f"\n{n} atoms α-quartz (jittered), {args.threads} threads, consensus {args.consensus:g}, one fresh process per "
+    print(f"\n{n} atoms α-quartz (jittered), {args.threads} threads, consensus {results[0]['consensus']:g}, one fresh process per "
           "variant; "
           f"labels identical across variants: {same}"
           + (f"; `lammps-phase kernels` (nothing to build if cached) took {build_s:.1f} s" if build_s is not None else "")

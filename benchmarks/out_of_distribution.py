@@ -56,8 +56,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "sio2.pt"))
     parser.add_argument("--json", default=None)
-    parser.add_argument("--consensus", type=float, default=0.0, metavar="W",
-                        help="label with a neighbour consensus of weight W (lammps-phase classify --consensus)")
+    parser.add_argument("--consensus", default="checkpoint", metavar="W",
+                        help="label with a neighbour consensus of weight W (lammps-phase classify --consensus; "
+                        "default: the checkpoint's calibrated weight)")
     args = parser.parse_args()
     clf = Classifier.load(args.checkpoint, device="cpu", consensus=args.consensus)
     print(f"checkpoint {args.checkpoint}: temperature {clf.temperature:.3f}, threshold {clf.threshold:.3f}, "

@@ -429,6 +429,9 @@ def build_train_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="training config, e.g. inputs/train_sio2.toml")
     p.add_argument("--stage", choices=["heating", "datasets", "train", "calibrate", "report", "all"], default="all",
                    help="run one stage only (earlier stages must be cached)")
+    p.add_argument("--split", choices=["train", "val", "test"], action="append", default=None,
+                   help="heating / datasets stage: only this split's runs (repeatable; default all), e.g. --stage "
+                        "datasets --split val for `lammps-phase calibrate --on <workdir>/val_samples.h5`")
     p.add_argument("--workdir", default=None, help="cache folder (default: cache/<config name>)")
     p.add_argument("--output", default=None, help="checkpoint path (default: from the config)")
     p.add_argument("--force", action="store_true", help="redo the selected stage(s) even if cached")
@@ -446,7 +449,7 @@ def train_main(argv: Optional[Sequence[str]] = None) -> int:
         from lammps_phase.training.pipeline import run_pipeline
 
         return run_pipeline(a.config, stage=a.stage, workdir=a.workdir, output=a.output, force=a.force, quiet=a.quiet,
-                            overwrite=a.overwrite)
+                            overwrite=a.overwrite, splits=a.split)
 
     return _run(run, args)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -54,7 +54,9 @@ def _fresh(target: Path, sources: list[Path], params: dict[str, Any]) -> bool:
     return json.loads(record.read_text()) == json.loads(json.dumps(params, sort_keys=True))
 
 
-def stage_datasets(cfg: PipelineConfig, work: Path, force: bool, log=print) -> dict[str, Path]:
+def stage_datasets(cfg: PipelineConfig, work: Path, force: bool, log=print,
+                   splits: Sequence[str] = SPLITS) -> dict[str, Path]:
+    """<split>_<mode>.h5 for each of ``splits`` from its kept snapshots, remade when its runs or settings changed."""
     from lammps_phase.data.datasets import EnvironmentSet, SampleSet, sample_environments
 
     mode = cfg.dataset.get("mode", "samples")
@@ -62,7 +64,7 @@ def stage_datasets(cfg: PipelineConfig, work: Path, force: bool, log=print) -> d
     points = int(cfg.dataset.get("points", 64))
     per_frame = int(cfg.dataset.get("environments_per_frame", 64))
     paths = {}
-    for split in SPLITS:
+    for split in splits:
         path = work / f"{split}_{mode}.h5"
         paths[split] = path
         runs = sorted(work / "runs" / f"{run_key(spec, p, seed)}.npz"
@@ -322,8 +324,15 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
 
 
 def run_pipeline(config: str, stage: str = "all", workdir: Optional[str] = None, output: Optional[str] = None,
-                 force: bool = False, quiet: bool = False, overwrite: bool = False) -> int:
+                 force: bool = False, quiet: bool = False, overwrite: bool = False,
+                 splits: Optional[Sequence[str]] = None) -> int:
+    """The stages ``stage`` ("all" or one of STAGES) of a config; ``splits`` limits the heating and datasets stages
+    to those splits' runs (e.g. ["val"] to recalibrate a checkpoint with `lammps-phase calibrate`)."""
     cfg = load_config(config)
+    if splits is not None and not {"heating", "datasets"} >= ({stage} if stage != "all" else set(STAGES)):
+        raise LammpsPhaseError("--split selects runs for the heating and datasets stages only: give --stage heating "
+                               "or --stage datasets (training, calibration and report read every split)")
+    splits = tuple(splits or SPLITS)
     work = Path(workdir or Path("cache") / cfg.name)
     out = Path(output or cfg.output)
     todo = STAGES if stage == "all" else (stage,)
@@ -338,9 +347,9 @@ def run_pipeline(config: str, stage: str = "all", workdir: Optional[str] = None,
     for st in todo:
         t0 = time.perf_counter()
         if st == "heating":
-            stage_heating(cfg, work, force, log)
+            stage_heating(cfg, work, force, log, splits)
         elif st == "datasets":
-            stage_datasets(cfg, work, force, log)
+            stage_datasets(cfg, work, force, log, splits)
         elif st == "train":
             stage_train(cfg, work, force, out, quiet, log)
             note_written(work, out)

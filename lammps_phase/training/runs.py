@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -222,13 +222,15 @@ def one_run(cfg: PipelineConfig, runs_dir: Path, spec: PhaseSpec, p: float, seed
     return summary, True, time.perf_counter() - t0
 
 
-def stage_heating(cfg: PipelineConfig, work: Path, force: bool, log=print) -> list[dict[str, Any]]:
-    """Every (phase block, pressure, seed) run; ``runs.jobs`` of them at a time (each run is its own process)."""
+def stage_heating(cfg: PipelineConfig, work: Path, force: bool, log=print,
+                  splits: Sequence[str] = SPLITS) -> list[dict[str, Any]]:
+    """Every (phase block, pressure, seed) run of ``splits``; ``runs.jobs`` of them at a time (each run is its own
+    process). The report of a subset of the splits is heating_report_<split>.txt, of all of them heating_report.txt."""
     from concurrent.futures import ThreadPoolExecutor
 
     runs_dir = work / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [(spec, p, seed) for spec in cfg.phases for p in spec.pressures for split in SPLITS
+    jobs = [(spec, p, seed) for spec in cfg.phases for p in spec.pressures for split in splits
             for seed in block_seeds(cfg, spec, split)]
     jobs.sort(key=lambda job: job[0].variant == "bulk")  # new kinds of run first: their failures show early
     with ThreadPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:
@@ -240,7 +242,8 @@ def stage_heating(cfg: PipelineConfig, work: Path, force: bool, log=print) -> li
                 log(f"[heating {i + 1}/{len(jobs)}] {run_key(spec, p, seed)}: kept {summary['kept']}/{summary['total']} "
                     f"snapshots ({seconds:.0f} s)")
             summaries.append(summary)
-    write_text(work / "heating_report.txt", "\n".join(s["report"] for s in summaries) + "\n")
+    name = "heating_report.txt" if set(splits) == set(SPLITS) else f"heating_report_{'_'.join(splits)}.txt"
+    write_text(work / name, "\n".join(s["report"] for s in summaries) + "\n")
     return summaries
 
 

@@ -78,6 +78,39 @@ def test_rerun_is_cached_and_single_stage_runs(tiny_run):
     assert kept.ndim == 3 and kept.shape[0] > 0
 
 
+def test_one_split_heats_and_builds_only_its_runs_then_calibrates(tiny_run, capsys):
+    """--split val: the validation runs and val_samples.h5 without the others (a test run missing is not heated),
+    then `lammps-phase calibrate` on it; --split with a stage that reads every split is refused."""
+    from lammps_phase.cli import main
+
+    work, _ = tiny_run
+    cache = work / "cache" / "tiny"
+    test_run, val_run = cache / "runs" / "alpha_quartz_0GPa_seed3.npz", cache / "runs" / "alpha_quartz_0GPa_seed2.npz"
+    moved = test_run.with_suffix(".kept")
+    test_run.rename(moved)
+    val_run.unlink()
+    train_stamp = (cache / "train_samples.h5").stat().st_mtime
+    (cache / "val_samples.h5").unlink()
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        assert train_main(["tiny.toml", "-q", "--stage", "heating", "--split", "val"]) == 0
+        assert val_run.exists() and not test_run.exists()
+        assert train_main(["tiny.toml", "-q", "--stage", "datasets", "--split", "val"]) == 0
+        assert train_main(["tiny.toml", "-q", "--stage", "train", "--split", "val"]) == 2
+        assert "--split selects runs for the heating and datasets stages only" in capsys.readouterr().err
+        assert main(["calibrate", "tiny.pt", "--on", str(cache / "val_samples.h5"), "--consensus", "0.3",
+                     "-o", "recalibrated.pt"]) == 0
+    finally:
+        os.chdir(cwd)
+        moved.rename(test_run)
+    assert val_run.exists() and (cache / "val_samples.h5").exists()
+    assert (cache / "heating_report_val.txt").exists()
+    assert (cache / "train_samples.h5").stat().st_mtime == train_stamp  # the other splits untouched
+    before, after = ckpt_io.load(work / "tiny.pt"), ckpt_io.load(work / "recalibrated.pt")
+    assert after.default_consensus == 0.3 and after.domain == before.domain and after.metrics == before.metrics
+
+
 def test_resume_after_interrupt_redoes_only_the_missing_run(tiny_run):
     work, _ = tiny_run
     runs_dir = work / "cache" / "tiny" / "runs"
