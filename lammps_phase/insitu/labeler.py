@@ -303,12 +303,15 @@ class PhaseLabeler:
                 error = str(err)
             agree(lmp, comm, error)
         device = classifier.device if classifier is not None else "-"
+        labelling = (f", threshold {classifier.threshold:.3f}, neighbour consensus {classifier.consensus:g}"
+                     if classifier is not None else "")
         table = ", ".join(f"{i} = {name}" for i, name in enumerate(state.classes)) + ", -1 = other"
         announce(
             lmp,
             rank,
             f"lammps-phase: {self.labels} classes: {table}; model {checkpoint} (k = {state.k}, "
-            f"receptive hops to the {state.hops} nearest), mode {mode}{why}, device {device} on rank 0, {size} rank(s)",
+            f"receptive hops to the {state.hops} nearest){labelling}, mode {mode}{why}, device {device} on rank 0, "
+            f"{size} rank(s)",
         )
         if not lmp.is_running:
             define_fraction_variables(lmp, self._fraction_names(state), self.prefix)

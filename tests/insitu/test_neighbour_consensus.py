@@ -8,6 +8,7 @@ import numpy as np
 
 from lammps_phase.inference import formats
 from lammps_phase.inference.classify import Classifier
+from lammps_phase.model import checkpoint as ckpt_io
 from lammps_runs import (TYPE_MAP, classifier, common_vars, error_deck, hot_run, needs_mpi_lammps, offline, quartz,
                          run_deck, with_local_labeler, workdir)
 
@@ -44,15 +45,20 @@ def test_in_situ_consensus_is_the_offline_one_in_both_modes(workdir, quartz, com
 
 @needs_mpi_lammps
 def test_the_weight_may_come_from_a_lammps_variable_and_a_wrong_one_stops_the_run(workdir, quartz, common_vars):
-    """consensus="${name}" (inputs/phase_labels.lmp's phase_consensus) is read at set-up; outside [0, 1] the run stops
-    with one message that says what the weight is."""
+    """consensus="${name}" (inputs/phase_labels.lmp's phase_consensus) is read at set-up; "checkpoint" is the weight
+    the checkpoint was calibrated with; outside [0, 1] the run stops with one message that says what the weight is."""
     blended = Classifier.load(common_vars["checkpoint"], device="cpu", consensus=0.5)
-    for value, ok in (("0.5", True), ("2", False)):
+    calibrated = ckpt_io.load(common_vars["checkpoint"])  # a checkpoint whose threshold was chosen with w = 0.5
+    calibrated.calibration = {"temperature": 1.0, "threshold": 0.0, "consensus": 0.5}
+    ckpt_io.save(calibrated, workdir / "calibrated_w05.pt")
+    for value, ok in (("0.5", True), ("checkpoint", True), ("2", False)):
         deck = error_deck('"${checkpoint}", types="Si O", consensus="${phase_consensus}"').replace(
             "fix nve all nve", f"fix nve all nve\nvariable phase_consensus index {value}")
-        rc, screen, log, cwd = run_deck(workdir, f"consensus_variable_{value}", deck, quartz, common_vars)
+        given = dict(common_vars, checkpoint=workdir / "calibrated_w05.pt") if value == "checkpoint" else common_vars
+        rc, screen, log, cwd = run_deck(workdir, f"consensus_variable_{value}", deck, quartz, given)
         if ok:
             assert rc == 0, screen[-3000:]
+            assert "neighbour consensus 0.5," in screen  # the set-up line says which weight labels
             for frame in formats.read_dump(cwd / "dump.phase"):
                 ref = blended.classify(frame.positions(), frame.cell(), frame.species(TYPE_MAP), pbc=frame.pbc,
                                        origin=frame.boxlo)
