@@ -264,9 +264,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     if ck.calibration:
         cal = ck.calibration
         blend = f" with neighbour consensus {ck.default_consensus:g}" if ck.default_consensus else ""
+        ece = (f"ECE {cal.get('ece_before', float('nan')):.4f} raw → {cal['ece_network']:.4f} scaled → "
+               f"{cal.get('ece_after', float('nan')):.4f} with the consensus" if ck.default_consensus and "ece_network" in cal
+               else f"ECE {cal.get('ece_before', float('nan')):.4f} → {cal.get('ece_after', float('nan')):.4f}")
         print(f"calibration      temperature {ck.temperature:.3f}, default threshold {ck.default_threshold:.3f}{blend} "
-              f"(validation: ECE {cal.get('ece_before', float('nan')):.4f} → {cal.get('ece_after', float('nan')):.4f}, "
-              f"{100 * cal.get('other_fraction', 0.0):.2f} % of atoms below the threshold)")
+              f"(validation: {ece}, {100 * cal.get('other_fraction', 0.0):.2f} % of atoms below the threshold)")
     else:
         print("calibration      none (raw softmax; threshold 0)")
     print("training domain  " + ("distance envelope of the training data: atoms outside it are labelled -1"
