@@ -56,11 +56,13 @@ def test_slab_strain_and_interface_runs_in_lammps(tmp_path):
     assert snap.check.holds, snap.check.reason
     melted = snap.atom_labels[upper]
     # proven liquid; a half this thin (8 Å between two crystal faces) is layered against them, so some of its atoms
-    # sit on the lattice among ordered neighbours (crystal) or between the thresholds (no label): 7 % and 12 % here
+    # sit on the lattice among ordered neighbours (crystal) or between the thresholds (no label): 3 % and 23 % here
     assert set(np.unique(melted)) <= {1, 0, -1}
-    assert (melted == 1).mean() > 0.75 and (melted == 0).mean() < 0.12
+    assert (melted == 1).mean() > 0.7 and (melted == 0).mean() < 0.12
     lower = snap.atom_labels[~upper]
-    assert (lower == 0).mean() > 0.7 and set(np.unique(lower)) <= {0, -1}  # crystal, or unlabelled if it moved
+    # crystal, or unlabelled if it moved; judged against the crystal half's own drift, every atom here keeps its site
+    # (against the whole box's drift, which the liquid shifts, 11 % of them "moved": session 24)
+    assert (lower == 0).mean() > 0.95 and set(np.unique(lower)) <= {0, -1}
     # each snapshot keeps how far its atoms sat from the lattice (time-averaged): crystal close, liquid far
     assert np.median(snap.lattice_distance[~upper & (snap.atom_labels == 0)]) < 0.4
     assert np.median(snap.lattice_distance[upper & (snap.atom_labels == 1)]) > 0.6
