@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("eager", "ahead-of-time", "compile")
 
 
-def worker(variant: str, atoms: float, threads: int, checkpoint: str, labels_out: str, consensus: str = "checkpoint") -> dict:
+def worker(variant: str, atoms: float, threads: int, checkpoint: str, labels_out: str,
+           consensus: str = "checkpoint") -> dict:
     t_start = time.perf_counter()
     import numpy as np
 
@@ -98,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             results[-1]["labels"] = np.load(out)
     same = all(np.array_equal(r["labels"], results[0]["labels"]) for r in results)
     n = results[0]["atoms"]
-    print(f"\n{n} atoms α-quartz (jittered), {args.threads} threads, consensus {results[0]['consensus']:g}, one fresh process per "
+    print(f"\n{n} atoms α-quartz (jittered), {args.threads} threads, consensus {results[0]['consensus']:g}, "
+          "one fresh process per "
           "variant; "
           f"labels identical across variants: {same}"
           + (f"; `lammps-phase kernels` (nothing to build if cached) took {build_s:.1f} s" if build_s is not None else "")

@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="test", choices=SPLITS, help="the runs to score (default: test, the held-out "
                     "seed; train: the runs the checkpoints learnt from)")
     ap.add_argument("--consensus", type=consensus_argument, default=None, metavar="W",
-                    help="blend every checkpoint's probabilities with its k nearest neighbours' mean, weight W on theirs "
+                    help="blend every checkpoint's probabilities with its k nearest neighbours' mean, weight W on "
+                    "theirs "
                     "(lammps-phase classify --consensus; default: each checkpoint's own calibrated weight, as in use)")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     ap.add_argument("--threshold", action="store_true", help="apply each checkpoint's calibrated default threshold to "

@@ -37,9 +37,12 @@ def _probability(text: str) -> float:
 
 def _consensus(text: str) -> Optional[float]:
     """argparse type of classify --consensus: a weight in [0, 1], or "checkpoint" (None: the checkpoint's own)."""
-    from lammps_phase.inference.consensus import FROM_CHECKPOINT
+    from lammps_phase.inference.consensus import consensus_argument
 
-    return None if text.strip().lower() == FROM_CHECKPOINT else _probability(text)
+    try:
+        return consensus_argument(text)
+    except LammpsPhaseError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _weight(text: str) -> float:
@@ -200,9 +203,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise LammpsPhaseError(f"{args.on} holds {validation.k} neighbours per atom, the checkpoint reads {ckpt.k}: "
                                "make the snapshots with the checkpoint's k (lammps-phase-train --stage datasets)")
     if list(validation.classes) != ckpt.classes or list(validation.elements) != ckpt.elements:
-        raise LammpsPhaseError(f"{args.on} labels {', '.join(validation.classes)} from {' '.join(validation.elements)}, "
-                               f"the checkpoint {', '.join(ckpt.classes)} from {' '.join(ckpt.elements)}: calibrate "
-                               "on the validation snapshots of the checkpoint's own training config")
+        raise LammpsPhaseError(f"{args.on} labels {', '.join(validation.classes)} from "
+                               f"{' '.join(validation.elements)}, the checkpoint {', '.join(ckpt.classes)} from "
+                               f"{' '.join(ckpt.elements)}: calibrate on the validation snapshots of the checkpoint's "
+                               "own training config")
     fitted = calibrate_checkpoint(ckpt, validation, args.consensus)
     ckpt.calibration = fitted.to_dict()
     ckpt_io.save(ckpt, args.output)
@@ -264,9 +268,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     if ck.calibration:
         cal = ck.calibration
         blend = f" with neighbour consensus {ck.default_consensus:g}" if ck.default_consensus else ""
-        ece = (f"ECE {cal.get('ece_before', float('nan')):.4f} raw → {cal['ece_network']:.4f} scaled → "
-               f"{cal.get('ece_after', float('nan')):.4f} with the consensus" if ck.default_consensus and "ece_network" in cal
-               else f"ECE {cal.get('ece_before', float('nan')):.4f} → {cal.get('ece_after', float('nan')):.4f}")
+        before, after = cal.get("ece_before", float("nan")), cal.get("ece_after", float("nan"))
+        ece = (f"ECE {before:.4f} raw → {cal['ece_network']:.4f} scaled → {after:.4f} with the consensus"
+               if ck.default_consensus and "ece_network" in cal else f"ECE {before:.4f} → {after:.4f}")
         print(f"calibration      temperature {ck.temperature:.3f}, default threshold {ck.default_threshold:.3f}{blend} "
               f"(validation: {ece}, {100 * cal.get('other_fraction', 0.0):.2f} % of atoms below the threshold)")
     else:

@@ -2,7 +2,8 @@
 
 Allowed keys and their types are read from the dataclasses the config fills — :class:`training.config.PhaseSpec`
 ([[phase]] blocks), :class:`training.config.PipelineConfig` ([runs]), :class:`model.ModelConfig` ([model]),
-:class:`train.TrainConfig` ([train]) and :class:`DatasetConfig` / :class:`CalibrateConfig` / :class:`ReportConfig` below — with
+:class:`train.TrainConfig` ([train]) and :class:`DatasetConfig` / :class:`CalibrateConfig` / :class:`ReportConfig`
+below — with
 ``dataclasses.fields`` and their type hints, so a field added to one of them is accepted, type-checked and
 reported like every other at once. What a type cannot say (epochs >= 1, lr > 0, temperatures > 0 K, a
 known potential and structure) is in the small tables below and in each dataclass's own ``__post_init__``,
@@ -22,7 +23,8 @@ from typing import Any, Callable, Optional, Union
 
 from lammps_phase.errors import LammpsPhaseError
 
-__all__ = ["CalibrateConfig", "DatasetConfig", "ReportConfig", "check_raw_config", "check_config", "check_model_config", "schema_of"]
+__all__ = ["CalibrateConfig", "DatasetConfig", "ReportConfig", "check_raw_config", "check_config", "check_model_config",
+           "schema_of"]
 
 
 @dataclass
@@ -52,7 +54,8 @@ class CalibrateConfig:
     """[calibrate]: the calibration stage (pipeline.stage_calibrate, lammps_phase.training.calibration)."""
 
     # neighbour-consensus weight stored with the threshold, which is chosen on the blended probabilities
-    # (lammps_phase.inference.consensus; 0 = the network alone). Choose it on validation places: benchmarks/place_spread.py
+    # (lammps_phase.inference.consensus; 0 = the network alone). Choose it on validation places:
+    # benchmarks/place_spread.py --split val --threshold, one `lammps-phase calibrate` per weight
     consensus: float = 0.0
 
 

@@ -248,8 +248,8 @@ def _interface_labels(snap: Snapshot, reference: Reference, upper: np.ndarray, p
     codes[upper & on_lattice & (registry >= crystal_registry)] = 0
     codes[~upper & on_site & on_lattice & (registry >= partner_registry)] = 0
     codes[upper & (codes == 0) & (distance > lattice_spread(distance[~upper & (codes == 0)]))] = -1
-    crystal = check_phase(Snapshot(**{**snap.__dict__, "site_displacement": own}), reference,
-                          density_tolerance=math.inf, max_shape_strain=math.inf, max_displaced_fraction=0.25, atoms=~upper)
+    crystal = check_phase(Snapshot(**{**snap.__dict__, "site_displacement": own}), reference, atoms=~upper,
+                          density_tolerance=math.inf, max_shape_strain=math.inf, max_displaced_fraction=0.25)
     if not crystal.holds:
         codes[:] = np.where(codes == 1, 1, -1)
         check.holds = False

@@ -43,7 +43,8 @@ def check_consensus(weight: float) -> float:
 
 
 def consensus_argument(weight: Union[float, str, None]) -> Optional[float]:
-    """A weight as given: None for None or "checkpoint" (the checkpoint's own, known once it is loaded), else checked."""
+    """A weight as given: None for None or "checkpoint" (the checkpoint's own, known once it is loaded), else
+    checked."""
     if weight is None or (isinstance(weight, str) and weight.strip().lower() == FROM_CHECKPOINT):
         return None
     return check_consensus(weight)

@@ -166,8 +166,9 @@ def write_ensemble(path: Union[str, os.PathLike], members: Sequence[Union[str, o
     calibration: dict[str, float] = {}
     lines = ["# an ensemble of checkpoints (lammps_phase/inference/ensemble.py): per atom the mean of their "
              "calibrated probabilities", "members = [" + ", ".join(f'"{m}"' for m in relative) + "]"]
+    # the members agree (classes, elements, k) or nothing is written
     clf = EnsembleClassifier([ckpt_io.load(m) for m in members], None, threshold=0.0, check_domain=False,
-                             consensus=0.0, device="cpu")  # the members agree (classes, elements, k), or nothing is written
+                             consensus=0.0, device="cpu")
     if validation is not None:
         fitted = calibrate(*validation_logits(clf, validation), consensus=check_consensus(consensus),
                            index=validation_graph(validation, clf.k))

@@ -172,7 +172,8 @@ def load(path: str | os.PathLike, type_map: Optional[Sequence[str]] = None) -> C
     temperature, threshold, consensus = ckpt.temperature, ckpt.default_threshold, ckpt.default_consensus
     if not (0.0 < temperature < float("inf")) or not 0.0 <= threshold < 1.0 or not 0.0 <= consensus <= 1.0:
         raise LammpsPhaseError(f"checkpoint {path} is damaged: calibration temperature {temperature} / threshold "
-                               f"{threshold} / consensus {consensus} out of range; use an intact copy of the checkpoint")
+                               f"{threshold} / consensus {consensus} out of range; use an intact copy of the "
+                               "checkpoint")
     if type_map is not None:
         ckpt.check_elements(type_map)
     return ckpt

@@ -48,7 +48,7 @@ class Calibration:
     atoms: int
     consensus: float = 0.0  # neighbour-consensus weight the labels, accuracies and threshold above were measured with
     accuracy_network: float = 0.0  # validation accuracy of the network alone (= accuracy without a consensus)
-    ece_network: float = 0.0  # ECE of the scaled network alone (= ece_after without a consensus); ece_after is the blend's
+    ece_network: float = 0.0  # ECE of the scaled network alone (= ece_after without a consensus; with one, the blend's)
 
     def to_dict(self) -> dict[str, float]:
         return {key: float(value) for key, value in self.__dict__.items()}

@@ -95,4 +95,6 @@ def test_cli_classify_with_consensus(tmp_path, capsys, random_sio2_checkpoint):
     with pytest.raises(SystemExit) as stopped:
         main(["classify", str(src), "--model", str(random_sio2_checkpoint), "--types", "Si O", "-o", str(out),
               "--consensus", "1.5"])
-    assert stopped.value.code == 2 and "not a probability" in capsys.readouterr().err
+    assert stopped.value.code == 2 and "consensus 1.5 is outside [0, 1]" in capsys.readouterr().err
+    assert main(["classify", str(src), "--model", str(random_sio2_checkpoint), "--types", "Si O", "-o",
+                 str(tmp_path / "default.dump"), "-q", "--consensus", "checkpoint"]) == 0  # uncalibrated: 0, the network
