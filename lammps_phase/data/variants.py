@@ -238,15 +238,15 @@ def _interface_labels(snap: Snapshot, reference: Reference, upper: np.ndarray, p
     # ⊥ z: 41 % of the crystal half "> 1 Å from its site" that way, 3.5 % against its own drift)
     own = np.zeros(len(snap.species))
     own[~upper] = site_displacement(fractional[~upper], reference.sites_fractional[~upper], snap.cell, unwrapped=False)
-    on_site = ~upper & (own < site_cutoff)
-    distance = lattice_site_distance(fractional, reference.sites_fractional, snap.cell, snap.species, ~upper & on_site)
+    on_site = ~upper & (own < site_cutoff)  # crystal-side atoms on their own sites
+    distance = lattice_site_distance(fractional, reference.sites_fractional, snap.cell, snap.species, on_site)
     registry, on_lattice = lattice_registry(fractional, reference.sites_fractional, snap.cell, snap.species,
-                                            anchor=~upper & on_site, groups=upper, distance=distance)
+                                            anchor=on_site, groups=upper, distance=distance)
     codes = np.full(len(snap.species), -1, np.int8)
     if check.holds:
         codes[upper & (~on_lattice | (registry < partner_registry))] = 1
     codes[upper & on_lattice & (registry >= crystal_registry)] = 0
-    codes[~upper & on_site & on_lattice & (registry >= partner_registry)] = 0
+    codes[on_site & on_lattice & (registry >= partner_registry)] = 0
     codes[upper & (codes == 0) & (distance > lattice_spread(distance[~upper & (codes == 0)]))] = -1
     crystal = check_phase(Snapshot(**{**snap.__dict__, "site_displacement": own}), reference, atoms=~upper,
                           density_tolerance=math.inf, max_shape_strain=math.inf, max_displaced_fraction=0.25)

@@ -113,26 +113,27 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor, max_drop: float = MAX_
     keep = labels >= 0
     if int(keep.sum()) < 100:
         raise LammpsPhaseError(f"calibration needs validation atoms with labels: {int(keep.sum())} is too few (>= 100)")
-    temperature = fit_temperature(logits[keep], labels[keep])
+    truth = labels[keep]
+    temperature = fit_temperature(logits[keep], truth)
     scaled = torch.softmax(logits / temperature, dim=-1)
-    network = scaled[keep].max(dim=-1)
-    network_right = (network.indices == labels[keep]).numpy()
+    served = scaled  # what a user is given: the scaled network, or its blend with the neighbours'
     if consensus > 0:  # over every atom (an unlabelled one still votes for its neighbours), scored on the labelled
-        scaled = torch.from_numpy(neighbour_consensus(scaled, np.asarray(index), consensus)).double()
-    logits, labels = logits[keep], labels[keep]
-    before = torch.softmax(logits, dim=-1).max(dim=-1)
-    after = scaled[keep].max(dim=-1)
-    correct = (after.indices == labels).numpy()
-    conf_before, conf_after = before.values.numpy(), after.values.numpy()
+        served = torch.from_numpy(neighbour_consensus(scaled, np.asarray(index), consensus)).double()
+    raw = torch.softmax(logits[keep], dim=-1).max(dim=-1)
+    network = scaled[keep].max(dim=-1)
+    network_right = (network.indices == truth).numpy()  # scaling never changes which class wins: raw's too
+    after = served[keep].max(dim=-1)
+    correct = (after.indices == truth).numpy()
+    conf_after = after.values.numpy()
     threshold = choose_threshold(conf_after, correct, max_drop)
     kept_right = correct & (conf_after >= threshold)
     return Calibration(
         temperature=temperature, threshold=threshold,
-        nll_before=_nll(logits, labels, 1.0), nll_after=_nll(logits, labels, temperature),
-        ece_before=expected_calibration_error(conf_before, (before.indices == labels).numpy()),
+        nll_before=_nll(logits[keep], truth, 1.0), nll_after=_nll(logits[keep], truth, temperature),
+        ece_before=expected_calibration_error(raw.values.numpy(), network_right),
         ece_after=expected_calibration_error(conf_after, correct),
         accuracy=float(correct.mean()), accuracy_with_threshold=float(kept_right.mean()),
-        other_fraction=float((conf_after < threshold).mean()), atoms=int(len(labels)),
+        other_fraction=float((conf_after < threshold).mean()), atoms=int(len(truth)),
         consensus=float(consensus), accuracy_network=float(network_right.mean()),
         ece_network=expected_calibration_error(network.values.numpy(), network_right))
 
