@@ -18,13 +18,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from lammps_phase.model.checkpoint import Checkpoint
+from lammps_phase.model.checkpoint import Checkpoint, fingerprint
 from lammps_phase.data.datasets import EnvironmentSet, SampleSet
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model.network import ModelConfig, build_model, environment_graph, random_rotations
 from lammps_phase.training.averaging import WeightAverage, refresh_batch_norm
 from lammps_phase.training.jitter import shake, shaken_snapshots
 from lammps_phase.training.resume import EpochState, resume_state, run_signature, save_state
+from lammps_phase.training.warm_start import initial_checkpoint, load_initial_weights
 
 #: label of atoms that carry no class (cross entropy and accuracy skip them)
 IGNORE = -1
@@ -61,6 +62,8 @@ class TrainConfig:
     # so that amplitude alone makes no phase (lammps_phase/training/jitter.py); 0 = off
     jitter: float = 0.0
     jitter_classes: list[str] = field(default_factory=list)
+    # fine-tuning: start from this checkpoint's weights (same network and classes; lammps_phase/training/warm_start.py)
+    init: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.class_balance <= 1.0:
@@ -259,6 +262,10 @@ def train_model(
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = build_model(model_cfg, kind)
+    start_score, start_print = None, ""
+    if cfg.init:
+        load_initial_weights(model, initial_checkpoint(cfg.init, model_cfg, kind, train_set.classes))
+        start_print = fingerprint(Path(cfg.init).read_bytes())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -274,12 +281,16 @@ def train_model(
     step, first_epoch, seconds_before = 0, 0, 0.0
     signature = ""
     if state_path is not None:
-        signature = run_signature(model_cfg, cfg, kind, train_set, val_set, teacher)
+        signature = run_signature(model_cfg, cfg, kind, train_set, val_set, teacher, start_print)
         saved = resume_state(state_path, signature, model, opt, sched, gen, rng, log, average)
         if saved is not None:
             hist = History(**saved.history)
             best_state, best_acc, step, first_epoch = saved.best_state, saved.best_score, saved.step, saved.epoch + 1
             seconds_before = hist.seconds
+    if cfg.init:  # what the fine-tuning has to beat, on the same validation data
+        start_score = evaluate(model, val_set, kind=kind, batch_size=max(cfg.batch_size, 64))[cfg.select]
+        if log:
+            log(f"starting from {cfg.init}: val {cfg.select} {start_score:.4f}")
     t0 = time.perf_counter()
     bar = _progress(total, cfg.progress)
     bar.update(step)
@@ -355,6 +366,9 @@ def train_model(
         classes=list(train_set.classes),
         metrics={"val_accuracy": hist.val_accuracy[hist.best_epoch], "val_" + cfg.select: best_acc, "best_epoch": hist.best_epoch, "train_seconds": hist.seconds},
     )
+    if cfg.init:
+        ckpt.metrics["fine_tuned_from"] = {"path": cfg.init, "fingerprint": start_print,
+                                           "val_" + cfg.select: start_score}
     return ckpt, hist
 
 

@@ -123,6 +123,7 @@ def stage_train(cfg: PipelineConfig, work: Path, force: bool, output: Path, quie
     mode = cfg.dataset.get("mode", "samples")
     params = {"model": cfg.model, "train": cfg.train, "classes": cfg.classes, "elements": cfg.elements}
     sources = [work / f"train_{mode}.h5", work / f"val_{mode}.h5"] + [Path(t) for t in cfg.train.get("teachers", [])]
+    sources += [Path(cfg.train["init"])] if cfg.train.get("init") else []  # a replaced start retrains
     if not force and hist_path.exists() and _fresh(ckpt_path, sources, params):
         log(f"[train] cached: {ckpt_path}")
     else:
@@ -342,6 +343,12 @@ def run_pipeline(config: str, stage: str = "all", workdir: Optional[str] = None,
         from lammps_phase.training.distillation import load_teachers
 
         load_teachers(cfg.train["teachers"], cfg.classes, cfg.elements, int(cfg.model.get("k", 16)))
+    if "train" in todo and cfg.train.get("init"):  # the start of a fine-tuning fits this network
+        from lammps_phase.model.network import ModelConfig
+        from lammps_phase.training.warm_start import initial_checkpoint
+
+        initial_checkpoint(cfg.train["init"], ModelConfig(elements=cfg.elements, num_classes=len(cfg.classes),
+                                                          **cfg.model), "segmentation", cfg.classes)
     work.mkdir(parents=True, exist_ok=True)
     log = (lambda m: None) if quiet else print
     for st in todo:

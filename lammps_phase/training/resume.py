@@ -29,10 +29,11 @@ _NEUTRAL_SETTINGS = ("progress", "threads")
 
 
 def run_signature(model_cfg: Any, train_cfg: Any, kind: str, train_set: Any, val_set: Any,
-                  teacher: Optional[np.ndarray] = None) -> str:
+                  teacher: Optional[np.ndarray] = None, start: str = "") -> str:
     """A short hash of everything that decides the weights: model and training settings (bar the neutral ones),
-    the model kind, the training and validation data (labels, species and geometry) and the teachers'
-    probabilities when the training distils."""
+    the model kind, the training and validation data (labels, species and geometry), the teachers'
+    probabilities when the training distils and the fingerprint ``start`` of the checkpoint a fine-tuning starts
+    from (its path alone would not see it replaced)."""
     settings = {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in _NEUTRAL_SETTINGS}
     data = []
     for part in (train_set, val_set):
@@ -41,7 +42,7 @@ def run_signature(model_cfg: Any, train_cfg: Any, kind: str, train_set: Any, val
     if teacher is not None:
         data.append(np.ascontiguousarray(teacher))
     return fingerprint(repr(sorted(dataclasses.asdict(model_cfg).items())), repr(sorted(settings.items())), kind,
-                       list(train_set.classes), *data)
+                       list(train_set.classes), start, *data)
 
 
 @dataclasses.dataclass

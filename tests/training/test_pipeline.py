@@ -182,6 +182,34 @@ def test_distilled_training_through_the_pipeline(tiny_run, capsys):
     assert ck.metrics["distilled_from"] == {"weight": 0.5, "teachers": ["tiny.pt"]}
 
 
+def test_fine_tuning_through_the_pipeline(tiny_run, capsys):
+    """[train] init: the training starts from a shipped checkpoint and says so in the one it writes; a start of
+    another network stops the run before any heating."""
+    import shutil
+
+    work, _ = tiny_run
+    tuned = work / "cache" / "tiny_tuned"
+    shutil.copytree(work / "cache" / "tiny", tuned, ignore=shutil.ignore_patterns("model.pt*", "history.json"))
+    config = 'base = "tiny.toml"\nname = "tiny_tuned"\noutput = "tiny_tuned.pt"\n[train]\nepochs = 1\nlr = 5e-4\n'
+    (work / "tuned.toml").write_text(config + 'init = "tiny.pt"\n')
+    (work / "alien.toml").write_text(config.replace("tiny_tuned", "alien") + 'init = "tiny.pt"\n[model]\nembed_dim = 4\n')
+    cwd = os.getcwd()
+    os.chdir(work)
+    try:
+        assert train_main(["tuned.toml", "--stage", "train"]) == 0
+        assert train_main(["alien.toml", "-q"]) == 2
+    finally:
+        os.chdir(cwd)
+    out = capsys.readouterr()
+    assert "starting from tiny.pt: val accuracy" in out.out
+    assert "init checkpoint tiny.pt was built with other [model] settings: embed_dim = 8 there, 4 here" in out.err
+    assert not (work / "cache" / "alien" / "runs").exists()  # refused before the first heating run
+    start = ckpt_io.load(work / "tiny.pt")
+    recorded = ckpt_io.load(work / "tiny_tuned.pt").metrics["fine_tuned_from"]
+    assert recorded["path"] == "tiny.pt" and recorded["fingerprint"] == ckpt_io.fingerprint((work / "tiny.pt").read_bytes())
+    assert 0.0 < recorded["val_accuracy"] <= 1.0 and start.metrics["val_accuracy"] > 0
+
+
 def test_config_errors_name_the_problem(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(TINY.replace('seeds = { train = [1], val = [2], test = [3] }', 'seeds = { train = [1], val = [1], test = [3] }'))
