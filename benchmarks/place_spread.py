@@ -80,7 +80,7 @@ def score(config: str, workdir: str, checkpoints: list[str], potential: str | No
                  for p, clf in zip(probs, classifiers)]
         for name, predicted in zip(names, predictions(probs, thresholds)):
             tallies[name].add(spec, pos, cell, origin, labels, predicted, temp, pres, None,
-                              potential=potential_of(cfg, spec))
+                              potential=potential_of(cfg, spec), species=species)
     return {name: tally.by_place() for name, tally in tallies.items()}
 
 

@@ -246,11 +246,12 @@ def stage_report(cfg: PipelineConfig, work: Path, output: Path, log=print) -> di
         if spec.variant == "strained" and run_id not in reference_cells:
             reference_cells[run_id] = run_reference_cell(cfg, work, run_id)
         potential = potential_of(cfg, spec) if mixed else None  # mixed configs: accuracy per potential, too
-        tally.add(spec, pos, cell, origin, labels, res.labels, temp, pres, reference_cells.get(run_id), potential)
+        tally.add(spec, pos, cell, origin, labels, res.labels, temp, pres, reference_cells.get(run_id), potential,
+                  species=species)
         ok = res.labels == labels
         if mixed:  # by class and by place in each potential
             place_by_potential.setdefault(potential, PlaceTally(cfg.classes)).add(
-                spec, pos, cell, origin, labels, res.labels, temp, pres, reference_cells.get(run_id))
+                spec, pos, cell, origin, labels, res.labels, temp, pres, reference_cells.get(run_id), species=species)
             for code in np.unique(labels[known]):
                 mine = known & (labels == code)
                 c = per_potential.setdefault(potential, {}).setdefault(cfg.classes[int(code)], [0, 0])

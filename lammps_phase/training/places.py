@@ -21,6 +21,10 @@ NEAR_INTERFACE = 3.0  # Å: "at the interface" in the issue's targets
 STRAIN_BINS = ((0, 5), (5, 10), (10, 15), (15, 20), (20, 50))  # % compression along one axis
 PRESSURE_BINS = ((-5, 5), (5, 20), (20, 40), (40, 70))  # GPa
 TEMPERATURE_BINS = ((0, 1000), (1000, 2000), (2000, 3000), (3000, np.inf))  # K
+# tilt of the depth shell (data.quartz_order.TILT_SHELLS) of a quartz void's atoms ≥ 4 Å deep, in units of ideal α:
+# the shells that decide the labels, read again to show where α is partly untilted (the α-β transition region)
+TILT_BINS = ((0.5, 0.65), (0.65, 0.8), (0.8, np.inf))
+QUARTZ = ("alpha_quartz", "beta_quartz")
 
 
 def _bin_name(lo: float, hi: float, unit: str) -> str:
@@ -58,9 +62,11 @@ class PlaceTally:
 
     def add(self, spec: Any, positions: np.ndarray, cell: np.ndarray, origin: np.ndarray, labels: np.ndarray,
             predicted: np.ndarray, temperature: float, pressure: float,
-            reference_cell: Optional[np.ndarray] = None, potential: Optional[str] = None) -> None:
+            reference_cell: Optional[np.ndarray] = None, potential: Optional[str] = None,
+            species: Optional[Sequence[str]] = None) -> None:
         """One test frame of the run made by phase block ``spec`` (labels −1: no truth, not counted); with
-        ``potential`` (mixed-potential configs) its atoms count towards "potential <name>" too."""
+        ``potential`` (mixed-potential configs) its atoms count towards "potential <name>" too; with ``species``
+        a quartz void's deep atoms count by their shell's tilt as well."""
         known = labels >= 0
         ok = predicted == labels
         self.tally(spec.variant, ok[known])
@@ -70,6 +76,8 @@ class PlaceTally:
             name = "slab" if spec.variant == "slab" else spec.geometry
             for lo, hi in DEPTH_BINS:
                 self.tally(f"{name}, depth {_bin_name(lo, hi, 'Å')}", ok[known & (depth >= lo) & (depth < hi)])
+            if name == "void" and spec.name in QUARTZ and species is not None:
+                self._add_void_tilt(positions, species, cell, origin, depth, known, ok)
         elif spec.variant == "interface":
             self._add_interface(spec, positions, cell, origin, labels, predicted, known, ok)
         elif spec.variant == "strained" and reference_cell is not None:
@@ -90,6 +98,16 @@ class PlaceTally:
                 self._count(self.dense, key, ok[known])
         if potential:
             self.tally(f"potential {potential}", ok[known])
+
+    def _add_void_tilt(self, positions, species, cell, origin, depth, known, ok) -> None:
+        from lammps_phase.data.quartz_order import TILT_SHELLS, tilt_by_group
+
+        edges = (*TILT_SHELLS, np.inf)
+        shells = [(depth >= lo) & (depth < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+        for shell, (value, _) in zip(shells, tilt_by_group(positions, species, cell, origin, shells)):
+            bin_ = next(((lo, hi) for lo, hi in TILT_BINS if lo <= value < hi), None)
+            if bin_ is not None:
+                self.tally(f"void ≥ {TILT_SHELLS[0]:g} Å, shell tilt {_bin_name(*bin_, '')}".rstrip(), ok[known & shell])
 
     def _add_interface(self, spec, positions, cell, origin, labels, predicted, known, ok) -> None:
         distance = interface_distance(positions, cell, origin, spec.axis)

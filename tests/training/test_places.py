@@ -82,3 +82,34 @@ def test_glass_and_melt_are_binned_by_pressure_and_temperature():
     assert table == {"amorphous, -5-5 GPa, 0-1000 K": "1.0000 (2 atoms)",
                      "amorphous, 40-70 GPa, 2000-3000 K": "0.7500 (4 atoms)"}
     assert "melt" not in " ".join(PlaceTally(CLASSES).tables())  # nothing added, no table
+
+
+def test_a_quartz_voids_deep_atoms_count_by_their_shells_tilt():
+    """The shells that decide a void's α labels (data.quartz_order.TILT_SHELLS) are read again: an intact α box
+    counts its deep atoms in the top tilt bin; a 4–10 Å shell whose two halves are Dauphiné twins (no net tilt, as
+    quartz that went part of the way to β) falls in no bin, and the shell below it still counts."""
+    from lammps_phase.data import structures
+
+    crystal = structures.supercell(structures.build("alpha_quartz"), 24.0)
+    positions, species, cell = crystal.positions, np.array(crystal.symbols), crystal.cell
+    radius = np.linalg.norm(positions - np.diag(cell) / 2, axis=1)
+    kept = radius > 3.0
+    depth = radius - radius[kept].min()
+    twin = positions.copy()
+    twin[:, :2] = np.diag(cell)[:2] - twin[:, :2]  # mirrored about the void's centre: same radius, same z
+    middle = (depth >= 4.0) & (depth < 10.0)
+    mixed = np.where((middle & (positions[:, 2] >= cell[2, 2] / 2))[:, None], twin, positions)
+    spec = _spec(variant="sphere", geometry="void")
+    labels = np.zeros(kept.sum(), int)
+    predicted = np.where(depth[kept] >= 10.0, 0, 1)  # right only in the deepest shell
+    intact, twinned = PlaceTally(CLASSES), PlaceTally(CLASSES)
+    intact.add(spec, positions[kept], cell, np.zeros(3), labels, predicted, 300.0, 0.0, species=species[kept])
+    twinned.add(spec, mixed[kept], cell, np.zeros(3), labels, predicted, 300.0, 0.0, species=species[kept])
+    deep = depth[kept] >= 4.0
+    assert intact.by_place()["void ≥ 4 Å, shell tilt > 0.8"] == pytest.approx(
+        (depth[kept] >= 10.0).sum() / deep.sum(), abs=1e-4)
+    assert twinned.by_place()["void ≥ 4 Å, shell tilt > 0.8"] == 1.0  # the 4-10 Å shell is in no bin
+    assert not any("tilt" in key for key in PlaceTally(CLASSES).by_place())
+    untold = PlaceTally(CLASSES)  # without species (e.g. a caller that has none) no tilt is read
+    untold.add(spec, positions[kept], cell, np.zeros(3), labels, predicted, 300.0, 0.0)
+    assert not any("tilt" in key for key in untold.by_place())
