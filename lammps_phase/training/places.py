@@ -107,7 +107,8 @@ class PlaceTally:
         for shell, (value, _) in zip(shells, tilt_by_group(positions, species, cell, origin, shells)):
             bin_ = next(((lo, hi) for lo, hi in TILT_BINS if lo <= value < hi), None)
             if bin_ is not None:
-                self.tally(f"void ≥ {TILT_SHELLS[0]:g} Å, shell tilt {_bin_name(*bin_, '')}".rstrip(), ok[known & shell])
+                name = f"void ≥ {TILT_SHELLS[0]:g} Å, shell tilt {_bin_name(*bin_, '')}".rstrip()
+                self.tally(name, ok[known & shell])
 
     def _add_interface(self, spec, positions, cell, origin, labels, predicted, known, ok) -> None:
         distance = interface_distance(positions, cell, origin, spec.axis)

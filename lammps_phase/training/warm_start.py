@@ -31,7 +31,8 @@ def initial_checkpoint(path: str, model_cfg: ModelConfig, kind: str, classes: Se
     if start.kind != kind:
         problem = f"is a {start.kind!r} model, this training builds a {kind!r} one"
     elif list(start.classes) != list(classes):
-        problem = f"labels {', '.join(start.classes)}; this config trains {', '.join(classes)} (same classes, same order)"
+        problem = (f"labels {', '.join(start.classes)}; this config trains {', '.join(classes)} "
+                   "(same classes, same order)")
     else:
         ours, theirs = dataclasses.asdict(model_cfg), dataclasses.asdict(start.config)
         differ = [f"{key} = {theirs.get(key)!r} there, {value!r} here" for key, value in ours.items()

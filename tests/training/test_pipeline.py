@@ -192,7 +192,8 @@ def test_fine_tuning_through_the_pipeline(tiny_run, capsys):
     shutil.copytree(work / "cache" / "tiny", tuned, ignore=shutil.ignore_patterns("model.pt*", "history.json"))
     config = 'base = "tiny.toml"\nname = "tiny_tuned"\noutput = "tiny_tuned.pt"\n[train]\nepochs = 1\nlr = 5e-4\n'
     (work / "tuned.toml").write_text(config + 'init = "tiny.pt"\n')
-    (work / "alien.toml").write_text(config.replace("tiny_tuned", "alien") + 'init = "tiny.pt"\n[model]\nembed_dim = 4\n')
+    alien = config.replace("tiny_tuned", "alien") + 'init = "tiny.pt"\n[model]\nembed_dim = 4\n'
+    (work / "alien.toml").write_text(alien)
     cwd = os.getcwd()
     os.chdir(work)
     try:
@@ -206,7 +207,8 @@ def test_fine_tuning_through_the_pipeline(tiny_run, capsys):
     assert not (work / "cache" / "alien" / "runs").exists()  # refused before the first heating run
     start = ckpt_io.load(work / "tiny.pt")
     recorded = ckpt_io.load(work / "tiny_tuned.pt").metrics["fine_tuned_from"]
-    assert recorded["path"] == "tiny.pt" and recorded["fingerprint"] == ckpt_io.fingerprint((work / "tiny.pt").read_bytes())
+    assert recorded["path"] == "tiny.pt"
+    assert recorded["fingerprint"] == ckpt_io.fingerprint((work / "tiny.pt").read_bytes())
     assert 0.0 < recorded["val_accuracy"] <= 1.0 and start.metrics["val_accuracy"] > 0
 
 
