@@ -3,13 +3,12 @@
 import pytest
 import torch
 
-from lammps_phase.data.synthetic import synthetic_samples
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.model.network import ModelConfig, build_model
+from lammps_phase.model.network import build_model
 from lammps_phase.training.averaging import WeightAverage, refresh_batch_norm
 from lammps_phase.training.loop import TrainConfig, evaluate, train_model
 
-CLASSES = ["fcc", "bcc", "hcp", "random_packing"]
+from small_cu import cu_split, small_cu_model
 
 
 def test_the_average_follows_the_moving_average_formula():
@@ -56,11 +55,8 @@ def test_a_negative_horizon_is_refused_with_its_name():
 def test_training_ships_the_average_and_keeps_its_own_course():
     """Same seed with and without the average: identical training losses (the average never feeds back), other
     shipped weights, and the shipped weights score what the history says for the best epoch."""
-    torch.set_num_threads(2)
-    train = synthetic_samples(CLASSES, 12, per_class=3, seed=1, min_length=9.0)
-    val = synthetic_samples(CLASSES, 12, per_class=1, seed=2, min_length=9.0, run_offset=1000)
-    mcfg = ModelConfig(elements=["Cu"], num_classes=len(CLASSES), k=12, channels=[16, 16], head=[32], embed_dim=4,
-                       radial_basis=8, bond_order_l=6, bond_order_neighbors=[12])
+    train, val = cu_split()
+    mcfg = small_cu_model()
     base = dict(epochs=3, batch_size=4, lr=5e-3, progress=False, seed=3)
     plain, plain_hist = train_model(train, val, mcfg, TrainConfig(**base))
     averaged, averaged_hist = train_model(train, val, mcfg, TrainConfig(**base, average_epochs=1.0))

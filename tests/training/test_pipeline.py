@@ -182,7 +182,7 @@ def test_distilled_training_through_the_pipeline(tiny_run, capsys):
     assert ck.metrics["distilled_from"] == {"weight": 0.5, "teachers": ["tiny.pt"]}
 
 
-def test_fine_tuning_through_the_pipeline(tiny_run, capsys):
+def test_fine_tuning_through_the_pipeline(tiny_run, capsys, monkeypatch):
     """[train] init: the training starts from a shipped checkpoint and says so in the one it writes; a start of
     another network stops the run before any heating."""
     import shutil
@@ -194,13 +194,9 @@ def test_fine_tuning_through_the_pipeline(tiny_run, capsys):
     (work / "tuned.toml").write_text(config + 'init = "tiny.pt"\n')
     alien = config.replace("tiny_tuned", "alien") + 'init = "tiny.pt"\n[model]\nembed_dim = 4\n'
     (work / "alien.toml").write_text(alien)
-    cwd = os.getcwd()
-    os.chdir(work)
-    try:
-        assert train_main(["tuned.toml", "--stage", "train"]) == 0
-        assert train_main(["alien.toml", "-q"]) == 2
-    finally:
-        os.chdir(cwd)
+    monkeypatch.chdir(work)
+    assert train_main(["tuned.toml", "--stage", "train"]) == 0
+    assert train_main(["alien.toml", "-q"]) == 2
     out = capsys.readouterr()
     assert "starting from tiny.pt: val accuracy" in out.out
     assert "init checkpoint tiny.pt was built with other [model] settings: embed_dim = 8 there, 4 here" in out.err

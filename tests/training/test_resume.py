@@ -6,27 +6,18 @@ import pytest
 import torch
 
 from lammps_phase.data.synthetic import synthetic_samples
-from lammps_phase.model.network import ModelConfig
 from lammps_phase.training.loop import TrainConfig, train_model
 
-CLASSES = ["fcc", "bcc", "hcp", "random_packing"]
+from small_cu import CU_CLASSES, cu_split, small_cu_model as small_model
 
 
 class Interrupted(Exception):
     pass
 
 
-def small_model() -> ModelConfig:
-    return ModelConfig(elements=["Cu"], num_classes=len(CLASSES), k=12, channels=[16, 16], head=[32], embed_dim=4,
-                       radial_basis=8, bond_order_l=6, bond_order_neighbors=[12])
-
-
 @pytest.fixture(scope="module")
 def data():
-    torch.set_num_threads(2)
-    train = synthetic_samples(CLASSES, 12, per_class=3, seed=1, min_length=9.0)
-    val = synthetic_samples(CLASSES, 12, per_class=1, seed=2, min_length=9.0, run_offset=1000)
-    return train, val
+    return cu_split()
 
 
 def settings(**kw) -> TrainConfig:
@@ -88,7 +79,7 @@ def test_a_state_from_other_data_is_not_resumed(data, tmp_path):
     state = tmp_path / "state.pt"
     with pytest.raises(Interrupted):
         train_model(train, val, small_model(), settings(), log=interrupt_after(1, []), state_path=state)
-    other = synthetic_samples(CLASSES, 12, per_class=3, seed=5, min_length=9.0)
+    other = synthetic_samples(CU_CLASSES, 12, per_class=3, seed=5, min_length=9.0)
     lines: list[str] = []
     train_model(other, val, small_model(), settings(), log=lines.append, state_path=state)
     assert "training starts afresh" in lines[0]

@@ -6,19 +6,12 @@ import dataclasses
 import pytest
 import torch
 
-from lammps_phase.data.synthetic import synthetic_samples
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model import checkpoint as ckpt_io
-from lammps_phase.model.network import ModelConfig
 from lammps_phase.training.loop import TrainConfig, evaluate, train_model
 from lammps_phase.training.resume import run_signature
 
-CLASSES = ["fcc", "bcc", "hcp", "random_packing"]
-
-
-def small_model(**kw) -> ModelConfig:
-    return ModelConfig(**{**dict(elements=["Cu"], num_classes=len(CLASSES), k=12, channels=[16, 16], head=[32],
-                                 embed_dim=4, radial_basis=8, bond_order_l=6, bond_order_neighbors=[12]), **kw})
+from small_cu import cu_split, small_cu_model as small_model
 
 
 def settings(**kw) -> TrainConfig:
@@ -27,10 +20,7 @@ def settings(**kw) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def data():
-    torch.set_num_threads(2)
-    train = synthetic_samples(CLASSES, 12, per_class=3, seed=1, min_length=9.0)
-    val = synthetic_samples(CLASSES, 12, per_class=1, seed=2, min_length=9.0, run_offset=1000)
-    return train, val
+    return cu_split()
 
 
 @pytest.fixture(scope="module")
