@@ -263,9 +263,12 @@ def train_model(
     rng = np.random.default_rng(cfg.seed)
     model = build_model(model_cfg, kind)
     start_score, start_print = None, ""
-    if cfg.init:
+    if cfg.init:  # fine-tuning: the start's weights, and its score on the same validation data (what to beat)
         load_initial_weights(model, initial_checkpoint(cfg.init, model_cfg, kind, train_set.classes))
         start_print = fingerprint(Path(cfg.init).read_bytes())
+        start_score = evaluate(model, val_set, kind=kind, batch_size=max(cfg.batch_size, 64))[cfg.select]
+        if log:
+            log(f"starting from {cfg.init}: val {cfg.select} {start_score:.4f}")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -287,10 +290,6 @@ def train_model(
             hist = History(**saved.history)
             best_state, best_acc, step, first_epoch = saved.best_state, saved.best_score, saved.step, saved.epoch + 1
             seconds_before = hist.seconds
-    if cfg.init:  # what the fine-tuning has to beat, on the same validation data
-        start_score = evaluate(model, val_set, kind=kind, batch_size=max(cfg.batch_size, 64))[cfg.select]
-        if log:
-            log(f"starting from {cfg.init}: val {cfg.select} {start_score:.4f}")
     t0 = time.perf_counter()
     bar = _progress(total, cfg.progress)
     bar.update(step)
@@ -369,6 +368,9 @@ def train_model(
     if cfg.init:
         ckpt.metrics["fine_tuned_from"] = {"path": cfg.init, "fingerprint": start_print,
                                            "val_" + cfg.select: start_score}
+        if best_acc <= start_score and log:  # the fine-tuning made nothing better: say so rather than ship it quietly
+            log(f"[train] warning: no epoch beat the start's val {cfg.select} ({best_acc:.4f} <= {start_score:.4f}); "
+                f"{cfg.init} reads the validation runs at least as well")
     return ckpt, hist
 
 

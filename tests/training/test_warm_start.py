@@ -80,3 +80,53 @@ def test_a_replaced_start_is_not_resumed(data):
     assert one != other
     assert run_signature(small_model(), settings(), "segmentation", train, val) == \
         run_signature(small_model(), settings(), "segmentation", train, val, None, "")
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_resumed_fine_tuning_records_the_starts_score_not_the_resumed_weights(data, start, tmp_path, monkeypatch):
+    """Validation scores the weights it is given: scored by a function of the weights themselves, the recorded start
+    score of a run resumed after its first epoch must be the start's, not the resumed weights'."""
+    from lammps_phase.training import loop
+
+    def weight_sum(model, data, **_):
+        total = float(sum(p.detach().double().sum() for p in model.parameters()))
+        return {"loss": 0.0, "accuracy": total, "balanced_accuracy": total}
+
+    monkeypatch.setattr(loop, "evaluate", weight_sum)
+    train, val = data
+    path, ckpt = start
+    cfg = settings(epochs=2, init=str(path))
+
+    def stop_after_first_epoch(line: str) -> None:
+        if line.startswith("epoch 1/"):
+            raise Interrupted(line)
+
+    with pytest.raises(Interrupted):
+        train_model(train, val, small_model(), cfg, log=stop_after_first_epoch, state_path=tmp_path / "state.pt")
+    lines: list[str] = []
+    resumed, _ = train_model(train, val, small_model(), cfg, log=lines.append, state_path=tmp_path / "state.pt")
+    assert any(line.startswith("[train] resuming after epoch 1") for line in lines)
+    start_score = weight_sum(ckpt.build(), val)["accuracy"]
+    assert resumed.metrics["fine_tuned_from"]["val_accuracy"] == pytest.approx(start_score)
+    assert weight_sum(resumed.build(), val)["accuracy"] != pytest.approx(weight_sum(ckpt.build(), val)["accuracy"])
+
+
+def test_a_fine_tuning_that_beats_nothing_says_so(data, start, monkeypatch):
+    from lammps_phase.training import loop
+
+    scores = iter([0.9, 0.5, 0.6])  # the start, then each epoch: never better
+
+    def falling(model, data, **_):
+        value = next(scores)
+        return {"loss": 1.0 - value, "accuracy": value, "balanced_accuracy": value}
+
+    monkeypatch.setattr(loop, "evaluate", falling)
+    train, val = data
+    path, _ = start
+    lines: list[str] = []
+    train_model(train, val, small_model(), settings(epochs=2, init=str(path)), log=lines.append)
+    assert lines[-1] == (f"[train] warning: no epoch beat the start's val accuracy (0.6000 <= 0.9000); {path} reads "
+                         "the validation runs at least as well")
