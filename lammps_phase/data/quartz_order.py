@@ -165,6 +165,13 @@ def local_tilt(positions: np.ndarray, species, cell: np.ndarray, origin: np.ndar
 TILT_SHELLS = (4.0, 10.0)
 
 
+def depth_shells(depth: np.ndarray) -> list[np.ndarray]:
+    """Masks of the atoms in each depth shell below a void: 0–4 Å, then :data:`TILT_SHELLS` onwards."""
+    depth = np.asarray(depth, float)
+    edges = (0.0, *TILT_SHELLS, np.inf)
+    return [(depth >= lo) & (depth < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
 def shell_codes(positions: np.ndarray, species, cell: np.ndarray, origin: np.ndarray, depth: np.ndarray,
                 phase: str) -> np.ndarray:
     """Per-atom label codes of a quartz box with a void: 0 where the atom's depth shell (:data:`TILT_SHELLS`) keeps
@@ -172,10 +179,8 @@ def shell_codes(positions: np.ndarray, species, cell: np.ndarray, origin: np.nda
 
     Why: a box's tilt is an average. Hot α-quartz next to a void keeps a box tilt above the α limit while the
     shell below the void has lost half of it; the phase label would stand there on no check."""
-    depth = np.asarray(depth, float)
-    edges = (0.0, *TILT_SHELLS, np.inf)
-    shells = [(depth >= lo) & (depth < hi) for lo, hi in zip(edges[:-1], edges[1:])]
-    codes = np.zeros(len(depth), np.int8)
+    shells = depth_shells(depth)
+    codes = np.zeros(len(shells[0]), np.int8)
     for shell, (value, _) in zip(shells, tilt_by_group(positions, species, cell, origin, shells)):
         lost = value < MIN_ALPHA_TILT if phase == "alpha_quartz" else value > MAX_BETA_TILT
         if not np.isfinite(value) or lost:  # a shell too small to measure is not backed either

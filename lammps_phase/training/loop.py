@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from lammps_phase.model.checkpoint import Checkpoint, fingerprint
+from lammps_phase.model.checkpoint import Checkpoint
 from lammps_phase.data.datasets import EnvironmentSet, SampleSet
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.model.network import ModelConfig, build_model, environment_graph, random_rotations
 from lammps_phase.training.averaging import WeightAverage, refresh_batch_norm
 from lammps_phase.training.jitter import shake, shaken_snapshots
 from lammps_phase.training.resume import EpochState, resume_state, run_signature, save_state
-from lammps_phase.training.warm_start import initial_checkpoint, load_initial_weights
+from lammps_phase.training.warm_start import start_from
 
 #: label of atoms that carry no class (cross entropy and accuracy skip them)
 IGNORE = -1
@@ -264,8 +264,7 @@ def train_model(
     model = build_model(model_cfg, kind)
     start_score, start_print = None, ""
     if cfg.init:  # fine-tuning: the start's weights, and its score on the same validation data (what to beat)
-        load_initial_weights(model, initial_checkpoint(cfg.init, model_cfg, kind, train_set.classes))
-        start_print = fingerprint(Path(cfg.init).read_bytes())
+        start_print = start_from(model, cfg.init, model_cfg, kind, train_set.classes)
         start_score = evaluate(model, val_set, kind=kind, batch_size=max(cfg.batch_size, 64))[cfg.select]
         if log:
             log(f"starting from {cfg.init}: val {cfg.select} {start_score:.4f}")

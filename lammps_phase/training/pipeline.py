@@ -113,9 +113,15 @@ def _load_split(path: Path, mode: str):
 # ----------------------------------------------------------------------------- stage 3: training
 
 
+def _model_config(cfg: PipelineConfig):
+    """The network a config trains: its [model] settings, elements and classes."""
+    from lammps_phase.model.network import ModelConfig
+
+    return ModelConfig(elements=cfg.elements, num_classes=len(cfg.classes), **cfg.model)
+
+
 def stage_train(cfg: PipelineConfig, work: Path, force: bool, output: Path, quiet: bool, log=print):
     from lammps_phase.model import checkpoint as ckpt_io
-    from lammps_phase.model.network import ModelConfig
     from lammps_phase.training.loop import TrainConfig, train_model
 
     ckpt_path = work / "model.pt"
@@ -129,7 +135,7 @@ def stage_train(cfg: PipelineConfig, work: Path, force: bool, output: Path, quie
     else:
         train = _load_split(work / f"train_{mode}.h5", mode)
         val = _load_split(work / f"val_{mode}.h5", mode)
-        mcfg = ModelConfig(elements=cfg.elements, num_classes=len(cfg.classes), **cfg.model)
+        mcfg = _model_config(cfg)
         tcfg = TrainConfig(progress=not quiet, **cfg.train)
         state_path = work / "train_state.pt"  # the state after each epoch: an interrupted training resumes
         if force:
@@ -345,11 +351,9 @@ def run_pipeline(config: str, stage: str = "all", workdir: Optional[str] = None,
 
         load_teachers(cfg.train["teachers"], cfg.classes, cfg.elements, int(cfg.model.get("k", 16)))
     if "train" in todo and cfg.train.get("init"):  # the start of a fine-tuning fits this network
-        from lammps_phase.model.network import ModelConfig
         from lammps_phase.training.warm_start import initial_checkpoint
 
-        initial_checkpoint(cfg.train["init"], ModelConfig(elements=cfg.elements, num_classes=len(cfg.classes),
-                                                          **cfg.model), "segmentation", cfg.classes)
+        initial_checkpoint(cfg.train["init"], _model_config(cfg), "segmentation", cfg.classes)
     work.mkdir(parents=True, exist_ok=True)
     log = (lambda m: None) if quiet else print
     for st in todo:

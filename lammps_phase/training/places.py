@@ -100,10 +100,9 @@ class PlaceTally:
             self.tally(f"potential {potential}", ok[known])
 
     def _add_void_tilt(self, positions, species, cell, origin, depth, known, ok) -> None:
-        from lammps_phase.data.quartz_order import TILT_SHELLS, tilt_by_group
+        from lammps_phase.data.quartz_order import TILT_SHELLS, depth_shells, tilt_by_group
 
-        edges = (*TILT_SHELLS, np.inf)
-        shells = [(depth >= lo) & (depth < hi) for lo, hi in zip(edges[:-1], edges[1:])]
+        shells = depth_shells(depth)[1:]  # the shells ≥ TILT_SHELLS[0] deep
         for shell, (value, _) in zip(shells, tilt_by_group(positions, species, cell, origin, shells)):
             bin_ = next(((lo, hi) for lo, hi in TILT_BINS if lo <= value < hi), None)
             if bin_ is not None:

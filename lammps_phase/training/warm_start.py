@@ -45,9 +45,11 @@ def initial_checkpoint(path: str, model_cfg: ModelConfig, kind: str, classes: Se
     return start
 
 
-def load_initial_weights(model: torch.nn.Module, start: ckpt_io.Checkpoint) -> None:
-    """Copy the start's weights (batch-norm statistics included) into ``model``, every tensor or none."""
-    model.load_state_dict(start.state_dict, strict=True)
+def start_from(model: torch.nn.Module, path: str, model_cfg: ModelConfig, kind: str, classes: Sequence[str]) -> str:
+    """Copy the checked start's weights (batch-norm statistics included) into ``model``, every tensor or none, and
+    return the start file's fingerprint (what a resumed run and the checkpoint's lineage name it by)."""
+    model.load_state_dict(initial_checkpoint(path, model_cfg, kind, classes).state_dict, strict=True)
+    return ckpt_io.fingerprint(Path(path).read_bytes())
 
 
-__all__ = ["initial_checkpoint", "load_initial_weights"]
+__all__ = ["initial_checkpoint", "start_from"]
