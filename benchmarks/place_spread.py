@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lammps_phase.errors import LammpsPhaseError  # noqa: E402
 from lammps_phase.inference.classify import Classifier  # noqa: E402
-from lammps_phase.inference.consensus import consensus_argument, neighbour_consensus  # noqa: E402
+from lammps_phase.inference.consensus import consensus_argument  # noqa: E402
+from lammps_phase.inference.order_pooling import pooling_argument  # noqa: E402
 from lammps_phase.inference.neighbors import knn  # noqa: E402
 from lammps_phase.training.config import SPLITS, VARIANTS, load_config, potential_of  # noqa: E402
 from lammps_phase.training.places import PlaceTally  # noqa: E402
@@ -51,15 +52,16 @@ def predictions(probabilities: list[np.ndarray], thresholds: list[float] | None 
 
 def score(config: str, workdir: str, checkpoints: list[str], potential: str | None = None,
           threshold: bool = False, split: str = "test", variants: list[str] | None = None,
-          consensus: float | None = None) -> dict[str, dict]:
+          consensus: float | None = None, pooling: int | None = None) -> dict[str, dict]:
     """Accuracy by place for each checkpoint (or ensemble file) and for their ensemble, keyed by path (and ENSEMBLE);
     ``threshold``: each checkpoint's calibrated default threshold applies to its own column. ``split`` "train" reads
     the runs the checkpoints learnt from (how well they fit them, against how well they generalise); ``potential``
     and ``variants`` keep only those blocks (only their runs need be heated). ``consensus``: each checkpoint's
     probabilities blended with its neighbours' (:mod:`lammps_phase.inference.consensus`) with this weight before
-    anything else; None: each with its own calibrated weight, as in use."""
+    anything else; None: each with its own calibrated weight, as in use. ``pooling``: likewise the rounds of α/β
+    order pooling after it (:mod:`lammps_phase.inference.order_pooling`)."""
     cfg = load_config(config)
-    classifiers = [Classifier.load(path, device="cpu", consensus=consensus) for path in checkpoints]
+    classifiers = [Classifier.load(path, device="cpu", consensus=consensus, pooling=pooling) for path in checkpoints]
     for path, clf in zip(checkpoints, classifiers):
         if list(clf.classes) != list(cfg.classes):
             raise LammpsPhaseError(f"{path} labels {clf.classes}, the config {cfg.classes}: compare checkpoints "
@@ -76,7 +78,7 @@ def score(config: str, workdir: str, checkpoints: list[str], potential: str | No
         spec = cfg.phases[decode_run_id(run_id)[1]]
         neighbors = knn(pos, k, cell=cell, origin=origin)  # shared: each network reads its own first k columns
         probs = [clf.probabilities(clf.logits(clf.species_indices(species), neighbors)) for clf in classifiers]
-        probs = [neighbour_consensus(p, neighbors.index[:, : clf.k], clf.consensus) if clf.consensus else p
+        probs = [clf.served_probabilities(p, neighbors.index[:, : clf.k]) if clf.post_processed else p
                  for p, clf in zip(probs, classifiers)]
         for name, predicted in zip(names, predictions(probs, thresholds)):
             tallies[name].add(spec, pos, cell, origin, labels, predicted, temp, pres, None,
@@ -110,13 +112,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="blend every checkpoint's probabilities with its k nearest neighbours' mean, weight W on "
                     "theirs "
                     "(lammps-phase classify --consensus; default: each checkpoint's own calibrated weight, as in use)")
+    ap.add_argument("--pooling", type=pooling_argument, default=None, metavar="R",
+                    help="rounds of alpha/beta-quartz order pooling after the consensus (default: each checkpoint's own)")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     ap.add_argument("--threshold", action="store_true", help="apply each checkpoint's calibrated default threshold to "
                     "its own column (atoms below it count as wrong, as in the reports); never to the ensemble column")
     a = ap.parse_args(argv)
     if len(a.checkpoints) < 2:
         ap.error("give at least two checkpoints: a spread needs two trainings")
-    scores = score(a.config, a.workdir, a.checkpoints, a.potential, a.threshold, a.split, a.variant, a.consensus)
+    scores = score(a.config, a.workdir, a.checkpoints, a.potential, a.threshold, a.split, a.variant, a.consensus,
+                   a.pooling)
     print("\n".join(table(scores)))
     if a.json:
         from lammps_phase.atomic_write import write_text

@@ -45,6 +45,16 @@ def _consensus(text: str) -> Optional[float]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _pooling(text: str) -> Optional[int]:
+    """argparse type of --pooling: whole rounds in [0, MAX_ROUNDS], or "checkpoint" (None: the model's own)."""
+    from lammps_phase.inference.order_pooling import pooling_argument
+
+    try:
+        return pooling_argument(text)
+    except LammpsPhaseError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _weight(text: str) -> float:
     from lammps_phase.inference.memory import check_weight
 
@@ -102,7 +112,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     check_output(args.output, inputs=[args.input, args.model], option="-o")  # before any work; never an input
     source = read_frames(args.input)  # the format is judged now: a file that is no dump fails before the model loads
     clf = Classifier.load(args.model, device=args.device, threshold=args.threshold, type_map=type_map,
-                          consensus=args.consensus)
+                          consensus=args.consensus, pooling=args.pooling)
     memory = LabelMemory.empty(0, len(clf.classes), args.memory) if args.memory is not None else None
     total = count_frames(args.input)
     names = clf.classes + ["other"]
@@ -178,12 +188,13 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         from lammps_phase.data.datasets import SampleSet
 
         validation = SampleSet.load(args.calibrate_on)
-    elif args.consensus:
-        raise LammpsPhaseError("--consensus is the weight the threshold is chosen with: it needs --calibrate-on "
-                               "VAL_SAMPLES.h5")
-    calibration = write_ensemble(args.output, args.member, validation, consensus=args.consensus)
+    elif args.consensus or args.pooling:
+        raise LammpsPhaseError("--consensus and --pooling are what the threshold is chosen with: each needs "
+                               "--calibrate-on VAL_SAMPLES.h5")
+    calibration = write_ensemble(args.output, args.member, validation, consensus=args.consensus, pooling=args.pooling)
     fitted = (f"temperature {calibration['temperature']:.3f}, threshold {calibration['threshold']:.3f}"
               + (f" with consensus {calibration['consensus']:g}" if calibration.get("consensus") else "")
+              + (f", pooling {calibration['pooling']:g} rounds" if calibration.get("pooling") else "")
               if calibration else "uncalibrated (temperature 1, threshold 0): give --calibrate-on VAL_SAMPLES.h5")
     print(f"{args.output}: {len(args.member)} members, {fitted}")
     return 0
@@ -207,10 +218,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                                f"{' '.join(validation.elements)}, the checkpoint {', '.join(ckpt.classes)} from "
                                f"{' '.join(ckpt.elements)}: calibrate on the validation snapshots of the checkpoint's "
                                "own training config")
-    fitted = calibrate_checkpoint(ckpt, validation, args.consensus)
+    fitted = calibrate_checkpoint(ckpt, validation, args.consensus, args.pooling)
     ckpt.calibration = fitted.to_dict()
     ckpt_io.save(ckpt, args.output)
-    blend = f" with consensus {fitted.consensus:g}" if fitted.consensus else ""
+    blend = (f" with consensus {fitted.consensus:g}" if fitted.consensus else "") + (
+        f", pooling {fitted.pooling} rounds" if fitted.pooling else "")
     print(f"{args.output}: temperature {fitted.temperature:.3f}, threshold {fitted.threshold:.3f}{blend} on "
           f"{fitted.atoms} validation atoms: accuracy {fitted.accuracy:.4f} (network alone "
           f"{fitted.accuracy_network:.4f}), {fitted.accuracy_with_threshold:.4f} with the threshold "
@@ -267,7 +279,8 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"spatial weighting {'on' if cfg.spatial_weighting else 'off'}; length scale {cfg.length_scale}")
     if ck.calibration:
         cal = ck.calibration
-        blend = f" with neighbour consensus {ck.default_consensus:g}" if ck.default_consensus else ""
+        blend = (f" with neighbour consensus {ck.default_consensus:g}" if ck.default_consensus else "") + (
+            f", α/β order pooling {ck.default_pooling} rounds" if ck.default_pooling else "")
         before, after = cal.get("ece_before", float("nan")), cal.get("ece_after", float("nan"))
         ece = (f"ECE {before:.4f} raw → {cal['ece_network']:.4f} scaled → {after:.4f} with the consensus"
                if ck.default_consensus and "ece_network" in cal else f"ECE {before:.4f} → {after:.4f}")
@@ -348,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "theirs (0 = off; 0.5 = as much as its own): fewer lone wrong atoms, but a region smaller than "
                         "one neighbour shell (~3.5 Å in SiO2) reads as its surroundings; default: the weight the "
                         "model's threshold was calibrated with (lammps-phase info shows it)")
+    c.add_argument("--pooling", type=_pooling, default=None, metavar="R",
+                   help="decide alpha- or beta-quartz over R rounds of neighbours (0 = off; 8 = about 1 nm): the tilt "
+                        "that tells them apart is a property of a region; a smaller region of one inside the other "
+                        "reads as its surroundings; default: the model's calibrated rounds (lammps-phase info)")
     c.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_classify)
@@ -367,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--consensus", type=_probability, default=0.0, metavar="W",
                    help="choose the threshold on probabilities blended with the neighbours' (weight W) and store W "
                         "as the ensemble's default consensus (needs --calibrate-on)")
+    e.add_argument("--pooling", type=_pooling, default=0, metavar="R",
+                   help="rounds of alpha/beta-quartz order pooling to choose the threshold with and store as the "
+                        "ensemble's default (needs --calibrate-on)")
     e.set_defaults(func=cmd_ensemble)
 
     b = sub.add_parser("calibrate", help="refit a checkpoint's temperature and default threshold on held-out "
@@ -377,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--consensus", type=_probability, default=0.0, metavar="W",
                    help="neighbour-consensus weight to choose the threshold with and store as the default "
                         "(0 = the network alone)")
+    b.add_argument("--pooling", type=_pooling, default=0, metavar="R",
+                   help="rounds of alpha/beta-quartz order pooling (after the consensus) to choose the threshold with "
+                        "and store as the default (0 = none)")
     b.add_argument("-o", "--output", required=True, help="the calibrated checkpoint to write (may not be an input)")
     b.set_defaults(func=cmd_calibrate)
 

@@ -57,6 +57,9 @@ class CalibrateConfig:
     # (lammps_phase.inference.consensus; 0 = the network alone). Choose it on validation places:
     # benchmarks/place_spread.py --split val --threshold, one `lammps-phase calibrate` per weight
     consensus: float = 0.0
+    # rounds of α/β order pooling after the consensus, stored and chosen on with it likewise
+    # (lammps_phase.inference.order_pooling; 0 = none)
+    pooling: int = 0
 
 
 # PipelineConfig fields written as top-level keys, and those that are whole tables; every other field of it
@@ -96,10 +99,12 @@ _MINIMUM: dict[tuple[str, str], tuple[float, bool]] = {
     ("train", "threads"): (1, False),
     ("report", "rotations"): (1, False),
     ("calibrate", "consensus"): (0.0, False),
+    ("calibrate", "pooling"): (0, False),
 }
 # (table, key) -> (highest value, whether the highest value itself is refused)
 _MAXIMUM: dict[tuple[str, str], tuple[float, bool]] = {("model", "dropout"): (1.0, True),
-                                                       ("calibrate", "consensus"): (1.0, False)}
+                                                       ("calibrate", "consensus"): (1.0, False),
+                                                       ("calibrate", "pooling"): (64, False)}
 # integer settings of a table not listed above (counts: ranks, jobs, ...) are at least this
 _INTEGER_MINIMUM = {"runs": (1, False)}
 _NON_EMPTY = {("model", "channels"), ("runs", "seeds")}

@@ -22,6 +22,7 @@ from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.cell import lammps_box_to_cell
 from lammps_phase.inference.domain import TrainingDomain, outside
 from lammps_phase.inference.consensus import consensus_weight, neighbour_consensus
+from lammps_phase.inference.order_pooling import order_pairs, pool_order, pooling_rounds
 from lammps_phase.inference.memory import LabelMemory
 from lammps_phase.inference.neighbors import NeighborCache, NeighborList, knn
 
@@ -136,11 +137,14 @@ class Classifier:
         compile_after_atoms: Optional[int] = None,
         check_domain: bool = True,
         consensus: Union[float, str, None] = None,
+        pooling: Union[int, str, None] = None,
     ) -> None:
         """``threshold``: confidence below which an atom is −1 ("other"); None = the checkpoint's calibrated
         default (0 for an uncalibrated checkpoint). ``consensus``: weight w of the k nearest neighbours' mean class
         probabilities in each atom's own (:mod:`lammps_phase.inference.consensus`; 0 = the network alone); None or
         "checkpoint" = the weight the checkpoint's threshold was calibrated with (0 for older checkpoints).
+        ``pooling``: rounds over which α- or β-quartz is decided by the region (:mod:`lammps_phase.inference.order_pooling`;
+        0 = off); None or "checkpoint" = the checkpoint's calibrated rounds.
         ``check_domain``: atoms whose neighbourhood lies outside the geometry of the training data (:mod:`lammps_phase.inference.domain`, stored in calibrated checkpoints)
         are −1 with confidence 0 instead of a confident guess. ``fast``: the fused inference path of :mod:`lammps_phase.model.fastpath` (same labels, logits within
         float32 noise): "auto"/True (compiled once enough atoms were seen, else eager kernels), "compile",
@@ -167,6 +171,8 @@ class Classifier:
         self.model = checkpoint.build().to(self.device)
         self.threshold = check_threshold(checkpoint.default_threshold if threshold is None else threshold)
         self.consensus = consensus_weight(consensus, checkpoint.default_consensus)
+        self.pooling = pooling_rounds(pooling, checkpoint.default_pooling)
+        self.order_pairs = order_pairs(checkpoint.classes)
         self.temperature = checkpoint.temperature
         self.domain = TrainingDomain.from_dict(checkpoint.domain) if checkpoint.domain and check_domain else None
         self.chunk = int(chunk)
@@ -201,6 +207,7 @@ class Classifier:
         compile_after_atoms: Optional[int] = None,
         check_domain: bool = True,
         consensus: Union[float, str, None] = None,
+        pooling: Union[int, str, None] = None,
     ) -> "Classifier":
         """The classifier of a checkpoint file, or of an ensemble file (``.toml``: several checkpoints read as
         one, :mod:`lammps_phase.inference.ensemble`)."""
@@ -210,7 +217,7 @@ class Classifier:
             return ensemble.EnsembleClassifier.load(
                 path, device=device, threshold=threshold, type_map=type_map, fast=fast, threads=threads,
                 reuse_neighbors=reuse_neighbors, compile_after_atoms=compile_after_atoms, check_domain=check_domain,
-                consensus=consensus)
+                consensus=consensus, pooling=pooling)
         return cls(
             ckpt_io.load(path, type_map=type_map),
             device=device,
@@ -221,6 +228,7 @@ class Classifier:
             compile_after_atoms=compile_after_atoms,
             check_domain=check_domain,
             consensus=consensus,
+            pooling=pooling,
         )
 
     @property
@@ -255,10 +263,27 @@ class Classifier:
     @property
     def halo_widths(self) -> list[int]:
         """Widths of the arrays a halo supplies in one labelling (in-situ local mode): each layer's input, then
-        with a consensus the class probabilities."""
+        with a consensus the class probabilities, then with order pooling (q, q·s) once per pair and round."""
         if self.fast is None:
             raise LammpsPhaseError("labelling with a halo from other ranks needs the fused path (fast != False)")
-        return list(self.fast.layer_input_widths) + ([len(self.classes)] if self.consensus > 0 else [])
+        return (list(self.fast.layer_input_widths) + ([len(self.classes)] if self.consensus > 0 else [])
+                + [2] * (self.pooling * len(self.order_pairs)))
+
+    @property
+    def post_processed(self) -> bool:
+        """Whether the labels come from probabilities reworked over the neighbour graph (consensus, pooling)."""
+        return self.consensus > 0 or bool(self.pooling and self.order_pairs)
+
+    def served_probabilities(self, probabilities: Union[np.ndarray, torch.Tensor], index: np.ndarray,
+                             halo: Optional[fastpath.Halo] = None) -> np.ndarray:
+        """What a user is given from calibrated probabilities (R, C) of the rows of the k-NN graph ``index``: the
+        neighbour consensus, then the α/β order pooling (each when switched on); ``halo`` as in :meth:`logits`."""
+        p = probabilities
+        if self.consensus > 0:
+            p = neighbour_consensus(p, index, self.consensus, halo)
+        if self.pooling and self.order_pairs:
+            p = pool_order(p, index, self.order_pairs, self.pooling, halo)
+        return np.asarray(p)
 
     def receptive_radius(self, neighbors: NeighborList) -> float:
         """Distance (Å) beyond which atoms cannot influence labels in this structure (ModelConfig.receptive_radius)."""
@@ -419,9 +444,8 @@ class Classifier:
         """The network on the graph, then labels of the first n rows with the screen's verdicts applied."""
         logits = self.logits(species_idx, neighbors, halo)
         t1 = time.perf_counter()
-        if self.consensus > 0:
-            probabilities = neighbour_consensus(self.probabilities(logits), neighbors.index[:, : self.k],
-                                                self.consensus, halo)
+        if self.post_processed:
+            probabilities = self.served_probabilities(self.probabilities(logits), neighbors.index[:, : self.k], halo)
             result = self.result_from_probabilities(probabilities[:n], threshold, nearest=nearest,
                                                     unfamiliar=unfamiliar, memory=memory)
         else:

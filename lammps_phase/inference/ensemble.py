@@ -15,6 +15,7 @@ An ensemble is a small TOML file beside its members::
     temperature = 0.93
     threshold = 0.51
     consensus = 0.5                                                       # the weight the threshold was chosen with
+    pooling = 8                                                           # α/β order-pooling rounds, likewise
 
 Its logits are log p̄ with p̄ = (1/N)·Σ_m softmax(z_m / τ_m), so that everything downstream of logits (temperature
 scaling, the "other" threshold, the label memory) works unchanged; the ensemble's own temperature and threshold are
@@ -40,6 +41,7 @@ from lammps_phase.inference.classify import Classifier, check_threshold
 from lammps_phase.inference.consensus import check_consensus, consensus_weight
 from lammps_phase.inference.domain import TrainingDomain
 from lammps_phase.inference.neighbors import NeighborList
+from lammps_phase.inference.order_pooling import check_rounds, pooling_rounds
 from lammps_phase.model import checkpoint as ckpt_io
 
 #: file suffix that marks an ensemble where a checkpoint path is expected
@@ -55,11 +57,13 @@ class EnsembleClassifier(Classifier):
 
     def __init__(self, members: Sequence[ckpt_io.Checkpoint], calibration: Optional[dict[str, float]] = None,
                  threshold: Optional[float] = None, check_domain: bool = True,
-                 consensus: Union[float, str, None] = None, **options: Any) -> None:
+                 consensus: Union[float, str, None] = None, pooling: Union[int, str, None] = None,
+                 **options: Any) -> None:
         """``members``: checkpoints of the same classes, elements and k; ``calibration``: the ensemble's own
         temperature, default threshold and consensus weight (none: temperature 1, threshold 0, consensus 0);
-        ``threshold``, ``consensus``, ``check_domain`` and the other options as for :class:`Classifier` (each member
-        runs with the same device, kernels and threads; the consensus blends the ensemble's probabilities)."""
+        ``threshold``, ``consensus``, ``pooling``, ``check_domain`` and the other options as for :class:`Classifier`
+        (each member runs with the same device, kernels and threads; the consensus and the pooling work on the
+        ensemble's probabilities)."""
         if len(members) < 2:
             raise LammpsPhaseError(f"an ensemble needs at least 2 checkpoints, got {len(members)}")
         first = members[0]
@@ -69,7 +73,8 @@ class EnsembleClassifier(Classifier):
                     "ensemble members must label the same classes from the same elements and k neighbours: "
                     f"{', '.join(first.classes)} / {' '.join(first.elements)} / k={first.k} vs "
                     f"{', '.join(other.classes)} / {' '.join(other.elements)} / k={other.k}")
-        self.members = [Classifier(m, threshold=0.0, check_domain=False, consensus=0.0, **options) for m in members]
+        self.members = [Classifier(m, threshold=0.0, check_domain=False, consensus=0.0, pooling=0, **options)
+                        for m in members]
         lead = self.members[0]
         # the attributes Classifier's methods read, from the first member (classes, k, device, threads, search)
         self.__dict__.update({k: v for k, v in lead.__dict__.items() if k not in ("model", "fast", "members")})
@@ -80,6 +85,7 @@ class EnsembleClassifier(Classifier):
         self.temperature = float(calibration.get("temperature", 1.0))
         self.threshold = check_threshold(float(calibration.get("threshold", 0.0)) if threshold is None else threshold)
         self.consensus = consensus_weight(consensus, float(calibration.get("consensus", 0.0)))
+        self.pooling = pooling_rounds(pooling, float(calibration.get("pooling", 0)))
         self.calibration = calibration
         self.domain = TrainingDomain.from_dict(first.domain) if first.domain and check_domain else None
 
@@ -137,15 +143,19 @@ def read_ensemble(path: Union[str, os.PathLike]) -> tuple[list[Path], dict[str, 
     if not isinstance(calibration, dict):
         raise LammpsPhaseError(f"ensemble {path}: calibration must be a table ([calibration] with temperature and "
                                "threshold)")
-    bad = {k: v for k, v in calibration.items() if k not in ("temperature", "threshold", "consensus")
+    bad = {k: v for k, v in calibration.items() if k not in ("temperature", "threshold", "consensus", "pooling")
            or not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)}
     if bad:
-        raise LammpsPhaseError(f"ensemble {path}: [calibration] holds temperature, threshold and consensus as "
-                               f"numbers, not {bad}")
+        raise LammpsPhaseError(f"ensemble {path}: [calibration] holds temperature, threshold, consensus and pooling "
+                               f"as numbers, not {bad}")
     if calibration.get("temperature", 1.0) <= 0:
         raise LammpsPhaseError(f"ensemble {path}: [calibration] temperature must be positive")
     if not 0.0 <= calibration.get("consensus", 0.0) <= 1.0:
         raise LammpsPhaseError(f"ensemble {path}: [calibration] consensus must be in [0, 1]")
+    try:
+        check_rounds(calibration.get("pooling", 0))
+    except LammpsPhaseError as err:
+        raise LammpsPhaseError(f"ensemble {path}: [calibration] {err}") from None
     paths = [path.parent / m for m in members]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -155,10 +165,12 @@ def read_ensemble(path: Union[str, os.PathLike]) -> tuple[list[Path], dict[str, 
 
 
 def write_ensemble(path: Union[str, os.PathLike], members: Sequence[Union[str, os.PathLike]],
-                   validation: Optional[Any] = None, consensus: float = 0.0) -> dict[str, float]:
+                   validation: Optional[Any] = None, consensus: float = 0.0, pooling: int = 0) -> dict[str, float]:
     """Write an ensemble file naming ``members`` (relative to its folder; refused unless they agree), calibrated on
     ``validation`` (a :class:`~lammps_phase.data.datasets.SampleSet` of held-out snapshots) when given, its
-    threshold chosen on the probabilities blended with weight ``consensus``; returns the calibration."""
+    threshold chosen on the probabilities blended with weight ``consensus`` and pooled for ``pooling`` rounds;
+    returns the calibration."""
+    from lammps_phase.inference.order_pooling import order_pairs
     from lammps_phase.training.calibration import calibrate, validation_graph, validation_logits
 
     path = Path(path)
@@ -168,13 +180,16 @@ def write_ensemble(path: Union[str, os.PathLike], members: Sequence[Union[str, o
              "calibrated probabilities", "members = [" + ", ".join(f'"{m}"' for m in relative) + "]"]
     # the members agree (classes, elements, k) or nothing is written
     clf = EnsembleClassifier([ckpt_io.load(m) for m in members], None, threshold=0.0, check_domain=False,
-                             consensus=0.0, device="cpu")
+                             consensus=0.0, pooling=0, device="cpu")
     if validation is not None:
         fitted = calibrate(*validation_logits(clf, validation), consensus=check_consensus(consensus),
-                           index=validation_graph(validation, clf.k))
+                           index=validation_graph(validation, clf.k), pooling=pooling,
+                           pairs=order_pairs(clf.classes))
         calibration = {"temperature": fitted.temperature, "threshold": fitted.threshold}
         if fitted.consensus:
             calibration["consensus"] = fitted.consensus
+        if fitted.pooling:
+            calibration["pooling"] = float(fitted.pooling)
         lines += ["", f"# fitted on {fitted.atoms} validation atoms: accuracy {fitted.accuracy:.4f}, "
                   f"{fitted.accuracy_with_threshold:.4f} with the threshold ({100 * fitted.other_fraction:.2f} % "
                   f"below it); ECE {fitted.ece_before:.4f} -> {fitted.ece_after:.4f}"
@@ -182,5 +197,7 @@ def write_ensemble(path: Union[str, os.PathLike], members: Sequence[Union[str, o
                   "[calibration]", f"temperature = {fitted.temperature:.6f}", f"threshold = {fitted.threshold:.6f}"]
         if fitted.consensus:
             lines += [f"consensus = {fitted.consensus:g}"]
+        if fitted.pooling:
+            lines += [f"pooling = {fitted.pooling}"]
     write_text(path, "\n".join(lines) + "\n")
     return calibration

@@ -63,6 +63,7 @@ import numpy as np
 from lammps_phase import runtime
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.consensus import consensus_argument
+from lammps_phase.inference.order_pooling import pooling_argument
 from lammps_phase.inference.memory import LabelMemory, check_weight
 from lammps_phase.insitu.collectives import (Stop, agree, announce, choose_mode, describe, node_cpus, node_device,
                                              on_cpus, quiet_barrier, stop)
@@ -117,6 +118,9 @@ class PhaseLabeler:
                 :mod:`lammps_phase.inference.consensus`); None or "checkpoint": the weight the checkpoint's
                 threshold was calibrated with (``lammps-phase info``); in local mode one more halo exchange brings the
                 probabilities of neighbours other ranks own, so labels stay those of gather mode.
+    pooling     rounds over which α- or β-quartz is decided by the region (0: off;
+                :mod:`lammps_phase.inference.order_pooling`); None or "checkpoint": the checkpoint's calibrated
+                rounds; in local mode one small halo exchange per round, labels again those of gather mode.
     device      "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:N".
     threshold   confidence below which an atom is labelled −1 ("other"); None: the checkpoint's calibrated default.
     on_error    "stop" (default) or "skip": a failing classification gives −1 labels for that step.
@@ -149,11 +153,14 @@ class PhaseLabeler:
         memory: Optional[str] = None,
         memory_weight: float = 0.5,
         consensus: Union[float, str, None] = None,
+        pooling: Union[int, str, None] = None,
     ) -> None:
         compile = option_arguments(mode, on_error, compile, auto_local_atoms)
         # a "${name}" (inputs/phase_labels.lmp) is read from the LAMMPS variable at set-up, like the checkpoint
         named = isinstance(consensus, str) and VARIABLE_REFERENCE.search(consensus)
         self.consensus: Union[float, str, None] = consensus if named else consensus_argument(consensus)
+        named = isinstance(pooling, str) and VARIABLE_REFERENCE.search(pooling)
+        self.pooling: Union[int, str, None] = pooling if named else pooling_argument(pooling)
         self.auto_local_atoms = auto_local_atoms
         property_arguments(labels, confidence, memory)
         self.memory, self.memory_weight = memory, check_weight(memory_weight)
@@ -239,6 +246,8 @@ class PhaseLabeler:
             type_map = substitute(lmp, self.types, "types").split()
             consensus = consensus_argument(substitute(lmp, self.consensus, "consensus")
                                            if isinstance(self.consensus, str) else self.consensus)
+            pooling = pooling_argument(substitute(lmp, self.pooling, "pooling")
+                                       if isinstance(self.pooling, str) else self.pooling)
             check_properties(lmp, self.labels, self.confidence)
             check_type_map(lmp, type_map)
         except LammpsPhaseError as err:
@@ -267,6 +276,7 @@ class PhaseLabeler:
                         fast={True: "compile", False: "eager"}.get(self.compile, "auto"),
                         compile_after_atoms=0,  # every later call is another labelling: compile at once
                         consensus=consensus,
+                        pooling=pooling,
                     )
                     if mode == "local" and classifier.fast is not None:
                         # now (at `python … invoke`, before the run), not at the first labelling inside the run,
@@ -304,6 +314,7 @@ class PhaseLabeler:
             agree(lmp, comm, error)
         device = classifier.device if classifier is not None else "-"
         labelling = (f", threshold {classifier.threshold:.3f}, neighbour consensus {classifier.consensus:g}"
+                     + (f", alpha/beta-quartz pooling {classifier.pooling} rounds" if classifier.pooling else "")
                      if classifier is not None else "")
         table = ", ".join(f"{i} = {name}" for i, name in enumerate(state.classes)) + ", -1 = other"
         announce(

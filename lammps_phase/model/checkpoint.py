@@ -72,6 +72,12 @@ class Checkpoint:
         the network alone, as for checkpoints calibrated before it existed)."""
         return float(self.calibration.get("consensus", 0.0))
 
+    @property
+    def default_pooling(self) -> int:
+        """The rounds of α/β order pooling the threshold was chosen with (lammps_phase.inference.order_pooling;
+        0 = none, as for checkpoints calibrated before it existed)."""
+        return int(self.calibration.get("pooling", 0))
+
     def build(self) -> torch.nn.Module:
         """The network with these weights, in eval mode."""
         try:

@@ -12,7 +12,9 @@ weight is stored beside it: a checkpoint's threshold and consensus are one choic
 network's logits either way. The blend is less sure than its parts (the shipped model: validation ECE 0.0009 for the
 scaled network, 0.011 for its blend with w = 0.5, under-confident): a second temperature fitted to the blend made its
 confidence calibrated (ECE 0.0011) but the threshold then cost more atoms at interfaces, clusters and voids than
-the under-confident blend does (benchmarks/RESULTS.md, "Session 24"), so labels came first.
+the under-confident blend does (benchmarks/RESULTS.md, "Session 24"), so labels came first. The α/β order pooling
+(:mod:`lammps_phase.inference.order_pooling`) follows the consensus in the same way: its rounds are stored with the
+threshold chosen on what it serves.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.consensus import check_consensus, neighbour_consensus
+from lammps_phase.inference.order_pooling import check_rounds, order_pairs, pool_order
 
 MAX_ACCURACY_DROP = 0.0015  # at most 0.15 % of validation atoms turn from right to "other": the target is <= 0.2 %
 # on held-out runs, and a threshold fitted on one set of runs spends a little more on another
@@ -49,6 +52,7 @@ class Calibration:
     consensus: float = 0.0  # neighbour-consensus weight the labels, accuracies and threshold above were measured with
     accuracy_network: float = 0.0  # validation accuracy of the network alone (= accuracy without a consensus)
     ece_network: float = 0.0  # ECE of the scaled network alone (= ece_after without a consensus; with one, the blend's)
+    pooling: int = 0  # rounds of α/β order pooling after the consensus, measured with like the consensus
 
     def to_dict(self) -> dict[str, float]:
         return {key: float(value) for key, value in self.__dict__.items()}
@@ -100,16 +104,20 @@ def choose_threshold(confidence: np.ndarray, correct: np.ndarray, max_drop: floa
 
 
 def calibrate(logits: torch.Tensor, labels: torch.Tensor, max_drop: float = MAX_ACCURACY_DROP,
-              consensus: float = 0.0, index: Optional[np.ndarray] = None) -> Calibration:
+              consensus: float = 0.0, index: Optional[np.ndarray] = None, pooling: int = 0,
+              pairs: Sequence[tuple[int, int]] = ()) -> Calibration:
     """Fit the temperature and choose the threshold on validation logits (N, C) and labels (N,; -1 = ignored).
 
     ``consensus`` > 0: the threshold, labels and accuracies are those of the probabilities blended with weight
-    ``consensus`` over the k-NN graph ``index`` (N, k; rows index the same N atoms, :func:`validation_graph`)."""
+    ``consensus`` over the k-NN graph ``index`` (N, k; rows index the same N atoms, :func:`validation_graph`);
+    ``pooling`` > 0: then pooled over it for that many rounds between the class ``pairs``
+    (:func:`lammps_phase.inference.order_pooling.order_pairs`)."""
     logits = torch.as_tensor(logits, dtype=torch.float64)
     labels = torch.as_tensor(labels, dtype=torch.int64)
-    if consensus > 0 and (index is None or len(index) != len(labels)):
-        raise LammpsPhaseError("a calibration with a neighbour consensus needs the validation atoms' k-NN graph "
-                               "(index, one row per atom)")
+    pooling = check_rounds(pooling) if pairs else 0
+    if (consensus > 0 or pooling) and (index is None or len(index) != len(labels)):
+        raise LammpsPhaseError("a calibration with a neighbour consensus or order pooling needs the validation "
+                               "atoms' k-NN graph (index, one row per atom)")
     keep = labels >= 0
     if int(keep.sum()) < 100:
         raise LammpsPhaseError(f"calibration needs validation atoms with labels: {int(keep.sum())} is too few (>= 100)")
@@ -119,6 +127,8 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor, max_drop: float = MAX_
     served = scaled  # what a user is given: the scaled network, or its blend with the neighbours'
     if consensus > 0:  # over every atom (an unlabelled one still votes for its neighbours), scored on the labelled
         served = torch.from_numpy(neighbour_consensus(scaled, np.asarray(index), consensus)).double()
+    if pooling:
+        served = torch.from_numpy(pool_order(served, np.asarray(index), pairs, pooling)).double()
     raw = torch.softmax(logits[keep], dim=-1).max(dim=-1)
     network = scaled[keep].max(dim=-1)
     network_right = (network.indices == truth).numpy()  # scaling never changes which class wins: raw's too
@@ -135,7 +145,7 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor, max_drop: float = MAX_
         accuracy=float(correct.mean()), accuracy_with_threshold=float(kept_right.mean()),
         other_fraction=float((conf_after < threshold).mean()), atoms=int(len(truth)),
         consensus=float(consensus), accuracy_network=float(network_right.mean()),
-        ece_network=expected_calibration_error(network.values.numpy(), network_right))
+        ece_network=expected_calibration_error(network.values.numpy(), network_right), pooling=pooling)
 
 
 def validation_graph(data: Any, k: int) -> np.ndarray:
@@ -167,16 +177,18 @@ def validation_logits(classifier: Any, data: Any) -> tuple[torch.Tensor, torch.T
     return torch.cat(logits), torch.cat(labels)
 
 
-def calibrate_checkpoint(checkpoint: Any, val: Any, consensus: float = 0.0) -> Calibration:
+def calibrate_checkpoint(checkpoint: Any, val: Any, consensus: float = 0.0, pooling: int = 0) -> Calibration:
     """Calibration on the validation snapshots (a SampleSet), the threshold chosen with neighbour consensus
-    ``consensus``; whatever calibration the checkpoint held before is not read."""
+    ``consensus`` and ``pooling`` rounds of order pooling; whatever calibration the checkpoint held before is not
+    read."""
     from lammps_phase.inference.classify import Classifier
 
     raw = copy.copy(checkpoint)
     raw.calibration, raw.domain = {}, {}  # fit on the raw softmax, whatever the checkpoint held before
     classifier = Classifier(raw, device="auto", threshold=0.0, check_domain=False, consensus=0.0)
     logits, labels = validation_logits(classifier, val)
-    return calibrate(logits, labels, consensus=check_consensus(consensus), index=validation_graph(val, checkpoint.k))
+    return calibrate(logits, labels, consensus=check_consensus(consensus), index=validation_graph(val, checkpoint.k),
+                     pooling=pooling, pairs=order_pairs(checkpoint.classes))
 
 
 def training_domain(checkpoint: Any, train: Any) -> Any:

@@ -188,7 +188,8 @@ def _teacher_probabilities(cfg: PipelineConfig, work: Path, train, log=print) ->
 
 def stage_calibrate(cfg: PipelineConfig, work: Path, output: Path, log=print) -> dict[str, Any]:
     """Temperature scaling and default threshold from the validation runs, the training domain from the training
-    runs (lammps_phase.training.calibration), the threshold chosen with the [calibrate] consensus weight; stored in
+    runs (lammps_phase.training.calibration), the threshold chosen with the [calibrate] consensus weight and
+    pooling rounds; stored in
     the checkpoint, which the report stage then scores."""
     from lammps_phase.model import checkpoint as ckpt_io
     from lammps_phase.training.calibration import calibrate_checkpoint, training_domain
@@ -199,14 +200,15 @@ def stage_calibrate(cfg: PipelineConfig, work: Path, output: Path, log=print) ->
         return {}
     ckpt = ckpt_io.load(work / "model.pt")
     calibration = calibrate_checkpoint(ckpt, _load_split(work / "val_samples.h5", mode),
-                                       float(cfg.calibrate.get("consensus", 0.0)))
+                                       float(cfg.calibrate.get("consensus", 0.0)), int(cfg.calibrate.get("pooling", 0)))
     domain = training_domain(ckpt, _load_split(work / "train_samples.h5", mode))
     ckpt.calibration, ckpt.domain = calibration.to_dict(), domain.to_dict()
     ckpt_io.save(ckpt, work / "model.pt")
     ckpt_io.save(ckpt, output)
     log(f"[calibrate] temperature {calibration.temperature:.3f}, threshold {calibration.threshold:.3f}"
         + (f" with consensus {calibration.consensus:g} (network alone: accuracy {calibration.accuracy_network:.4f})"
-           if calibration.consensus else "") + " "
+           if calibration.consensus else "") + (f", pooling {calibration.pooling} rounds" if calibration.pooling else "")
+        + " "
         f"(validation ECE {calibration.ece_before:.4f} → {calibration.ece_after:.4f}; "
         f"{100 * calibration.other_fraction:.2f} % below it, accuracy {calibration.accuracy:.4f} → "
         f"{calibration.accuracy_with_threshold:.4f})")

@@ -1,6 +1,7 @@
 """Neighbour consensus inside LAMMPS (PhaseLabeler consensus=...): gather mode and local mode, whose rows read the
-probabilities of neighbours other ranks own through one more halo exchange, label as the offline Classifier.
-The blend itself: tests/inference/test_consensus.py."""
+probabilities of neighbours other ranks own through one more halo exchange, label as the offline Classifier; the
+same for the α/β order pooling after it (pooling=..., one small exchange per round). The blend itself:
+tests/inference/test_consensus.py; the pooling: tests/inference/test_order_pooling.py."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from lammps_runs import (TYPE_MAP, classifier, common_vars, error_deck, hot_run,
 SHARED_FIXTURES = (classifier, common_vars, quartz, workdir)  # module-scoped, from lammps_runs
 
 
-def consensus_deck(weight: float) -> str:
-    """A hot run (atoms cross between the 2 ranks) labelled with a consensus in gather and in local mode."""
-    deck = with_local_labeler(error_deck(f'"${{checkpoint}}", types="Si O", consensus={weight}', ghost=8.0))
-    deck = deck.replace("confidence='d_phase_local_conf')", f"confidence='d_phase_local_conf', consensus={weight})")
+def consensus_deck(weight: float, pooling: int = 0) -> str:
+    """A hot run (atoms cross between the 2 ranks) labelled with a consensus (and ``pooling`` rounds of order
+    pooling) in gather and in local mode."""
+    options = f"consensus={weight}, pooling={pooling}"
+    deck = with_local_labeler(error_deck(f'"${{checkpoint}}", types="Si O", {options}', ghost=8.0))
+    deck = deck.replace("confidence='d_phase_local_conf')", f"confidence='d_phase_local_conf', {options})")
     deck = deck.replace("i_phase d_phase_conf\ndump_modify", "i_phase d_phase_conf i_phase_local d_phase_local_conf\ndump_modify")
     return hot_run(deck, 30)
 
@@ -66,3 +69,28 @@ def test_the_weight_may_come_from_a_lammps_variable_and_a_wrong_one_stops_the_ru
         else:
             ours = [line for line in log.splitlines() if line.startswith("ERROR: lammps-phase:")]
             assert rc != 0 and len(ours) == 1 and "consensus 2 is outside [0, 1]" in ours[0], (ours, screen[-3000:])
+
+
+@needs_mpi_lammps
+def test_in_situ_order_pooling_is_the_offline_one_in_both_modes(workdir, quartz, common_vars):
+    """Consensus then 3 rounds of α/β pooling on 2 ranks, both modes: the offline Classifier's labels frame by
+    frame, with labels the pooling changed (a random network that reads this quartz as both quartzes)."""
+    from conftest import make_random_checkpoint
+
+    both = make_random_checkpoint(workdir / "quartzes.pt", classes=["alpha_quartz", "beta_quartz", "coesite",
+                                                                    "amorphous"])
+    given = dict(common_vars, checkpoint=both)
+    rc, screen, _, cwd = run_deck(workdir, "pooling", consensus_deck(0.5, pooling=3), quartz, given)
+    assert rc == 0, screen[-3000:]
+    assert "alpha/beta-quartz pooling 3 rounds" in screen  # ASCII: the line goes through LAMMPS's output
+    pooled = Classifier.load(both, device="cpu", consensus=0.5, pooling=3)
+    blended = Classifier.load(both, device="cpu", consensus=0.5, pooling=0)
+    changed = 0
+    for frame in formats.read_dump(cwd / "dump.phase"):
+        args = (frame.positions(), frame.cell(), frame.species(TYPE_MAP))
+        ref = pooled.classify(*args, pbc=frame.pbc, origin=frame.boxlo)
+        for name in ("phase", "phase_local"):
+            assert np.array_equal(frame.columns[f"i_{name}"], ref.labels), (name, frame.timestep)
+            np.testing.assert_allclose(frame.columns[f"d_{name}_conf"], ref.confidence, atol=1e-5)
+        changed += int((ref.labels != blended.classify(*args, pbc=frame.pbc, origin=frame.boxlo).labels).sum())
+    assert changed > 0, "the pooling never changed a label: the test proves nothing"

@@ -1,0 +1,99 @@
+"""Order pooling: α- or β-quartz decided over a region, not one neighbour shell.
+
+Two classes that share one topology and differ by a coherent order parameter — α-quartz is β-quartz with every
+tetrahedron tilted the same way (the Dauphiné tilt, :mod:`lammps_phase.data.quartz_order`) — are told apart by
+how the tilt of many tetrahedra agrees, which one atom's neighbourhood shows only faintly once the tilt has
+fallen towards the transition. Near a void or a free surface at 500–660 K (tilt 0.5–0.8 of ideal α) the network
+reads patches of α-quartz as β (benchmarks/RESULTS.md, "Session 25"). So for each such pair (a, b) every atom
+keeps its share q of the pair but takes the split between the two from its region: R rounds of
+
+    q_i = p_ia + p_ib,   s_i ← (q_i s_i + Σ_{j ∈ N_k(i)} q_j s_j) / (q_i + Σ_{j ∈ N_k(i)} q_j),   s_i⁰ = p_ia / q_i
+
+then p_ia = q_i s_i, p_ib = q_i (1 − s_i); every other class is untouched, so an atom the network reads as glass
+or coesite stays what it was, and the weights q keep a glass atom's faint quartz share from voting. R rounds
+spread the split over about √R neighbour shells (R = 8: ≈ 1 nm). What it costs: a region of β-quartz (or α) less
+than about that across inside the other is read as its surroundings. R = 0 is off; a calibrated checkpoint
+carries the rounds its threshold was chosen with (``calibration["pooling"]``). In-situ local mode gets the
+neighbours' (q, q·s) that other ranks own through one halo exchange per round, so labels stay the same for any
+rank count.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from lammps_phase.errors import LammpsPhaseError
+
+__all__ = ["ORDER_PAIRS", "MAX_ROUNDS", "check_rounds", "order_pairs", "pool_order", "pooling_argument",
+           "pooling_rounds"]
+
+#: class pairs that differ only by a coherent order parameter (the first is the ordered one)
+ORDER_PAIRS = (("alpha_quartz", "beta_quartz"),)
+
+#: more rounds than this spread a split over several nanometres, farther than any measured gain (session 26)
+MAX_ROUNDS = 64
+
+
+def check_rounds(rounds: Union[int, float, str]) -> int:
+    """The number of pooling rounds, checked: a whole number in [0, MAX_ROUNDS] (0 = off)."""
+    try:
+        value = float(rounds)
+    except (TypeError, ValueError):
+        raise LammpsPhaseError(f"pooling must be a whole number of rounds, not {rounds!r}") from None
+    if value != int(value) or not 0 <= value <= MAX_ROUNDS:
+        raise LammpsPhaseError(f"pooling {rounds!r} is not a whole number in [0, {MAX_ROUNDS}]: it is how many "
+                               "neighbour rounds decide between alpha- and beta-quartz (0 = off, 8 = about 1 nm)")
+    return int(value)
+
+
+def pooling_argument(rounds: Union[int, str, None]) -> Optional[int]:
+    """Rounds as given: None for None or "checkpoint" (the checkpoint's own, known once it is loaded), else
+    checked."""
+    if rounds is None or (isinstance(rounds, str) and rounds.strip().lower() == "checkpoint"):
+        return None
+    return check_rounds(rounds)
+
+
+def pooling_rounds(rounds: Union[int, str, None], calibrated: float) -> int:
+    """The rounds to use: ``calibrated`` (the checkpoint's) for None or "checkpoint", else ``rounds`` checked."""
+    given = pooling_argument(rounds)
+    return check_rounds(calibrated) if given is None else given
+
+
+def order_pairs(classes: Sequence[str]) -> list[tuple[int, int]]:
+    """Column pairs of :data:`ORDER_PAIRS` that are both among ``classes`` (none for, e.g., a Cu model)."""
+    names = list(classes)
+    return [(names.index(a), names.index(b)) for a, b in ORDER_PAIRS if a in names and b in names]
+
+
+def pool_order(probabilities: Union[np.ndarray, torch.Tensor], index: np.ndarray, pairs: Sequence[tuple[int, int]],
+               rounds: int, halo: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> np.ndarray:
+    """p̂ (R, C) for the R rows of ``index`` (R, k) from ``probabilities`` (R, C) of the same rows.
+
+    With ``halo`` the rows point also at atoms after them, whose (q, q·s) ``halo`` gets from the rows' (R, 2)
+    once per pair and round (in-situ local mode: from the ranks that own them)."""
+    p = torch.as_tensor(probabilities, dtype=torch.float32).cpu().clone()
+    rows = len(index)
+    if len(p) != rows:
+        raise LammpsPhaseError(f"{len(p)} probability rows for {rows} neighbour rows")
+    columns = torch.as_tensor(np.ascontiguousarray(np.asarray(index).T), dtype=torch.int64)
+    for a, b in pairs:
+        q = p[:, a] + p[:, b]
+        mass = p[:, a].clone()  # q·s
+        for _ in range(rounds):
+            both = torch.stack([q, mass], dim=1)
+            if halo is not None:
+                both = torch.cat([both, halo(both).to("cpu", torch.float32)])
+            if rows and int(columns.max()) >= len(both):
+                raise LammpsPhaseError("order pooling needs every neighbour's probabilities, but the rows point at "
+                                       "atoms that were not labelled: label all atoms (or give the halo)")
+            total = both[:rows].clone()
+            for column in columns:
+                total += both.index_select(0, column)
+            share = total[:, 1] / total[:, 0].clamp(min=1e-12)
+            mass = q * share
+        p[:, a], p[:, b] = mass, q - mass
+    return p.numpy()
