@@ -27,7 +27,7 @@ VARIANTS = ("eager", "ahead-of-time", "compile")
 
 
 def worker(variant: str, atoms: float, threads: int, checkpoint: str, labels_out: str,
-           consensus: str = "checkpoint") -> dict:
+           consensus: str = "checkpoint", pooling: str = "checkpoint") -> dict:
     t_start = time.perf_counter()
     import numpy as np
 
@@ -43,7 +43,7 @@ def worker(variant: str, atoms: float, threads: int, checkpoint: str, labels_out
     imported = time.perf_counter() - t_start
     t0 = time.perf_counter()
     fast = {"eager": "eager", "ahead-of-time": "auto", "compile": "compile"}[variant]
-    clf = Classifier.load(checkpoint, device="cpu", fast=fast, threads=threads, consensus=consensus)
+    clf = Classifier.load(checkpoint, device="cpu", fast=fast, threads=threads, consensus=consensus, pooling=pooling)
     load = time.perf_counter() - t0
     t0 = time.perf_counter()
     first = clf.classify(positions, sample.cell, sample.symbols)
@@ -53,6 +53,7 @@ def worker(variant: str, atoms: float, threads: int, checkpoint: str, labels_out
     second_s = time.perf_counter() - t0
     np.save(labels_out, first.labels)
     return {"variant": variant, "kernels": clf.kernels, "atoms": n, "threads": threads, "consensus": clf.consensus,
+            "pooling": clf.pooling,
             "import_s": imported,
             "load_s": load, "first_s": first_s, "second_s": second_s,
             "first_us_per_atom": 1e6 * first_s / n, "load_and_first_us_per_atom": 1e6 * (load + first_s) / n,
@@ -68,11 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--consensus", default="checkpoint", metavar="W",
                     help="label with a neighbour consensus of weight W (lammps-phase classify --consensus; default: "
                     "the checkpoint's calibrated weight)")
+    ap.add_argument("--pooling", default="checkpoint", metavar="R",
+                    help="rounds of alpha/beta-quartz order pooling (lammps-phase classify --pooling; default: the "
+                    "checkpoint's calibrated rounds)")
     ap.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.atoms, args.threads, args.checkpoint, args.worker[1],
-                                args.consensus)))
+                                args.consensus, args.pooling)))
         return 0
 
     import numpy as np
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             out = str(Path(tmp) / f"{variant}.npy")
             proc = subprocess.run([sys.executable, __file__, "--atoms", str(args.atoms), "--threads", str(args.threads),
                                    "--checkpoint", args.checkpoint, "--consensus", str(args.consensus),
+                                   "--pooling", str(args.pooling),
                                    "--worker", variant, out],
                                   env=env, capture_output=True, text=True)
             if proc.returncode != 0:
@@ -100,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     same = all(np.array_equal(r["labels"], results[0]["labels"]) for r in results)
     n = results[0]["atoms"]
     print(f"\n{n} atoms α-quartz (jittered), {args.threads} threads, consensus {results[0]['consensus']:g}, "
+          f"pooling {results[0]['pooling']} rounds, "
           "one fresh process per "
           "variant; "
           f"labels identical across variants: {same}"
