@@ -193,7 +193,8 @@ def write_ensemble(path: Union[str, os.PathLike], members: Sequence[Union[str, o
         lines += ["", f"# fitted on {fitted.atoms} validation atoms: accuracy {fitted.accuracy:.4f}, "
                   f"{fitted.accuracy_with_threshold:.4f} with the threshold ({100 * fitted.other_fraction:.2f} % "
                   f"below it); ECE {fitted.ece_before:.4f} -> {fitted.ece_after:.4f}"
-                  + (f" with the consensus ({fitted.ece_network:.4f} without)" if fitted.consensus else ""),
+                  + (f" with the consensus{' and pooling' if fitted.pooling else ''} ({fitted.ece_network:.4f} "
+                     "without)" if fitted.consensus or fitted.pooling else ""),
                   "[calibration]", f"temperature = {fitted.temperature:.6f}", f"threshold = {fitted.threshold:.6f}"]
         if fitted.consensus:
             lines += [f"consensus = {fitted.consensus:g}"]
