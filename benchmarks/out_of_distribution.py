@@ -62,7 +62,7 @@ def main() -> int:
     args = parser.parse_args()
     clf = Classifier.load(args.checkpoint, device="cpu", consensus=args.consensus)
     print(f"checkpoint {args.checkpoint}: temperature {clf.temperature:.3f}, threshold {clf.threshold:.3f}, "
-          f"consensus {clf.consensus:g}, "
+          f"consensus {clf.consensus:g}, pooling {clf.pooling}, "
           f"training domain {'on' if clf.domain is not None else 'absent'}")
     rows = []
     print(f"{'probe':<48} {'atoms':>6} {'-1':>7} {'right':>7} {'conf>=0.9 class':>16} {'warns':>6}")

