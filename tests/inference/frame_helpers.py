@@ -1,4 +1,4 @@
-"""Frames and checks shared by the tests of lammps_phase.inference.formats (not a test module)."""
+"""Frames, samples and checks shared by the tests of lammps_phase.inference (not a test module)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,19 @@ def make_frame(natoms: int = 40, tilt=(0.0, 0.0, 0.0), pbc=(True, True, True), t
         "vx": rng.normal(size=natoms),
     }
     return frame
+
+
+def noisy_quartz(sigma: float = 0.15) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(positions, cell, species) of 3 x 3 x 3 α-quartz cells shaken by N(0, sigma²) Å: read differently by a
+    random network from atom to atom, so graph post-processing (consensus, pooling) has labels to change."""
+    from lammps_phase.data import structures
+
+    crystal = structures.build("alpha_quartz")
+    cell = crystal.cell * 3
+    shifts = np.array([[i, j, l] for i in range(3) for j in range(3) for l in range(3)]) @ crystal.cell
+    positions = (crystal.positions[None] + shifts[:, None]).reshape(-1, 3)
+    positions += np.random.default_rng(0).normal(0, sigma, positions.shape)
+    return positions, cell, list(crystal.symbols) * len(shifts)
 
 
 def pairwise(positions: np.ndarray) -> np.ndarray:

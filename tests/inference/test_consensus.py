@@ -12,6 +12,7 @@ from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.classify import Classifier
 from lammps_phase.inference.consensus import check_consensus, neighbour_consensus
 from lammps_phase.inference.neighbors import knn
+from frame_helpers import noisy_quartz
 
 
 def test_the_blend_is_the_equation():
@@ -54,13 +55,7 @@ def test_bad_weights_say_what_the_weight_is():
 
 
 def test_the_classifier_blends_its_calibrated_probabilities_over_its_own_graph(random_sio2_checkpoint):
-    crystal = structures.build("alpha_quartz")
-    reps = np.array([3, 3, 3])
-    cell = crystal.cell * reps[:, None]
-    shifts = np.array([[i, j, l] for i in range(3) for j in range(3) for l in range(3)]) @ crystal.cell
-    positions = (crystal.positions[None] + shifts[:, None]).reshape(-1, 3)
-    positions += np.random.default_rng(0).normal(0, 0.15, positions.shape)
-    species = list(crystal.symbols) * len(shifts)
+    positions, cell, species = noisy_quartz()
     plain = Classifier.load(random_sio2_checkpoint, device="cpu", threshold=0.0)
     blended = Classifier.load(random_sio2_checkpoint, device="cpu", threshold=0.0, consensus=0.7)
     neighbors = knn(positions, plain.k, cell=cell)

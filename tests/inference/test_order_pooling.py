@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from lammps_phase.data import structures
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.inference.classify import Classifier
 from lammps_phase.inference.consensus import neighbour_consensus
@@ -18,6 +17,7 @@ from lammps_phase.inference.order_pooling import check_rounds, order_pairs, pool
 from lammps_phase.model import checkpoint as ckpt_io
 from lammps_phase.training.calibration import calibrate
 from conftest import make_random_checkpoint
+from frame_helpers import noisy_quartz
 
 # columns: alpha, beta, glass
 PAIR = [(0, 1)]
@@ -82,18 +82,8 @@ def test_rounds_are_checked_and_pairs_found_by_name():
     assert order_pairs(["fcc", "hcp", "melt"]) == []
 
 
-def _noisy_quartz():
-    crystal = structures.build("alpha_quartz")
-    reps = np.array([3, 3, 3])
-    cell = crystal.cell * reps[:, None]
-    shifts = np.array([[i, j, l] for i in range(3) for j in range(3) for l in range(3)]) @ crystal.cell
-    positions = (crystal.positions[None] + shifts[:, None]).reshape(-1, 3)
-    positions += np.random.default_rng(0).normal(0, 0.15, positions.shape)
-    return positions, cell, list(crystal.symbols) * len(shifts)
-
-
 def test_the_classifier_pools_after_its_consensus_and_takes_its_rounds_from_the_checkpoint(tmp_path):
-    positions, cell, species = _noisy_quartz()
+    positions, cell, species = noisy_quartz()
     raw = make_random_checkpoint(tmp_path / "quartzes.pt", classes=QUARTZES)
     plain = Classifier.load(raw, device="cpu", threshold=0.0)
     assert plain.pooling == 0 and plain.order_pairs  # an uncalibrated checkpoint: off; SiO2 classes: one pair
