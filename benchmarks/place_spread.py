@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                     "theirs "
                     "(lammps-phase classify --consensus; default: each checkpoint's own calibrated weight, as in use)")
     ap.add_argument("--pooling", type=pooling_argument, default=None, metavar="R",
-                    help="rounds of alpha/beta-quartz order pooling after the consensus (default: each checkpoint's own)")
+                    help="rounds of alpha/beta-quartz order pooling after the consensus (default: each "
+                    "checkpoint's own)")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     ap.add_argument("--threshold", action="store_true", help="apply each checkpoint's calibrated default threshold to "
                     "its own column (atoms below it count as wrong, as in the reports); never to the ensemble column")

@@ -84,7 +84,7 @@ def pool_order(probabilities: Union[np.ndarray, torch.Tensor], index: np.ndarray
     if not pairs or not rounds or not rows:
         return p
     # the graph's own index type (int32 from the neighbour search) spares scipy a conversion of every entry
-    kind = np.int32 if rows + np.max(index, initial=0) < np.iinfo(np.int32).max else np.int64
+    kind = np.int32 if rows + int(np.max(index, initial=0)) < np.iinfo(np.int32).max else np.int64
     columns = np.concatenate([np.arange(rows, dtype=kind)[:, None], np.asarray(index, dtype=kind)], axis=1).ravel()
     graph = None
     for a, b in pairs:
