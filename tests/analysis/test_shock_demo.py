@@ -82,9 +82,11 @@ def test_every_frame_is_labelled(shock):
     for frame in frames:  # the deck sets i_phase = -1 before the first labelling: step 0 must be labelled too
         # (-1 is also "other": below the calibrated threshold or outside the training domain — a few atoms: this
         # 864-atom slab is mostly surface and front, where the default neighbour consensus leaves boundary atoms
-        # unsure, 1.2-3.5 % -1 per frame, 0.6-1.9 % for the network alone; a frame never labelled is 100 % -1)
+        # unsure, 1.2-3.5 % -1 per frame, 0.6-1.9 % for the network alone; with the α/β order pooling (session 26)
+        # 0-5.2 %, the most at step 200, where the front's first compressed quartz is split between α and β and
+        # its amorphous share wins by less than the threshold; a frame never labelled is 100 % -1)
         labels = frame.columns["i_phase"].astype(int)
-        assert np.mean(labels >= 0) > 0.95, f"unlabelled atoms at step {frame.timestep}"
+        assert np.mean(labels >= 0) > 0.93, f"unlabelled atoms at step {frame.timestep}"
         assert np.mean(frame.columns["d_phase_conf"] > 0) > 0.97
     # thermo carries the phase fractions of every class (v_phase_<class>, from `python shock_step invoke`)
     header = next(line for line in shock["log"].splitlines() if line.startswith("Step") and "v_etotal" in line)
