@@ -21,8 +21,8 @@ from lammps_phase.elements import element_indices
 from lammps_phase.errors import LammpsPhaseError
 from lammps_phase.cell import lammps_box_to_cell
 from lammps_phase.inference.domain import TrainingDomain, outside
-from lammps_phase.inference.consensus import consensus_weight, neighbour_consensus
-from lammps_phase.inference.order_pooling import order_pairs, pool_order, pooling_rounds
+from lammps_phase.inference.consensus import consensus_weight
+from lammps_phase.inference.order_pooling import order_pairs, pooling_rounds, served_probabilities
 from lammps_phase.inference.memory import LabelMemory
 from lammps_phase.inference.neighbors import NeighborCache, NeighborList, knn
 
@@ -278,12 +278,7 @@ class Classifier:
                              halo: Optional[fastpath.Halo] = None) -> np.ndarray:
         """What a user is given from calibrated probabilities (R, C) of the rows of the k-NN graph ``index``: the
         neighbour consensus, then the α/β order pooling (each when switched on); ``halo`` as in :meth:`logits`."""
-        p = probabilities
-        if self.consensus > 0:
-            p = neighbour_consensus(p, index, self.consensus, halo)
-        if self.pooling and self.order_pairs:
-            p = pool_order(p, index, self.order_pairs, self.pooling, halo)
-        return np.asarray(p)
+        return served_probabilities(probabilities, index, self.consensus, self.order_pairs, self.pooling, halo)
 
     def receptive_radius(self, neighbors: NeighborList) -> float:
         """Distance (Å) beyond which atoms cannot influence labels in this structure (ModelConfig.receptive_radius)."""

@@ -27,9 +27,10 @@ import torch
 from scipy.sparse import csr_matrix
 
 from lammps_phase.errors import LammpsPhaseError
+from lammps_phase.inference.consensus import neighbour_consensus
 
 __all__ = ["ORDER_PAIRS", "MAX_ROUNDS", "check_rounds", "order_pairs", "pool_order", "pooling_argument",
-           "pooling_rounds"]
+           "pooling_rounds", "served_probabilities"]
 
 #: class pairs that differ only by a coherent order parameter (the first is the ordered one)
 ORDER_PAIRS = (("alpha_quartz", "beta_quartz"),)
@@ -106,3 +107,17 @@ def pool_order(probabilities: Union[np.ndarray, torch.Tensor], index: np.ndarray
             both = np.stack([q, mass], axis=1)
         p[:, a], p[:, b] = both[:, 1], q - both[:, 1]
     return p
+
+
+def served_probabilities(probabilities: Union[np.ndarray, torch.Tensor], index: np.ndarray, consensus: float,
+                         pairs: Sequence[tuple[int, int]], rounds: int,
+                         halo: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> np.ndarray:
+    """What a user is given from calibrated probabilities (R, C) of the rows of the k-NN graph ``index``: the
+    neighbour consensus of weight ``consensus``, then ``rounds`` of order pooling between ``pairs`` (each when
+    switched on) — the one sequence the Classifier labels with and the calibration chooses its threshold on."""
+    p = probabilities
+    if consensus > 0:
+        p = neighbour_consensus(p, index, consensus, halo)
+    if rounds and pairs:
+        p = pool_order(p, index, pairs, rounds, halo)
+    return np.asarray(p)

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from lammps_phase.errors import LammpsPhaseError
-from lammps_phase.inference.consensus import check_consensus, neighbour_consensus
-from lammps_phase.inference.order_pooling import check_rounds, order_pairs, pool_order
+from lammps_phase.inference.consensus import check_consensus
+from lammps_phase.inference.order_pooling import check_rounds, order_pairs, served_probabilities
 
 MAX_ACCURACY_DROP = 0.0015  # at most 0.15 % of validation atoms turn from right to "other": the target is <= 0.2 %
 # on held-out runs, and a threshold fitted on one set of runs spends a little more on another
@@ -124,11 +124,10 @@ def calibrate(logits: torch.Tensor, labels: torch.Tensor, max_drop: float = MAX_
     truth = labels[keep]
     temperature = fit_temperature(logits[keep], truth)
     scaled = torch.softmax(logits / temperature, dim=-1)
-    served = scaled  # what a user is given: the scaled network, or its blend with the neighbours'
-    if consensus > 0:  # over every atom (an unlabelled one still votes for its neighbours), scored on the labelled
-        served = torch.from_numpy(neighbour_consensus(scaled, np.asarray(index), consensus)).double()
-    if pooling:
-        served = torch.from_numpy(pool_order(served, np.asarray(index), pairs, pooling)).double()
+    served = scaled  # what a user is given: the scaled network, or its blend with the neighbours' (and pooled)
+    if consensus > 0 or pooling:  # over every atom (an unlabelled one still votes for its neighbours), scored on
+        # the labelled ones
+        served = torch.from_numpy(served_probabilities(scaled, np.asarray(index), consensus, pairs, pooling)).double()
     raw = torch.softmax(logits[keep], dim=-1).max(dim=-1)
     network = scaled[keep].max(dim=-1)
     network_right = (network.indices == truth).numpy()  # scaling never changes which class wins: raw's too
