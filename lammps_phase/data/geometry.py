@@ -69,6 +69,44 @@ def interface_distance(positions: np.ndarray, cell: np.ndarray, origin: np.ndarr
     return d * _plane_spacing(cell, a)
 
 
+def phase_boundary_planes(positions: np.ndarray, cell: np.ndarray, origin: np.ndarray, axis: str,
+                          partner: np.ndarray) -> tuple[float, float]:
+    """The planes (fractional along row ``axis``) between which an interface run's partner phase lies now, fitted to
+    its labels: ``partner`` is 1 for partner atoms, 0 for crystal atoms, −1 for atoms without a label.
+
+    Why: the melted half starts at 0.5–1, but crystal regrows into it (seed-4 coesite | glass: 2–3 Å from each
+    plane), so distances from the starting planes put atoms of the regrown layers' boundary "3–6 Å from the
+    interface". The fit is the slab (periodic, not crossing the crystal half's middle at 0.25) that holds the most
+    partner minus crystal atoms — the maximum-sum run of ±1 over the labelled atoms sorted along the axis, one
+    prefix-sum scan — bounded half-way to the next atom outside it.
+    Without both phases labelled, the starting planes (0.5, 0.0)."""
+    frac = _row_fraction(positions, cell, origin, axis_index(axis))
+    codes = np.asarray(partner)
+    labelled = codes >= 0
+    if not (codes[labelled] == 1).any() or not (codes[labelled] == 0).any():
+        return 0.5, 0.0
+    shifted = (frac[labelled] - 0.25) % 1.0  # the crystal half's middle at the ends, the partner's in the middle
+    order = np.argsort(shifted, kind="stable")
+    g = shifted[order]
+    score = np.where(codes[labelled][order] == 1, 1, -1)
+    prefix = np.concatenate([[0], np.cumsum(score)])  # the best run i..j maximises prefix[j + 1] − prefix[i]
+    best_hi = int(np.argmax(prefix[1:] - np.minimum.accumulate(prefix[:-1])))
+    best_lo = int(np.argmin(prefix[: best_hi + 1]))
+    lower = 0.5 * (g[best_lo] + (g[best_lo - 1] if best_lo > 0 else 0.0))
+    upper = 0.5 * (g[best_hi] + (g[best_hi + 1] if best_hi + 1 < len(g) else 1.0))
+    return float((lower + 0.25) % 1.0), float((upper + 0.25) % 1.0)
+
+
+def phase_boundary_distance(positions: np.ndarray, cell: np.ndarray, origin: np.ndarray, axis: str,
+                            partner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (Å) of every atom from the nearer fitted phase boundary (:func:`phase_boundary_planes`) and whether
+    it lies on the partner's side of it."""
+    lower, upper = phase_boundary_planes(positions, cell, origin, axis, partner)
+    frac = _row_fraction(positions, cell, origin, axis_index(axis))
+    inside = (frac - lower) % 1.0 < (upper - lower) % 1.0
+    return interface_distance(positions, cell, origin, axis, (lower, upper)), inside
+
+
 # ------------------------------------------------------------------------------------------------ clusters, voids
 
 

@@ -13,10 +13,11 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from lammps_phase.data.geometry import axis_index, interface_distance, interface_side, sphere_depth, surface_depth
+from lammps_phase.data.geometry import (axis_index, interface_distance, phase_boundary_distance, sphere_depth,
+                                        surface_depth)
 
 DEPTH_BINS = ((0, 2), (2, 4), (4, 6), (6, 10), (10, np.inf))  # Å below a free surface
-INTERFACE_BINS = ((0, 1), (1, 2), (2, 3), (3, 6), (6, np.inf))  # Å from an interface
+INTERFACE_BINS = ((0, 1), (1, 2), (2, 3), (3, 6), (6, np.inf))  # Å from an interface (where the phases meet)
 NEAR_INTERFACE = 3.0  # Å: "at the interface" in the issue's targets
 STRAIN_BINS = ((0, 5), (5, 10), (10, 15), (15, 20), (20, 50))  # % compression along one axis
 PRESSURE_BINS = ((-5, 5), (5, 20), (20, 40), (40, 70))  # GPa
@@ -110,14 +111,21 @@ class PlaceTally:
                 self.tally(name, ok[known & shell])
 
     def _add_interface(self, spec, positions, cell, origin, labels, predicted, known, ok) -> None:
-        distance = interface_distance(positions, cell, origin, spec.axis)
-        disordered = interface_side(positions, cell, origin, spec.axis)
+        """Distances from where the two phases meet now (planes fitted to the labels: crystal regrows into the
+        melted half, :func:`~lammps_phase.data.geometry.phase_boundary_planes`); the starting planes' figures too."""
+        partner = self.classes.index(spec.partner) if spec.partner in self.classes else -1
+        codes = np.where(known, (labels == partner).astype(int), -1)
+        distance, disordered = phase_boundary_distance(positions, cell, origin, spec.axis, codes)
         near = known & (distance <= NEAR_INTERFACE)
         # the scores count labelled atoms only: say how many near the interface carry no label (no class is true)
         self.tally(f"interface, atoms ≤ {NEAR_INTERFACE:g} Å from it: share without a label",
                    ~known[distance <= NEAR_INTERFACE])
         self.tally(f"interface, atoms ≤ {NEAR_INTERFACE:g} Å from it", ok[near])
         self.tally(f"interface, atoms > {NEAR_INTERFACE:g} Å from it", ok[known & (distance > NEAR_INTERFACE)])
+        start = interface_distance(positions, cell, origin, spec.axis)  # where the melted half began
+        near_start = start <= NEAR_INTERFACE
+        self.tally(f"interface, atoms ≤ {NEAR_INTERFACE:g} Å from the starting plane", ok[known & near_start])
+        self.tally(f"interface, atoms > {NEAR_INTERFACE:g} Å from the starting plane", ok[known & ~near_start])
         self.tally(f"interface ≤ {NEAR_INTERFACE:g} Å, crystal side ({spec.name})", ok[near & ~disordered])
         self.tally(f"interface ≤ {NEAR_INTERFACE:g} Å, {spec.partner} side", ok[near & disordered])
         for lo, hi in INTERFACE_BINS:

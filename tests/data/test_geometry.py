@@ -33,6 +33,28 @@ def test_interface_distance_and_sides():
     np.testing.assert_allclose(geometry.interface_distance(pos, cell, np.zeros(3), "x"), [1.0, 1.0, 1.0, 10.0, 0.5])
 
 
+def test_phase_boundary_follows_the_labels_where_crystal_regrew_into_the_melted_half():
+    cell = np.diag([40.0, 10.0, 10.0])  # melted half 20-40 Å; crystal regrew to 23 Å and from 37 Å on
+    x = np.arange(0.25, 40.0, 0.5)
+    pos = np.c_[x, np.zeros_like(x), np.zeros_like(x)]
+    partner = ((x > 23.0) & (x < 37.0)).astype(int)
+    partner[(x > 10) & (x < 11)] = 1  # a stray glass-labelled atom deep in the crystal does not move the boundary
+    partner[np.abs(x - 30.25) < 0.1] = -1  # nor does an unlabelled one
+    lower, upper = geometry.phase_boundary_planes(pos, cell, np.zeros(3), "x", partner)
+    assert lower * 40.0 == pytest.approx(23.0) and upper * 40.0 == pytest.approx(37.0)
+    distance, inside = geometry.phase_boundary_distance(pos, cell, np.zeros(3), "x", partner)
+    assert distance[x == 21.25][0] == pytest.approx(1.75) and not inside[x == 21.25][0]
+    assert distance[x == 30.25][0] == pytest.approx(6.75) and inside[x == 30.25][0]
+    assert distance[x == 0.25][0] == pytest.approx(3.25)  # the crystal's middle is far from both boundaries
+    # the partner region may reach across the box edge, and without both phases labelled the starting planes stand
+    wrapped = ((x > 23.0) | (x < 1.5)).astype(int)
+    lower, upper = geometry.phase_boundary_planes(pos, cell, np.zeros(3), "x", wrapped)
+    assert (lower * 40.0, upper * 40.0) == (pytest.approx(23.0), pytest.approx(1.5))
+    distance, inside = geometry.phase_boundary_distance(pos, cell, np.zeros(3), "x", wrapped)
+    assert inside[x == 0.25][0] and distance[x == 0.25][0] == pytest.approx(1.25)
+    assert geometry.phase_boundary_planes(pos, cell, np.zeros(3), "x", np.zeros_like(partner)) == (0.5, 0.0)
+
+
 def test_cut_sphere_makes_a_cluster_in_vacuum_and_a_void_in_the_crystal():
     from lammps_phase.data.structures import supercell
 

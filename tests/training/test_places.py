@@ -58,6 +58,25 @@ def test_interface_atoms_by_distance_and_side_and_the_errors_named():
     assert got["interface, atoms ≤ 3 Å from it"] == pytest.approx(1 / 4, abs=1e-4)
 
 
+def test_interface_distances_are_from_where_the_phases_meet_now_not_from_where_the_melt_began():
+    cell = np.diag([40.0, 10.0, 10.0])  # melted half 20-40 Å, crystal regrown into it to 23.75 Å
+    x = np.array([10.0, 20.5, 22.5, 25.0, 28.0, 30.0])
+    pos = np.c_[x, np.zeros(6), np.zeros(6)]
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    predicted = np.array([0, 0, 1, 0, 1, 1])  # the two atoms either side of where the phases meet misread
+    t = PlaceTally(CLASSES)
+    t.add(_spec(variant="interface"), pos, cell, np.zeros(3), labels, predicted, 300.0, 0.0)
+    got = t.by_place()
+    # boundaries at 23.75 Å (half-way from 22.5 to 25) and 40 Å (half-way from 30 to the next crystal atom, 10 + 40)
+    assert got["interface, atoms ≤ 3 Å from it"] == 0.0  # x = 22.5, 25
+    assert got["interface, atoms > 3 Å from it"] == 1.0
+    assert got["interface ≤ 3 Å, crystal side (alpha_quartz)"] == 0.0
+    assert got["interface ≤ 3 Å, amorphous side"] == 0.0
+    # from the starting plane at 20 Å the misread glass atom at 25 Å would count as "> 3 Å from the interface"
+    assert got["interface, atoms ≤ 3 Å from the starting plane"] == 0.5  # x = 20.5, 22.5
+    assert got["interface, atoms > 3 Å from the starting plane"] == 0.75
+
+
 def test_strain_is_measured_against_the_relaxed_cell_and_binned():
     ref = np.diag([10.0, 12.0, 14.0])
     assert uniaxial_strain(np.diag([10.0, 10.2, 14.0]), ref, "y") == pytest.approx(0.15)
