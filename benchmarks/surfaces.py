@@ -5,7 +5,7 @@ orientations and strains the training config did not have when this benchmark wa
 strain along y, a non-periodic sphere, glass at 50 GPa and 2500 K; since session 7 the config trains slabs and
 quartz | glass interfaces normal to y as well, on other seeds), checked like the training data, and cached under
 ``cache/surface_bench/``. Each checkpoint given labels them all; the table gives the fraction of atoms labelled
-with their own class, by depth below the surface / distance from the centre / distance from the interface.
+with their own class, by depth below the surface / distance from the centre / distance from where the two phases of an interface meet.
 
 ``--potential`` makes the same kinds of structure in Tersoff (Munetoh) or Vashishta 1990 (default BKS), each only
 where it holds in that potential (:data:`POTENTIALS`): the glass side of an interface melted and quenched as the
@@ -99,9 +99,12 @@ def make_cases(min_length: float, potential: str = "bks_dsf") -> dict[str, Calla
             # the training config's rule: quartz above 650 K at 0 GPa is β (crystal | melt sits near 3000 K)
             name = "beta_quartz" if crystal.name == "alpha_quartz" and s.temperature > ALPHA_QUARTZ_MAX_K else crystal.name
             lut = np.array([name, partner, "none"], dtype=object)
-            return _frame(s, lut[s.atom_labels.astype(int)], geometry.interface_distance(s.positions, s.cell, s.origin, "y"),
+            # binned by the distance from where the two phases meet (crystal regrows into the melted half)
+            distance, _ = geometry.phase_boundary_distance(s.positions, s.cell, s.origin, "y", s.atom_labels)
+            return _frame(s, lut[s.atom_labels.astype(int)], distance,
                           note=f"{name} (built as {crystal.name}) | {partner} at {p:g} GPa and {s.temperature:.0f} K, "
                                "interfaces normal to y")
+        make.depends = {"distance": "from the fitted phase boundary"}  # cases binned from the starting planes remade
         return make
 
     def strained(crystal, axis, strain, label):
