@@ -5,7 +5,8 @@ orientations and strains the training config did not have when this benchmark wa
 strain along y, a non-periodic sphere, glass at 50 GPa and 2500 K; since session 7 the config trains slabs and
 quartz | glass interfaces normal to y as well, on other seeds), checked like the training data, and cached under
 ``cache/surface_bench/``. Each checkpoint given labels them all; the table gives the fraction of atoms labelled
-with their own class, by depth below the surface / distance from the centre / distance from where the two phases of an interface meet.
+with their own class, by depth below the surface / distance from the centre / distance from where the two phases
+of an interface meet.
 
 ``--potential`` makes the same kinds of structure in Tersoff (Munetoh) or Vashishta 1990 (default BKS), each only
 where it holds in that potential (:data:`POTENTIALS`): the glass side of an interface melted and quenched as the
