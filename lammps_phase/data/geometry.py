@@ -64,9 +64,12 @@ def interface_distance(positions: np.ndarray, cell: np.ndarray, origin: np.ndarr
     """Distance (Å) of every atom from the nearest interface plane; ``planes`` are fractional coordinates along
     cell row ``axis`` (default: the two planes at 0 and 0.5 that separate the halves of an interface run)."""
     a = axis_index(axis)
-    frac = _row_fraction(positions, cell, origin, a)
-    d = np.min([np.abs((frac - p + 0.5) % 1.0 - 0.5) for p in planes], axis=0)
-    return d * _plane_spacing(cell, a)
+    return _plane_distance(_row_fraction(positions, cell, origin, a), planes) * _plane_spacing(cell, a)
+
+
+def _plane_distance(frac: np.ndarray, planes: Sequence[float]) -> np.ndarray:
+    """Fractional distance (periodic) of every coordinate from the nearest of ``planes``."""
+    return np.min([np.abs((frac - p + 0.5) % 1.0 - 0.5) for p in planes], axis=0)
 
 
 def phase_boundary_planes(positions: np.ndarray, cell: np.ndarray, origin: np.ndarray, axis: str,
@@ -80,8 +83,11 @@ def phase_boundary_planes(positions: np.ndarray, cell: np.ndarray, origin: np.nd
     partner minus crystal atoms — the maximum-sum run of ±1 over the labelled atoms sorted along the axis, one
     prefix-sum scan — bounded half-way to the next atom outside it.
     Without both phases labelled, the starting planes (0.5, 0.0)."""
-    frac = _row_fraction(positions, cell, origin, axis_index(axis))
-    codes = np.asarray(partner)
+    return _boundary_planes(_row_fraction(positions, cell, origin, axis_index(axis)), np.asarray(partner))
+
+
+def _boundary_planes(frac: np.ndarray, codes: np.ndarray) -> tuple[float, float]:
+    """:func:`phase_boundary_planes` on the atoms' fractional coordinates along the axis."""
     labelled = codes >= 0
     if not (codes[labelled] == 1).any() or not (codes[labelled] == 0).any():
         return 0.5, 0.0
@@ -101,10 +107,11 @@ def phase_boundary_distance(positions: np.ndarray, cell: np.ndarray, origin: np.
                             partner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distance (Å) of every atom from the nearer fitted phase boundary (:func:`phase_boundary_planes`) and whether
     it lies on the partner's side of it."""
-    lower, upper = phase_boundary_planes(positions, cell, origin, axis, partner)
-    frac = _row_fraction(positions, cell, origin, axis_index(axis))
+    a = axis_index(axis)
+    frac = _row_fraction(positions, cell, origin, a)
+    lower, upper = _boundary_planes(frac, np.asarray(partner))
     inside = (frac - lower) % 1.0 < (upper - lower) % 1.0
-    return interface_distance(positions, cell, origin, axis, (lower, upper)), inside
+    return _plane_distance(frac, (lower, upper)) * _plane_spacing(cell, a), inside
 
 
 # ------------------------------------------------------------------------------------------------ clusters, voids
