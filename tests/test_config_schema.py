@@ -89,7 +89,7 @@ def test_each_mistake_names_the_file_and_the_key(tmp_path, change, message):
 
 def test_the_shipped_configs_load():
     for name in ("train_sio2.toml", "train_cu.toml", "train_sio2_bks.toml", "train_sio2_surfaces.toml",
-                 "train_sio2_averaged.toml"):
+                 "train_sio2_averaged.toml", "train_sio2_extra_seeds.toml"):
         cfg = load_config(ROOT / "inputs" / name)
         assert cfg.classes and cfg.source.endswith(name)
 
