@@ -67,7 +67,7 @@ class PipelineConfig:
     snapshot_every_ps: float = 0.5
     ranks: int = 1
     jobs: int = 1  # heating runs at a time
-    # variant -> more training seeds for its blocks only: more runs of the places whose data are scarce
+    # variant or kind -> more training seeds for its blocks only: more runs of the places whose data are scarce
     extra_train_seeds: dict[str, list[int]] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)
@@ -127,9 +127,9 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
         raise LammpsPhaseError(f"config {path}: runs.seeds needs disjoint lists for train, val and test")
     extra = runs.get("extra_train_seeds", {})
     for variant, more in extra.items():
-        if variant not in VARIANTS:
-            raise LammpsPhaseError(f"config {path}: runs.extra_train_seeds names variant {variant!r}; use one of "
-                                   f"{', '.join(VARIANTS)}")
+        if variant not in VARIANTS + PHASE_KINDS:
+            raise LammpsPhaseError(f"config {path}: runs.extra_train_seeds names {variant!r}; use a variant "
+                                   f"({', '.join(VARIANTS)}) or a kind ({', '.join(PHASE_KINDS)})")
         taken = sorted(set(more) & {s for split in SPLITS for s in seeds[split]})
         if taken or len(set(more)) != len(more) or min(more, default=1) < 1:
             raise LammpsPhaseError(f"config {path}: runs.extra_train_seeds.{variant} = {more}: give distinct seeds of "
@@ -222,8 +222,12 @@ def _check_variant(spec: PhaseSpec, path) -> None:
 
 
 def block_seeds(cfg: PipelineConfig, spec: PhaseSpec, split: str) -> list[int]:
-    """The seeds of a block's runs in a split: the config's, and for training its variant's extra seeds."""
-    return cfg.seeds[split] + (cfg.extra_train_seeds.get(spec.variant, []) if split == "train" else [])
+    """The seeds of a block's runs in a split: the config's, and for training the extra seeds of its variant and of
+    its kind (a glass slab takes both the slab's and the glass's)."""
+    if split != "train":
+        return list(cfg.seeds[split])
+    extra = set(cfg.extra_train_seeds.get(spec.variant, [])) | set(cfg.extra_train_seeds.get(spec.kind, []))
+    return cfg.seeds[split] + sorted(extra)
 
 
 def potential_of(cfg: PipelineConfig, spec: PhaseSpec) -> str:

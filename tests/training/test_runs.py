@@ -214,9 +214,15 @@ def test_extra_training_seeds_add_runs_of_one_variant_only(tmp_path):
                      pressure=np.zeros(1, np.float32), species=np.array(["Si", "O", "O"]))
     seeds = [decode_run_id(frame[7])[0] for frame in iter_snapshots(cfg, tmp_path / "work", "train")]
     assert seeds == [1, 5, 6, 1]
+    # a kind names blocks across variants; a block named by both its variant and its kind runs each seed once
+    cfg = config("extra_train_seeds = { interface = [5, 6], melt = [6, 7] }")
+    interface, melt = cfg.phases
+    assert block_seeds(cfg, interface, "train") == [1, 5, 6] and block_seeds(cfg, melt, "train") == [1, 6, 7]
+    cfg = config("extra_train_seeds = { interface = [5], crystal = [5, 8] }")
+    assert block_seeds(cfg, cfg.phases[0], "train") == [1, 5, 8] and block_seeds(cfg, cfg.phases[1], "train") == [1]
     for extra, message in [("extra_train_seeds = { interface = [2] }", r"runs.seeds does not use \(\[2\]\)"),
                            ("extra_train_seeds = { interface = [5, 5] }", "distinct seeds"),
-                           ("extra_train_seeds = { interfaces = [5] }", "names variant 'interfaces'"),
+                           ("extra_train_seeds = { interfaces = [5] }", "names 'interfaces'"),
                            ('extra_train_seeds = { interface = "5" }', "extra_train_seeds")]:
         with pytest.raises(LammpsPhaseError, match=message):
             config(extra)
