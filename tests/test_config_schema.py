@@ -88,10 +88,17 @@ def test_each_mistake_names_the_file_and_the_key(tmp_path, change, message):
 
 
 def test_the_shipped_configs_load():
-    for name in ("train_sio2.toml", "train_cu.toml", "train_sio2_bks.toml", "train_sio2_surfaces.toml",
-                 "train_sio2_averaged.toml", "train_sio2_extra_seeds.toml"):
-        cfg = load_config(ROOT / "inputs" / name)
-        assert cfg.classes and cfg.source.endswith(name)
+    from lammps_phase.training.config import block_seeds
+
+    paths = sorted((ROOT / "inputs").glob("train_*.toml"))
+    assert len(paths) >= 7
+    for path in paths:
+        cfg = load_config(path)
+        assert cfg.classes and cfg.source.endswith(path.name)
+    glass_seeds = load_config(ROOT / "inputs" / "train_sio2_glass_seeds.toml")
+    extra = {(spec.kind, spec.variant): block_seeds(glass_seeds, spec, "train") for spec in glass_seeds.phases}
+    assert extra[("glass", "bulk")] == extra[("glass", "slab")] == extra[("crystal", "interface")] == [1, 2, 5, 6]
+    assert extra[("crystal", "bulk")] == extra[("melt", "bulk")] == [1, 2]
 
 
 def test_the_shipped_config_is_the_bks_config_plus_its_other_potentials():
