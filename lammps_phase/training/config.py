@@ -126,20 +126,20 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
     if set(seeds) != set(SPLITS) or any(set(seeds[a]) & set(seeds[b]) for a in SPLITS for b in SPLITS if a < b):
         raise LammpsPhaseError(f"config {path}: runs.seeds needs disjoint lists for train, val and test")
     extra = runs.get("extra_train_seeds", {})
-    for variant, more in extra.items():
-        if variant not in VARIANTS + PHASE_KINDS:
-            raise LammpsPhaseError(f"config {path}: runs.extra_train_seeds names {variant!r}; use a variant "
+    for key, more in extra.items():
+        if key not in VARIANTS + PHASE_KINDS:
+            raise LammpsPhaseError(f"config {path}: runs.extra_train_seeds names {key!r}; use a variant "
                                    f"({', '.join(VARIANTS)}) or a kind ({', '.join(PHASE_KINDS)})")
         taken = sorted(set(more) & {s for split in SPLITS for s in seeds[split]})
         if taken or len(set(more)) != len(more) or min(more, default=1) < 1:
-            raise LammpsPhaseError(f"config {path}: runs.extra_train_seeds.{variant} = {more}: give distinct seeds of "
+            raise LammpsPhaseError(f"config {path}: runs.extra_train_seeds.{key} = {more}: give distinct seeds of "
                                    f"at least 1 that runs.seeds does not use ({taken or 'repeated or below 1'})")
     cfg = PipelineConfig(
         name=raw["name"], elements=list(raw["elements"]), potential=raw["potential"],
         output=raw.get("output", f"checkpoints/{raw['name']}.pt"), phases=phases, seeds=seeds,
         supercell_min_length=float(runs.get("supercell_min_length", 14.0)),
         snapshot_every_ps=float(runs.get("snapshot_every_ps", 0.5)), ranks=int(runs.get("ranks", 1)),
-        jobs=int(runs.get("jobs", 1)), extra_train_seeds={v: [int(x) for x in more] for v, more in extra.items()},
+        jobs=int(runs.get("jobs", 1)), extra_train_seeds={k: [int(x) for x in more] for k, more in extra.items()},
         dataset=raw.get("dataset", {}), model=raw.get("model", {}), train=raw.get("train", {}),
         calibrate=raw.get("calibrate", {}), report=raw.get("report", {}), source=str(path),
     )

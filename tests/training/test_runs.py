@@ -188,7 +188,7 @@ def test_the_relaxed_cell_of_a_strained_run_is_read_back(tmp_path):
     assert run_reference_cell(cfg, tmp_path / "work", val_id) is None  # a run saved before the cell was kept
 
 
-def test_extra_training_seeds_add_runs_of_one_variant_only(tmp_path):
+def test_extra_training_seeds_add_runs_of_one_variant_or_kind_only(tmp_path):
     """[runs] extra_train_seeds: more training runs of the scarce places (here interfaces), none of the bulk, and
     never a seed that validation or test runs use."""
     from lammps_phase.training.config import block_seeds
