@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -95,6 +96,8 @@ def test_the_shipped_configs_load():
     for path in paths:
         cfg = load_config(path)
         assert cfg.classes and cfg.source.endswith(path.name)
+        assert len(cfg.classes) == len(set(cfg.classes))
+        json.dumps(cfg.model)
     glass_seeds = load_config(ROOT / "inputs" / "train_sio2_glass_seeds.toml")
     extra = {(spec.kind, spec.variant): block_seeds(glass_seeds, spec, "train") for spec in glass_seeds.phases}
     assert extra[("glass", "bulk")] == extra[("glass", "slab")] == extra[("crystal", "interface")] == [1, 2, 5, 6]
